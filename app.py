@@ -1,0 +1,43 @@
+"""Launch the faceres demo: `python app.py [--host HOST] [--port PORT]`.
+
+Serves on 127.0.0.1:7860 unless told otherwise (flags, or GRADIO_SERVER_NAME / GRADIO_SERVER_PORT).
+Requests queue (at most `--concurrency` run at once) instead of failing under load; uploads over
+50 MB are refused; no analytics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options, defaults taken from Gradio's environment variables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    parser.add_argument("--port", type=int,
+                        default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                        help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--concurrency", type=int,
+                        default=int(os.environ.get("FACERES_APP_CONCURRENCY", "2")),
+                        help="requests run at once; more wait in the queue (default: 2)")
+    parser.add_argument("--queue-size", type=int, default=256,
+                        help="requests that may wait before new ones are refused (default: 256)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from faceres.app import build_demo
+    from faceres.imageio import MAX_FILE_BYTES
+
+    demo = build_demo()
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_BYTES)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The `faceres` command: one argparse parser, one sub-module per command group.
+
+Each module in `faceres.cli` named in `GROUPS` defines `add_parser(subparsers)`, which adds its
+command(s) and sets `func` (called with the parsed `argparse.Namespace`, returns an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import FaceresError
+
+GROUPS = ("registry", "convert", "verify", "expression", "eval", "train", "study", "space")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, every group added."""
+    parser = argparse.ArgumentParser(prog="faceres", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        importlib.import_module(f"{__name__}.{group}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script: one line on stderr and a non-zero exit on failure."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FaceresError as exc:
+        print(f"faceres: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("faceres: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("faceres: error: out of memory", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""`faceres eval …`: benchmark numbers. One sub-command per evaluation (lfw, pairs, …)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+DETECTOR_CHOICES = ("auto", "yunet", "dlib")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `eval` group and its sub-commands."""
+    group = subparsers.add_parser("eval", help="evaluate models on benchmarks")
+    sub = group.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")
+    _add_lfw(sub)
+    _add_pairs(sub)
+    _add_expression(sub)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="identity model from the registry (default: the default one)")
+    p.add_argument("--detector", choices=DETECTOR_CHOICES,
+                   help="face detector (default: the FACERES_DETECTOR setting, else auto)")
+    p.add_argument("--out", type=Path, default=Path("runs/eval"),
+                   help="folder for the report JSON and ROC plot (default runs/eval)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON only")
+
+
+def _add_lfw(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "lfw", help="LFW: View 1 calibration, View 2 10-fold accuracy, TAR@FAR, AUC",
+        description="Calibrate the threshold (and with --tune, the alignment template) on LFW "
+                    "View 1, report View 2 (10 folds, each threshold chosen on the other nine), "
+                    "and write the calibration into the model's config.",
+    )
+    _common(p)
+    p.add_argument("--data", type=Path, help="LFW folder (default: $FACERES_DATA/lfw)")
+    p.add_argument("--tune", action="store_true",
+                   help="tune the alignment template on View 1 (pairsDevTest) first")
+    p.add_argument("--no-write", dest="write", action="store_false",
+                   help="do not write the calibration into the registry")
+    p.set_defaults(func=run_lfw)
+
+
+def _add_pairs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pairs", help="any pair list: CSV with left,right,same[,fold]",
+        description="Accuracy (k-fold when the CSV has folds), TAR@FAR 1e-3 and AUC of a pair "
+                    "list.",
+    )
+    _common(p)
+    p.add_argument("--pairs", type=Path, required=True, help="CSV with left,right,same[,fold]")
+    p.add_argument("--root", type=Path, required=True, help="folder the image paths are under")
+    p.set_defaults(func=run_pairs)
+
+
+def _add_expression(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "expression", help="expression accuracy, per-class precision/recall, confusion matrix",
+        description="Score an expression model on a folder of class-named sub-folders or on a "
+                    "FER2013 split (FER+ models: FER+ majority labels).",
+    )
+    p.add_argument("--model", help="expression model (default: the default one)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--folder", type=Path, help="folder of <class>/<image> files")
+    where.add_argument("--split", choices=("Training", "PublicTest", "PrivateTest"),
+                       help="a FER2013 split under --data")
+    p.add_argument("--data", type=Path, help="FER2013 folder (default: $FACERES_DATA/fer2013)")
+    p.add_argument("--faces", choices=("crop", "detect"),
+                   help="crop: images are face crops; detect: photos (default: by image size)")
+    p.add_argument("--out", type=Path, default=Path("runs/eval"),
+                   help="folder for the confusion-matrix plot (default runs/eval)")
+    p.add_argument("--update-registry", action="store_true",
+                   help="write the split's accuracy into the model's card and index entry")
+    p.add_argument("--json", action="store_true", help="print the report as JSON only")
+    p.set_defaults(func=run_expression)
+
+
+def run_expression(args: argparse.Namespace) -> int:
+    from .. import registry
+    from ..eval_expression import evaluate_expression, format_report, record_metric
+
+    name = args.model or registry.default_model("expression")
+    report = evaluate_expression(name, folder=args.folder, split=args.split, faces=args.faces,
+                                 data=args.data,
+                                 plot=args.out / f"confusion-{name}-{args.split or 'folder'}.png")
+    if args.update_registry:
+        if not args.split:
+            from ..errors import DataError
+
+            raise DataError("--update-registry needs --split (a FER2013 split).")
+        record_metric(name, args.split, report["accuracy"])
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _model_name(model: str | None) -> str:
+    from .. import registry
+
+    return model or registry.default_model("identity")
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+
+def _print_identity(report: dict) -> None:
+    print(f"model {report['model']}, detector {report['detector']}: {report['images']} images, "
+          f"{report['undetected']} without a detected face ({report['undetected_rule']})")
+    if "view1" in report:
+        v1 = report["view1"]
+        print(f"View 1: threshold {v1['threshold']:.4f} ± band {v1['band']:.4f} "
+              f"(DevTrain {v1['dev_train_accuracy']:.2%}, DevTest {v1['dev_test_accuracy']:.2%})")
+    m = report.get("view2", report)
+    if "accuracy_mean" in m:
+        print(f"accuracy {m['accuracy_mean']:.2%} ± {m['accuracy_std']:.2%} "
+              f"({len(m['fold_accuracies'])} folds)")
+    else:
+        print(f"accuracy {m['accuracy_best_threshold']:.2%} at the best threshold "
+              f"{m['best_threshold']:.4f} (no folds: optimistic)")
+    print(f"TAR {m['tar_at_far']:.2%} at FAR {m['far']:g}; ROC AUC {m['auc']:.5f}")
+    print(f"ROC plot: {report['roc_plot']}")
+
+
+def run_lfw(args: argparse.Namespace) -> int:
+    from ..eval_identity import evaluate_lfw
+
+    _setup_logging(args.json)
+    report = evaluate_lfw(_model_name(args.model), data=args.data, out_dir=args.out,
+                          detector=args.detector, tune=args.tune, write=args.write)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_identity(report)
+    return 0
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    from ..eval_identity import evaluate_pairs
+
+    _setup_logging(args.json)
+    report = evaluate_pairs(args.pairs, args.root, _model_name(args.model), out_dir=args.out,
+                            detector=args.detector)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_identity(report)
+    return 0

@@ -1,0 +1,45 @@
+"""`faceres train expression`: train an expression model into the registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train models")
+    kinds = train.add_subparsers(dest="kind", required=True, metavar="KIND")
+    p = kinds.add_parser("expression", help="train an expression model on FER2013 / FER+",
+                         description="Train from scratch, select on PublicTest, save to the "
+                                     "registry folder given by --out.")
+    p.add_argument("--arch", required=True, help="timm architecture, e.g. faceres_resnet18_48")
+    p.add_argument("--out", required=True, help="registry folder, e.g. registry/models/NAME")
+    p.add_argument("--labels", choices=("fer", "ferplus"), default="fer")
+    p.add_argument("--data", help="FER2013 image folders (default $FACERES_DATA/fer2013)")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--twin", help="registry name of this model's plain or residual twin")
+    p.add_argument("--default", action="store_true", help="make it the default expression model")
+    p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--workdir", help="checkpoints (default runs/NAME)")
+    p.add_argument("--time-budget", type=float,
+                   help="seconds: lower --epochs to what fits, timed before training")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run_expression)
+
+
+def run_expression(args: argparse.Namespace) -> int:
+    from ..train import TrainConfig, train_expression
+
+    cfg = TrainConfig(arch=args.arch, name=Path(args.out).name, labels=args.labels,
+                      data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      seed=args.seed, twin=args.twin, default=args.default, device=args.device,
+                      workdir=args.workdir, time_budget=args.time_budget)
+    summary = train_expression(cfg, resume=args.resume, progress=not args.json)
+    print(json.dumps(summary, indent=2) if args.json else
+          "\n".join(f"{k}: {v}" for k, v in summary.items()))
+    return 0

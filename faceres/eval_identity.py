@@ -1,0 +1,522 @@
+"""Identity evaluation on pair lists: LFW (View 1 calibration, View 2 10-fold) and any CSV.
+
+Every image goes through the same detect → align → embed pipeline as `faceres.verify`, embedded
+once per run. Two documented rules decide which face is used:
+
+- several faces: LFW images are centred on the labelled person, so LFW uses the face whose box
+  centre is nearest the image centre (`pick="center"`); other pair lists use the largest face,
+  as `verify` does.
+- no face: the image is not dropped; it is counted in `undetected` and embedded from a centre
+  crop, the template mapped onto the centred square of side `CENTRE_CROP` × the shorter side
+  (about where LFW's 250×250 images hold the face).
+
+Similarity is the cosine of L2-normalised embeddings (higher = more similar).
+
+>>> report = evaluate_lfw("dlib-resnet29-face", detector="yunet")
+>>> round(report["view2"]["accuracy_mean"], 4), report["undetected"]
+(0.9887, 0)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .alignment import align, dlib_chip_template, model_template
+from .detection import SCHEMES, Face, detect_faces, select_detector
+from .errors import DataError
+from .imageio import load_image
+
+log = logging.getLogger(__name__)
+
+Embedder = Callable[[Sequence[np.ndarray]], np.ndarray]
+"""Aligned RGB uint8 crops → L2-normalised embeddings (N, D)."""
+
+CENTRE_CROP = 0.6
+"""Side of the fallback centre crop, as a fraction of the image's shorter side."""
+FAR_TARGET = 1e-3
+BAND_COVERAGE = 0.95
+"""The uncertain band is the narrowest band around the threshold holding this share of the
+View 1 (DevTrain) errors."""
+TUNE_SCALES = (0.95, 1.0, 1.05, 1.1, 1.15, 1.2)
+TUNE_SHIFTS = (-0.03, 0.03)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two images, whether they show the same person, and the fold (None when unfolded)."""
+
+    left: Path
+    right: Path
+    same: bool
+    fold: int | None = None
+
+
+# --- pair lists ------------------------------------------------------------------------------
+
+
+def read_lfw_pairs(path: Path, images: Path) -> list[Pair]:
+    """Pairs of an LFW list (`pairs.txt`: header "10 300", folds of 300 same + 300 different;
+    `pairsDev*.txt`: header "N", N same then N different), paths under `images`.
+
+    >>> len(read_lfw_pairs(lfw / "pairs.txt", lfw / "lfw-deepfunneled"))
+    6000
+    """
+    lines = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
+    if not lines:
+        raise DataError(f"{path} is empty.")
+    header, rows = lines[0], lines[1:]
+    folds, per_fold = (int(header[0]), int(header[1])) if len(header) == 2 else (1, int(header[0]))
+    if len(rows) != folds * 2 * per_fold:
+        raise DataError(f"{path}: expected {folds * 2 * per_fold} pairs, found {len(rows)}.")
+
+    def image(name: str, number: str) -> Path:
+        return images / name / f"{name}_{int(number):04d}.jpg"
+
+    pairs = []
+    for i, row in enumerate(rows):
+        fold = i // (2 * per_fold) if folds > 1 else None
+        if len(row) == 3:
+            pairs.append(Pair(image(row[0], row[1]), image(row[0], row[2]), True, fold))
+        elif len(row) == 4:
+            pairs.append(Pair(image(row[0], row[1]), image(row[2], row[3]), False, fold))
+        else:
+            raise DataError(f"{path}, pair {i + 1}: expected 3 or 4 fields, got {row}.")
+    return pairs
+
+
+_TRUE = {"1", "true", "yes", "same", "match"}
+_FALSE = {"0", "false", "no", "different", "mismatch"}
+
+
+def read_pairs_csv(path: Path, root: Path) -> list[Pair]:
+    """Pairs of a CSV with a header `left,right,same[,fold]`; image paths relative to `root`.
+
+    `same` is 1/0 (or true/false, same/different); `fold` is an optional integer.
+
+    >>> read_pairs_csv("pairs.csv", "photos/")[0]
+    Pair(left=PosixPath('photos/a1.jpg'), right=PosixPath('photos/a2.jpg'), same=True, fold=None)
+    """
+    path, root = Path(path), Path(root)
+    if not path.is_file():
+        raise DataError(f"Pair list not found: {path}")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"left", "right", "same"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"{path.name} needs columns left,right,same[,fold]; missing {missing}.")
+        pairs = []
+        for line, row in enumerate(reader, start=2):
+            same = row["same"].strip().lower()
+            if same not in _TRUE | _FALSE:
+                raise DataError(f"{path.name}, line {line}: 'same' must be 1/0, got {same!r}.")
+            fold = row.get("fold")
+            pairs.append(
+                Pair(root / row["left"], root / row["right"], same in _TRUE,
+                     int(fold) if fold not in (None, "") else None)
+            )
+    if not pairs:
+        raise DataError(f"{path.name} has no pairs.")
+    return pairs
+
+
+# --- faces and embeddings ---------------------------------------------------------------------
+
+
+def choose_face(faces: list[Face], shape: tuple[int, ...], pick: str) -> Face | None:
+    """The face to evaluate: the largest (`pick="largest"`) or the one nearest the centre."""
+    if not faces:
+        return None
+    if pick == "largest":
+        return faces[0]
+    cy, cx = shape[0] / 2, shape[1] / 2
+    return min(faces, key=lambda f: (f.box[0] + f.box[2] / 2 - cx) ** 2
+               + (f.box[1] + f.box[3] / 2 - cy) ** 2)
+
+
+def centre_face(shape: tuple[int, ...], template: dict) -> Face:
+    """The fallback for an image without a detected face: landmarks that make `align` return
+    the centred square of side `CENTRE_CROP` × the shorter side."""
+    scheme = next(k for k in SCHEMES if k in template)
+    width, height = template["size"]
+    side = CENTRE_CROP * min(shape[:2])
+    points = np.asarray(template[scheme], dtype=np.float64)
+    scale = side / max(width, height)
+    centre = np.array([shape[1] / 2, shape[0] / 2])
+    landmarks = (points - np.array([width, height]) / 2) * scale + centre
+    return Face(
+        (float(centre[0] - side / 2), float(centre[1] - side / 2), side, side),
+        landmarks.astype(np.float32), scheme, 0.0, "centre-crop",
+    )
+
+
+def detect_images(
+    paths: Iterable[Path], detector: str | None, pick: str
+) -> dict[Path, Face | None]:
+    """The chosen face of every image (None where no face was detected)."""
+    faces: dict[Path, Face | None] = {}
+    for path in paths:
+        image = load_image(path)
+        faces[path] = choose_face(detect_faces(image, detector), image.shape, pick)
+        if len(faces) % 1000 == 0:
+            log.info("detected %d images", len(faces))
+    return faces
+
+
+def embed_images(
+    faces: dict[Path, Face | None], template: dict, embedder: Embedder, batch_size: int = 32
+) -> dict[Path, np.ndarray]:
+    """Embedding of every image: its face aligned onto `template`, else the centre crop."""
+    paths = list(faces)
+    out: dict[Path, np.ndarray] = {}
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        crops = []
+        for path in chunk:
+            image = load_image(path)
+            crops.append(align(image, faces[path] or centre_face(image.shape, template), template))
+        out.update(zip(chunk, embedder(crops), strict=True))
+        if (start // batch_size) % 30 == 0:
+            log.info("embedded %d / %d images", start + len(chunk), len(paths))
+    return out
+
+
+def pair_scores(pairs: Sequence[Pair], embeddings: dict[Path, np.ndarray]) -> np.ndarray:
+    """Cosine similarity of each pair."""
+    return np.array([float(np.dot(embeddings[p.left], embeddings[p.right])) for p in pairs])
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Threshold maximising accuracy of `score >= threshold` ↔ same, and that accuracy.
+
+    Among equally accurate thresholds the midpoint of the best run of candidates is taken.
+
+    >>> best_threshold(np.array([0.1, 0.4, 0.6, 0.9]), np.array([0, 0, 1, 1]))
+    (0.5, 1.0)
+    """
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    order = np.argsort(scores)
+    s, y = scores[order], labels[order]
+    # threshold just above s[k-1]: the k lowest are "different", the rest "same"
+    below_neg = np.concatenate([[0], np.cumsum(~y)])
+    above_pos = np.concatenate([[0], np.cumsum(y[::-1])])[::-1]
+    correct = below_neg + above_pos
+    candidates = np.concatenate([[s[0] - 1e-6], (s[:-1] + s[1:]) / 2, [s[-1] + 1e-6]])
+    best = np.flatnonzero(correct == correct.max())
+    k = int(best[len(best) // 2])
+    return float(candidates[k]), float(correct[k] / len(s))
+
+
+def accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
+    """Share of pairs where `score >= threshold` matches the label."""
+    return float(np.mean((np.asarray(scores) >= threshold) == np.asarray(labels, dtype=bool)))
+
+
+def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> dict:
+    """LFW protocol: each fold's threshold chosen on the other folds; per-fold accuracies,
+    mean, sample std and standard error."""
+    accs, thresholds = [], []
+    for fold in np.unique(folds):
+        test = folds == fold
+        threshold, _ = best_threshold(scores[~test], labels[~test])
+        thresholds.append(threshold)
+        accs.append(accuracy(scores[test], labels[test], threshold))
+    accs_arr = np.array(accs)
+    std = float(accs_arr.std(ddof=1)) if len(accs) > 1 else 0.0
+    return {
+        "accuracy_mean": float(accs_arr.mean()),
+        "accuracy_std": std,
+        "accuracy_se": std / np.sqrt(len(accs)),
+        "fold_accuracies": [float(a) for a in accs],
+        "fold_thresholds": thresholds,
+    }
+
+
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False and true accept rates at every distinct threshold, highest threshold first."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each distinct score
+    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
+    fpr = np.r_[0.0, fp / max(1, (~y).sum())]
+    tpr = np.r_[0.0, tp / max(1, y.sum())]
+    return fpr, tpr, np.r_[np.inf, s[last]]
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (trapezoids; ties count half).
+
+    >>> roc_auc(np.array([0.2, 0.8]), np.array([0, 1]))
+    1.0
+    """
+    fpr, tpr, _ = roc_curve(scores, labels)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def tar_at_far(
+    scores: np.ndarray, labels: np.ndarray, far: float = FAR_TARGET
+) -> tuple[float, float]:
+    """True accept rate at the lowest threshold whose false accept rate is ≤ `far`, and that
+    threshold (with 3,000 negatives, FAR 1e-3 allows 3 false accepts)."""
+    fpr, tpr, thresholds = roc_curve(scores, labels)
+    k = int(np.flatnonzero(fpr <= far)[-1])
+    return float(tpr[k]), float(thresholds[k])
+
+
+def uncertainty_band(
+    scores: np.ndarray, labels: np.ndarray, threshold: float, coverage: float = BAND_COVERAGE
+) -> float:
+    """Half-width of the narrowest band around `threshold` holding `coverage` of the errors."""
+    scores, labels = np.asarray(scores), np.asarray(labels, dtype=bool)
+    wrong = (scores >= threshold) != labels
+    if not wrong.any():
+        return 0.0
+    return float(np.quantile(np.abs(scores[wrong] - threshold), coverage))
+
+
+def save_roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> Path:
+    """ROC curves (label → (fpr, tpr)) on a log-FAR axis, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    for label, (fpr, tpr) in curves.items():
+        ax.plot(np.maximum(fpr, 1e-4), tpr, label=label)
+    ax.axvline(FAR_TARGET, color="grey", lw=0.8, ls="--")
+    ax.set(xscale="log", xlim=(1e-4, 1), ylim=(0.8, 1.0), xlabel="false accept rate",
+           ylabel="true accept rate", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def pair_metrics(pairs: Sequence[Pair], scores: np.ndarray) -> dict:
+    """Accuracy (k-fold when the pairs have folds, else at the best threshold), TAR at FAR,
+    AUC and score distributions."""
+    labels = np.array([p.same for p in pairs])
+    report: dict = {"pairs": len(pairs), "positives": int(labels.sum())}
+    if all(p.fold is not None for p in pairs) and len({p.fold for p in pairs}) > 1:
+        report.update(kfold_accuracy(scores, labels, np.array([p.fold for p in pairs])))
+    else:
+        threshold, acc = best_threshold(scores, labels)
+        report.update({"accuracy_best_threshold": acc, "best_threshold": threshold})
+    tar, far_threshold = tar_at_far(scores, labels)
+    report.update({
+        "tar_at_far": tar, "far": FAR_TARGET, "far_threshold": far_threshold,
+        "auc": roc_auc(scores, labels),
+        "similarity_same_mean": float(scores[labels].mean()),
+        "similarity_different_mean": float(scores[~labels].mean()),
+    })
+    return report
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+def model_embedder(model: str) -> tuple[Embedder, dict, str]:
+    """Embedder, alignment template and resolved name of registry identity model `model`."""
+    from .verify import embed_crops, load_identity_model
+
+    loaded = load_identity_model(model)
+    return (lambda crops: embed_crops(crops, loaded)), model_template(loaded.config), loaded.name
+
+
+def lfw_dir(data: Path | None = None) -> Path:
+    """The LFW folder (`pairs.txt`, `pairsDev*.txt`, `lfw-deepfunneled/`)."""
+    from .settings import data_dir
+
+    root = Path(data) if data else data_dir(required=True) / "lfw"
+    if (root / "lfw").is_dir() and not (root / "pairs.txt").is_file():
+        root = root / "lfw"
+    if not (root / "pairs.txt").is_file():
+        raise DataError(f"LFW not found in {root}: expected pairs.txt, pairsDevTrain.txt, "
+                        "pairsDevTest.txt and lfw-deepfunneled/.")
+    return root
+
+
+def tune_template(
+    pairs: Sequence[Pair], faces: dict[Path, Face | None], base: dict, embedder: Embedder
+) -> tuple[dict, list[dict]]:
+    """Coordinate search of the yunet5 template's scale, then vertical shift (dlib chip geometry,
+    size and padding of `base`), maximising accuracy on `pairs` (LFW uses View 1's DevTest; the
+    threshold then comes from DevTrain), AUC breaking ties. Returns the best template and every
+    trial."""
+    size = base["size"][0]
+    padding = float(base.get("geometry", {}).get("padding", 0.25))
+    labels = np.array([p.same for p in pairs])
+    trials: list[dict] = []
+
+    def trial(scale: float, shift: float) -> tuple[float, float]:
+        template = dlib_chip_template(size, padding, scale, (0.0, shift))
+        scores = pair_scores(pairs, embed_images(faces, template, embedder))
+        _, acc = best_threshold(scores, labels)
+        result = {"scale": scale, "shift_y": shift, "accuracy": acc,
+                  "auc": roc_auc(scores, labels)}
+        trials.append(result)
+        log.info("template trial %s", result)
+        return acc, result["auc"]
+
+    best_scale = max(TUNE_SCALES, key=lambda s: trial(s, 0.0))
+    best_zero = max((t for t in trials if t["scale"] == best_scale), key=lambda t: t["accuracy"])
+    best = max([(best_zero["accuracy"], best_zero["auc"], 0.0)]
+               + [(*trial(best_scale, d), d) for d in TUNE_SHIFTS])
+    return dlib_chip_template(size, padding, best_scale, (0.0, best[2])), trials
+
+
+def evaluate_lfw(
+    model: str,
+    data: Path | None = None,
+    out_dir: Path = Path("runs/eval"),
+    detector: str | None = None,
+    tune: bool = False,
+    write: bool = True,
+    embedder: Embedder | None = None,
+    template: dict | None = None,
+) -> dict:
+    """LFW: threshold (and with `tune`, template) calibrated on View 1, View 2 10-fold accuracy,
+    TAR at FAR 1e-3, AUC, ROC plot; with `write`, the calibration goes into the model's config.
+
+    `embedder` and `template` replace the registry model's (tests; `write` is then ignored).
+    """
+    root = lfw_dir(data)
+    images = root / "lfw-deepfunneled"
+    dev_train = read_lfw_pairs(root / "pairsDevTrain.txt", images)
+    dev_test = read_lfw_pairs(root / "pairsDevTest.txt", images)
+    view2 = read_lfw_pairs(root / "pairs.txt", images)
+    if embedder is None:
+        embedder, template, model = model_embedder(model)
+    else:
+        write = False
+    detector_name = select_detector(detector)
+    paths = list(dict.fromkeys(p for pair in (*dev_train, *dev_test, *view2)
+                               for p in (pair.left, pair.right)))
+    log.info("detecting faces in %d images with %s", len(paths), detector_name)
+    faces = detect_images(paths, detector, pick="center")
+    undetected = sorted(str(p.relative_to(images)) for p, f in faces.items() if f is None)
+
+    trials: list[dict] = []
+    if tune:
+        test_paths = {p for pair in dev_test for p in (pair.left, pair.right)}
+        template, trials = tune_template(
+            dev_test, {p: faces[p] for p in test_paths}, template, embedder
+        )
+    embeddings = embed_images(faces, template, embedder)
+
+    train_labels = np.array([p.same for p in dev_train])
+    train_scores = pair_scores(dev_train, embeddings)
+    threshold, train_acc = best_threshold(train_scores, train_labels)
+    band = uncertainty_band(train_scores, train_labels, threshold)
+    test_scores = pair_scores(dev_test, embeddings)
+    test_acc = accuracy(test_scores, np.array([p.same for p in dev_test]), threshold)
+
+    scores = pair_scores(view2, embeddings)
+    metrics = pair_metrics(view2, scores)
+    labels = np.array([p.same for p in view2])
+    fpr, tpr, _ = roc_curve(scores, labels)
+    plot = save_roc_plot(
+        {f"{model} (AUC {metrics['auc']:.4f})": (fpr, tpr)},
+        Path(out_dir) / f"lfw-{model}-{detector_name}-roc.png",
+        f"LFW View 2, {detector_name} + {model}",
+    )
+    report = {
+        "model": model,
+        "detector": detector_name,
+        "images": len(paths),
+        "undetected": len(undetected),
+        "undetected_images": undetected,
+        "undetected_rule": f"centre crop, side {CENTRE_CROP} x shorter side",
+        "view1": {
+            "threshold": threshold, "band": band, "dev_train_accuracy": train_acc,
+            "dev_test_accuracy": test_acc, "template_trials": trials,
+        },
+        "view2": {**metrics, "accuracy_at_view1_threshold": accuracy(scores, labels, threshold)},
+        "roc_plot": str(plot),
+        "template": template,
+    }
+    out = Path(out_dir) / f"lfw-{model}-{detector_name}.json"
+    out.write_text(json.dumps(report, indent=2))
+    if write:
+        write_calibration(model, template, threshold, band, report)
+    return report
+
+
+def write_calibration(model: str, template: dict, threshold: float, band: float, report: dict):
+    """Store View 1's template, threshold and band, and View 2's metrics, in the registry."""
+    from . import registry
+
+    entry = registry.get_entry(model)
+    if not entry.get("path"):
+        raise DataError(f"{model} is not a committed registry folder; cannot store calibration.")
+    config_path = registry.registry_dir() / entry["path"] / "config.json"
+    config = json.loads(config_path.read_text())
+    config["faceres"].update({
+        "alignment": template, "threshold": round(threshold, 6), "band": round(band, 6),
+        "similarity": "cosine",
+        "calibration": "LFW View 1: threshold and band on pairsDevTrain"
+                       + (", template on pairsDevTest" if report["view1"]["template_trials"]
+                          else "")
+                       + f" (DevTest accuracy {report['view1']['dev_test_accuracy']:.4f})",
+    })
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    view2 = report["view2"]
+    metrics = dict(entry.get("metrics") or {})
+    metrics.update({
+        f"lfw_accuracy_{report['detector']}": round(view2["accuracy_mean"], 5),
+        f"lfw_accuracy_std_{report['detector']}": round(view2["accuracy_std"], 5),
+        f"lfw_tar_at_far1e-3_{report['detector']}": round(view2["tar_at_far"], 5),
+        f"lfw_auc_{report['detector']}": round(view2["auc"], 6),
+    })
+    registry.update_entry(model, metrics=metrics)
+
+
+def evaluate_pairs(
+    pairs_csv: Path,
+    root: Path,
+    model: str,
+    out_dir: Path = Path("runs/eval"),
+    detector: str | None = None,
+    embedder: Embedder | None = None,
+    template: dict | None = None,
+) -> dict:
+    """Metrics of `model` on a `left,right,same[,fold]` CSV (largest face per image), ROC plot.
+
+    >>> evaluate_pairs("pairs.csv", "photos/", "dlib-resnet29-face")["undetected"]
+    0
+    """
+    pairs = read_pairs_csv(pairs_csv, root)
+    for path in {p for pair in pairs for p in (pair.left, pair.right)}:
+        if not path.is_file():
+            raise DataError(f"Image of the pair list not found: {path}")
+    if embedder is None:
+        embedder, template, model = model_embedder(model)
+    detector_name = select_detector(detector)
+    paths = list(dict.fromkeys(p for pair in pairs for p in (pair.left, pair.right)))
+    faces = detect_images(paths, detector, pick="largest")
+    scores = pair_scores(pairs, embed_images(faces, template, embedder))
+    report = {"model": model, "detector": detector_name, "images": len(paths),
+              "undetected": sum(f is None for f in faces.values()),
+              "undetected_rule": f"centre crop, side {CENTRE_CROP} x shorter side",
+              **pair_metrics(pairs, scores)}
+    fpr, tpr, _ = roc_curve(scores, np.array([p.same for p in pairs]))
+    name = Path(pairs_csv).stem
+    report["roc_plot"] = str(save_roc_plot(
+        {f"{model} (AUC {report['auc']:.4f})": (fpr, tpr)},
+        Path(out_dir) / f"pairs-{name}-{model}-roc.png", f"{name}: {detector_name} + {model}",
+    ))
+    return report

@@ -1,0 +1,203 @@
+"""The depth study: residual vs plain networks at two depths, with and without BatchNorm.
+
+`run_depth_study()` trains every model of the sweep with one recipe (`faceres train expression`
+under the hood); `depth_report()` reads the table back from the registry, and `plot_*` draw the
+figures (training error against epoch, gradient norm against layer, accuracy against depth).
+
+>>> rows = depth_report()
+>>> [(r["name"], r["train_error_final"]) for r in rows][:2]        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import registry
+from .errors import FaceresError
+
+DEPTH_SWEEP: dict = {
+    "labels": "fer", "epochs": 17, "batch_size": 256, "lr": 0.1, "seed": 0,
+    "models": [
+        {"name": "resnet20-fer", "arch": "faceres_resnet20_48", "twin": "plain20-fer"},
+        {"name": "plain20-fer", "arch": "faceres_plain20_48", "twin": "resnet20-fer"},
+        {"name": "resnet56-fer", "arch": "faceres_resnet56_48", "twin": "plain56-fer"},
+        {"name": "plain56-fer", "arch": "faceres_plain56_48", "twin": "resnet56-fer"},
+        {"name": "resnet56nobn-fer", "arch": "faceres_resnet56_nobn_48",
+         "twin": "plain56nobn-fer", "lr": 0.02},
+        {"name": "plain56nobn-fer", "arch": "faceres_plain56_nobn_48",
+         "twin": "resnet56nobn-fer", "lr": 0.02},
+    ],
+}
+"""The sweep: CIFAR-style widths (16/32/64), 48×48 FER2013 faces, one recipe per pair."""
+
+
+def sweep_commands(config: dict) -> list[list[str]]:
+    """One `faceres train expression` command line per model of the sweep."""
+    cmds = []
+    for m in config["models"]:
+        spec = {k: m.get(k, config.get(k)) for k in ("labels", "epochs", "batch_size", "lr",
+                                                      "seed")}
+        cmd = [sys.executable, "-m", "faceres", "train", "expression", "--arch", m["arch"],
+               "--out", f"registry/models/{m['name']}", "--labels", spec["labels"],
+               "--epochs", str(spec["epochs"]), "--batch-size", str(spec["batch_size"]),
+               "--lr", str(spec["lr"]), "--seed", str(spec["seed"]), "--twin", m["twin"], "--json"]
+        for key in ("data", "time_budget"):
+            if config.get(key):
+                cmd += [f"--{key.replace('_', '-')}", str(config[key])]
+        cmds.append(cmd)
+    return cmds
+
+
+def run_depth_study(config: dict | None = None, resume: bool = False, jobs: int = 1,
+                    log_dir: Path | None = None) -> list[dict]:
+    """Train every model of the sweep (`jobs` at a time), then return the report rows."""
+    config = config or DEPTH_SWEEP
+    log_dir = log_dir or Path("runs") / "study"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    def run(cmd: list[str]) -> int:
+        name = Path(cmd[cmd.index("--out") + 1]).name
+        with (log_dir / f"{name}.log").open("a") as log:
+            return subprocess.run(cmd + (["--resume"] if resume else []), stdout=log,
+                                  stderr=subprocess.STDOUT).returncode
+
+    cmds = sweep_commands(config)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        codes = list(pool.map(run, cmds))
+    failed = [Path(c[c.index("--out") + 1]).name for c, rc in zip(cmds, codes) if rc]
+    if failed:
+        raise FaceresError(f"Training failed for {', '.join(failed)}: see {log_dir}/<name>.log")
+    return depth_report(config)
+
+
+def _history(name: str) -> dict:
+    path = registry.resolve(name) / "training.json"
+    return json.loads(path.read_text())
+
+
+def depth_report(config: dict | None = None) -> list[dict]:
+    """The study table, read from the registry: one row per sweep model present there."""
+    config = config or DEPTH_SWEEP
+    known = {e["name"]: e for e in registry.list_models("expression")}
+    rows = []
+    for m in config["models"]:
+        if m["name"] not in known:
+            continue
+        hist = _history(m["name"])
+        metrics = known[m["name"]]["metrics"]
+        arch = m["arch"]
+        rows.append({
+            "name": m["name"], "arch": arch, "depth": int("".join(filter(str.isdigit,
+                                                                        arch.split("_")[1]))),
+            "residual": "_plain" not in arch, "batchnorm": "nobn" not in arch,
+            "epochs": hist["config"]["epochs"], "lr": hist["config"]["lr"],
+            "train_error_final": hist["train_error_final"],
+            "train_error_running": 1 - hist["epochs"][-1]["train_acc"],
+            "publictest_accuracy": metrics.get("fer2013-publictest/accuracy"),
+            "privatetest_accuracy": metrics.get("fer2013-privatetest/accuracy"),
+            "train_minutes": hist["train_seconds"] / 60, "device": hist["device"],
+        })
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The study table as markdown."""
+    def pct(v: float | None) -> str:
+        return "–" if v is None else f"{100 * v:.2f}"
+
+    lines = ["| model | depth | shortcuts | BatchNorm | epochs | final training error % "
+             "(clean / augmented) | PublicTest % | PrivateTest % |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['depth']} | {'yes' if r['residual'] else 'no'} | "
+                     f"{'yes' if r['batchnorm'] else 'no'} | {r['epochs']} | "
+                     f"{pct(r['train_error_final'])} / {pct(r['train_error_running'])} | "
+                     f"{pct(r['publictest_accuracy'])} | {pct(r['privatetest_accuracy'])} |")
+    return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training_error(names: list[str]):
+    """Training error (augmented, running) against epoch, one line per model (He et al. Fig. 1)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in names:
+        hist = _history(name)
+        ax.plot([e["epoch"] for e in hist["epochs"]],
+                [100 * (1 - e["train_acc"]) for e in hist["epochs"]],
+                "--" if "plain" in name else "-", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training error (%)")
+    ax.set_title("Training error: plain (dashed) vs residual (solid)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gradient_norms(names: list[str], when: str = "init"):
+    """Per-layer gradient norm (log scale) against layer index, at initialisation ("init") or
+    after training ("final")."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in names:
+        norms = _history(name)[f"grad_norms_{when}"]
+        ax.semilogy(range(1, len(norms) + 1), norms, "--" if "plain" in name else "-", label=name)
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("gradient norm")
+    ax.set_title(f"Gradient norm per layer, {'at initialisation' if when == 'init' else 'after training'}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_depth(rows: list[dict]):
+    """PrivateTest (or PublicTest) accuracy and final training error against depth."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for residual in (True, False):
+        sel = sorted((r for r in rows if r["residual"] == residual and r["batchnorm"]),
+                     key=lambda r: r["depth"])
+        if not sel:
+            continue
+        acc = [100 * (r["privatetest_accuracy"] or r["publictest_accuracy"] or 0) for r in sel]
+        err = [100 * r["train_error_final"] for r in sel]
+        label = "ResNet" if residual else "plain"
+        ax.plot([r["depth"] for r in sel], acc, "o-", label=f"{label}: test accuracy")
+        ax.plot([r["depth"] for r in sel], err, "s--", label=f"{label}: training error")
+    ax.set_xlabel("depth (layers)")
+    ax.set_ylabel("%")
+    ax.set_title("Accuracy and training error against depth (with BatchNorm)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_plots(rows: list[dict], out: Path) -> list[Path]:
+    """Write the study's figures as PNG files into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = [r["name"] for r in rows]
+    bn = [r["name"] for r in rows if r["batchnorm"]]
+    figures = {
+        "training_error.png": plot_training_error(bn),
+        "grad_norms_init.png": plot_gradient_norms(names, "init"),
+        "grad_norms_final.png": plot_gradient_norms(names, "final"),
+        "accuracy_vs_depth.png": plot_accuracy_vs_depth(rows),
+    }
+    paths = []
+    for filename, fig in figures.items():
+        fig.savefig(out / filename, dpi=110)
+        paths.append(out / filename)
+    _pyplot().close("all")
+    return paths

@@ -1,0 +1,210 @@
+"""Face verification: are two photos the same person?
+
+Pipeline: decode (`load_image`) → detect (`detect_faces`) → align (the model's template) → embed
+(an identity model from the registry) → cosine similarity of the L2-normalised embeddings. Higher
+is more similar; the verdict compares it with the threshold calibrated on LFW View 1 and stored in
+the model's config (`faceres.threshold`), with an "uncertain" band of `faceres.band` either side.
+
+>>> from faceres.verify import verify
+>>> result = verify("a.jpg", "b.jpg")
+>>> result.verdict, round(result.similarity, 3), result.threshold
+('same', 0.969, 0.906)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import registry
+from .alignment import align, model_template
+from .detection import Face, detect_faces
+from .errors import ModelError, NoFaceError
+from .imageio import ImageInput, load_image
+
+DEFAULT_BAND = 0.02
+"""Half-width of the "uncertain" band when a model's config declares none."""
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of `verify`. `faces[i]` are all faces of image i, `chosen[i]` the index used,
+    `crops[i]` its aligned crop; `timings` are milliseconds per stage (both images together)."""
+
+    similarity: float
+    threshold: float
+    band: float
+    verdict: str
+    faces: tuple[list[Face], list[Face]]
+    chosen: tuple[int, int]
+    crops: tuple[np.ndarray, np.ndarray]
+    model: str
+    detector: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (no pixels)."""
+        return {
+            "verdict": self.verdict,
+            "similarity": round(self.similarity, 6),
+            "threshold": self.threshold,
+            "band": self.band,
+            "model": self.model,
+            "detector": self.detector,
+            "images": [
+                {
+                    "faces": [_face_dict(f) for f in faces],
+                    "chosen": index,
+                }
+                for faces, index in zip(self.faces, self.chosen, strict=True)
+            ],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
+        }
+
+
+def _face_dict(face: Face) -> dict:
+    return {
+        "box": [round(v, 2) for v in face.box],
+        "landmarks": np.round(face.landmarks, 2).tolist(),
+        "score": round(face.score, 4),
+        "detector": face.detector,
+    }
+
+
+def load_identity_model(model: str | None = None) -> registry.LoadedModel:
+    """The identity model `model` (registry name), or the registry's default identity model."""
+    name = model or registry.default_model("identity")
+    loaded = registry.load(name)
+    if loaded.config.get("faceres", {}).get("task") != "identity":
+        raise ModelError(f"{name} is not an identity model; pick one from `faceres registry list`.")
+    return loaded
+
+
+def embed_crops(crops: Sequence[np.ndarray], loaded: registry.LoadedModel) -> np.ndarray:
+    """L2-normalised embeddings (N, D) float32 of aligned RGB uint8 crops: each crop and its
+    mirror image are embedded and their embeddings summed (flip test-time augmentation, chosen on
+    LFW View 1: +0.2 points of DevTest accuracy for the dlib ResNet).
+
+    >>> embed_crops([crop], load_identity_model()).shape
+    (1, 128)
+    """
+    cfg = loaded.config["pretrained_cfg"]
+    mean = torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
+    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+    batch = ((batch - mean) / std).to(loaded.device)
+    with torch.inference_mode():
+        out = loaded.model(torch.cat([batch, batch.flip(3)])).float()
+    out = out[: len(crops)] + out[len(crops) :]
+    return torch.nn.functional.normalize(out, dim=1).cpu().numpy()
+
+
+def decide(similarity: float, threshold: float, band: float) -> str:
+    """"same" above `threshold + band`, "different" below `threshold - band`, else "uncertain".
+
+    >>> decide(0.95, 0.9, 0.02), decide(0.91, 0.9, 0.02), decide(0.5, 0.9, 0.02)
+    ('same', 'uncertain', 'different')
+    """
+    if similarity >= threshold + band:
+        return "same"
+    if similarity < threshold - band:
+        return "different"
+    return "uncertain"
+
+
+def pick_face(faces: list[Face], index: int | None, label: str = "the image") -> int:
+    """Index of the face to use: `index` if given (checked), else 0 (the largest)."""
+    if not faces:
+        raise NoFaceError(
+            f"No face found in {label}; use a photo where the face is clearly visible."
+        )
+    if index is None:
+        return 0
+    if not 0 <= index < len(faces):
+        raise NoFaceError(
+            f"{label} has {len(faces)} face(s); face index {index} does not exist "
+            f"(use 0 to {len(faces) - 1}, largest first)."
+        )
+    return index
+
+
+def verify(
+    img1: ImageInput,
+    img2: ImageInput,
+    model: str | None = None,
+    face1: int | None = None,
+    face2: int | None = None,
+    detector: str | None = None,
+) -> VerifyResult:
+    """Compare the chosen face of each image (default: the largest) with identity model `model`.
+
+    Raises `NoFaceError` when an image has no face (or no face `face1` / `face2`).
+
+    >>> verify("a.jpg", "b.jpg", model="dlib-resnet29-face").verdict
+    'same'
+    """
+    loaded = load_identity_model(model)
+    meta = loaded.config["faceres"]
+    if "threshold" not in meta:
+        raise ModelError(f"{loaded.name} has no calibrated threshold; run `faceres eval lfw`.")
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = (now - clock) * 1000.0
+        clock = now
+
+    images = (load_image(img1), load_image(img2))
+    lap("decode")
+    faces = (detect_faces(images[0], detector), detect_faces(images[1], detector))
+    chosen = (
+        pick_face(faces[0], face1, "image 1"),
+        pick_face(faces[1], face2, "image 2"),
+    )
+    lap("detect")
+    template = model_template(loaded.config)
+    crops = tuple(
+        align(image, found[i], template)
+        for image, found, i in zip(images, faces, chosen, strict=True)
+    )
+    lap("align")
+    emb = embed_crops(crops, loaded)
+    lap("embed")
+    timings["total"] = sum(timings.values())
+    similarity = float(np.dot(emb[0], emb[1]))
+    threshold = float(meta["threshold"])
+    band = float(meta.get("band", DEFAULT_BAND))
+    return VerifyResult(
+        similarity=similarity,
+        threshold=threshold,
+        band=band,
+        verdict=decide(similarity, threshold, band),
+        faces=faces,
+        chosen=chosen,
+        crops=crops,
+        model=loaded.name,
+        detector=faces[0][chosen[0]].detector,
+        timings=timings,
+    )
+
+
+def embed(
+    img: ImageInput, model: str | None = None, face: int | None = None, detector: str | None = None
+) -> np.ndarray:
+    """L2-normalised embedding (D,) of one face of `img` (default: the largest).
+
+    >>> embed("a.jpg").shape
+    (128,)
+    """
+    loaded = load_identity_model(model)
+    image = load_image(img)
+    faces = detect_faces(image, detector)
+    index = pick_face(faces, face)
+    crop = align(image, faces[index], model_template(loaded.config))
+    return embed_crops([crop], loaded)[0]

@@ -1,0 +1,383 @@
+"""The demo: handlers as plain functions, then the launched app through `gradio_client`."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import types
+import urllib.request
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceres import app, registry
+from faceres.detection import Face
+from faceres.errors import ModelError
+from faceres.settings import PROJECT_ROOT
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+def has_models(task: str) -> bool:
+    return bool(registry.list_models(task))
+
+
+def has_default(task: str) -> bool:
+    """Whether the registry names a default model for `task` (what the app uses unless told)."""
+    try:
+        return bool(registry.default_model(task))
+    except ModelError:
+        return False
+
+
+needs_identity = pytest.mark.skipif(not has_default("identity"),
+                                    reason="no default identity model in the registry yet")
+needs_expression = pytest.mark.skipif(not has_default("expression"),
+                                      reason="no default expression model in the registry yet")
+
+
+@pytest.fixture(scope="session")
+def face_jpeg(tmp_path_factory) -> Path:
+    """skimage's astronaut (a real face photo) as a JPEG file, written for the test run only."""
+    path = tmp_path_factory.mktemp("photos") / "astronaut.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(path, quality=92)
+    return path
+
+
+@pytest.fixture(scope="session")
+def two_faces_jpeg(tmp_path_factory) -> Path:
+    """The astronaut beside a half-size copy of herself: two faces, the left one largest."""
+    big = skimage_data.astronaut()
+    small = np.asarray(Image.fromarray(big).resize((256, 256)))
+    canvas = np.full((512, 768, 3), 255, np.uint8)
+    canvas[:, :512], canvas[128:384, 512:] = big, small
+    path = tmp_path_factory.mktemp("photos") / "two.jpg"
+    Image.fromarray(canvas).save(path, quality=92)
+    return path
+
+
+@pytest.fixture
+def upload_dir(tmp_path, monkeypatch) -> Path:
+    """A Gradio upload folder of the test's own."""
+    folder = tmp_path / "gradio"
+    folder.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder))
+    return folder
+
+
+def as_upload(src: Path, upload_dir: Path) -> dict:
+    """`src` copied into the upload folder the way Gradio stores an upload (FileData dict)."""
+    dest = upload_dir / "0123abcd" / src.name
+    dest.parent.mkdir(exist_ok=True)
+    dest.write_bytes(src.read_bytes())
+    return {"path": str(dest), "orig_name": src.name, "meta": {"_type": "gradio.FileData"}}
+
+
+# -- photos: decoding, privacy, drawing ----------------------------------------------------------
+
+
+def test_upload_is_deleted_once_read_and_kept_in_memory(face_jpeg, upload_dir):
+    upload = as_upload(face_jpeg, upload_dir)
+    memory: dict = {}
+    image = app.take_photo(upload, memory)
+    assert image.shape == (512, 512, 3)
+    assert not Path(upload["path"]).exists() and not any(upload_dir.iterdir())
+    again = app.take_photo(upload, memory)  # a rerun uses the session's copy
+    assert again is image
+
+
+def test_bad_upload_is_deleted_and_explained(upload_dir, tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    upload = as_upload(text, upload_dir)
+    with pytest.raises(gr.Error, match="not a recognised image"):
+        app.verify_photos(upload, upload)
+    assert not any(upload_dir.iterdir())
+
+
+def test_every_upload_is_deleted_when_one_is_bad(face_jpeg, upload_dir, tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    with pytest.raises(gr.Error, match="not a recognised image"):
+        app.verify_photos(as_upload(text, upload_dir), as_upload(face_jpeg, upload_dir))
+    assert not any(upload_dir.rglob("*"))
+
+
+def test_clients_cannot_name_server_files(face_jpeg, upload_dir):
+    with pytest.raises(gr.Error, match="must be uploaded"):
+        app.verify_photos({"path": str(face_jpeg)}, {"path": "/etc/hosts"})
+    assert face_jpeg.exists()
+
+
+def test_files_outside_the_upload_folder_are_never_deleted(face_jpeg, upload_dir):
+    assert app.take_photo(str(face_jpeg)).shape == (512, 512, 3)
+    assert face_jpeg.exists()
+
+
+@pytest.mark.parametrize("payload, message", [
+    (None, "Upload a photo first"),
+    (b"", "empty"),
+    (b"\xff\xd8\xff\xe0" + b"\0" * 64, "truncated or corrupt|not a recognised"),
+])
+def test_bad_inputs_give_visible_messages(monkeypatch, face_jpeg, payload, message):
+    fake_expression(monkeypatch, 1)
+    with pytest.raises(gr.Error, match=message):
+        app.analyze_photo(payload)
+    with pytest.raises(gr.Error, match=message):
+        app.verify_photos(payload, str(face_jpeg))
+
+
+def test_expired_upload_asks_for_a_new_one(upload_dir):
+    gone = {"path": str(upload_dir / "feedbeef" / "photo.jpg")}
+    with pytest.raises(gr.Error, match="expired; please upload"):
+        app.compare_models(gone, "a", "b")
+
+
+def test_image_html_is_inline_and_bounded():
+    html = app.image_html(np.zeros((3000, 1500, 3), np.uint8), "test")
+    assert html.startswith('<img src="data:image/jpeg;base64,')
+    raw = __import__("base64").b64decode(html.split(",", 1)[1].split('"', 1)[0])
+    assert Image.open(io.BytesIO(raw)).size == (512, 1024)
+
+
+def test_draw_faces_marks_the_chosen_face():
+    image = np.zeros((200, 300, 3), np.uint8)
+    faces = [Face((10, 40, 80, 80), np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet"),
+             Face((150, 40, 60, 60), np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet")]
+    out = app.draw_faces(image, faces, ["1", "2"], chosen=0)
+    assert tuple(out[80, 10]) == app.CHOSEN and tuple(out[80, 150]) == app.OTHER
+    assert not image.any()
+
+
+def test_gauge_shows_threshold_band_and_verdict():
+    html = app.gauge_html(0.91, 0.88, (0.86, 0.90), "same", "m")
+    assert "Same person" in html and "0.910" in html and "0.860 – 0.900" in html
+    assert "Uncertain" in app.gauge_html(0.88, 0.88, (0.86, 0.90), "uncertain", "m")
+
+
+# -- handlers with stand-in models (formatting only) ---------------------------------------------
+
+
+def fake_expression(monkeypatch, faces: int):
+    """Replace `analyze_expression` with a stand-in returning `faces` faces."""
+    labels = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+    def analyze_expression(img, model=None):
+        found = []
+        for i in range(faces):
+            probs = dict.fromkeys(labels, 0.05)
+            probs["happy"] = 0.7
+            box = (10.0 + 20 * i, 10.0, 16.0, 16.0)
+            face = Face(box, np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet")
+            found.append(types.SimpleNamespace(face=face, probabilities=probs, label="happy",
+                                               crop=np.zeros((48, 48), np.uint8)))
+        return types.SimpleNamespace(faces=found, model=model or "fake", detector="yunet",
+                                     timings={"detect": 1.0, "classify": 2.0})
+
+    monkeypatch.setattr(app, "analyze_expression", analyze_expression)
+
+
+@pytest.mark.parametrize("faces", [0, 1, 8])
+def test_expression_handler_labels_every_face(monkeypatch, face_jpeg, faces):
+    fake_expression(monkeypatch, faces)
+    html, *rest = app.analyze_photo(str(face_jpeg), "fake")
+    labels, (summary, details, _) = rest[:app.MAX_FACE_LABELS], rest[app.MAX_FACE_LABELS:]
+    assert html.startswith("<img")
+    assert sum(label.visible for label in labels) == min(faces, app.MAX_FACE_LABELS)
+    assert len(details["faces"]) == faces
+    assert ("No face found" in summary) == (faces == 0)
+    if faces > app.MAX_FACE_LABELS:
+        assert "6 largest" in summary
+
+
+def test_compare_handler_runs_both_models(monkeypatch, face_jpeg):
+    fake_expression(monkeypatch, 1)
+    res, res_text, plain, plain_text, details, _ = app.compare_models(str(face_jpeg), "r", "p")
+    assert details["resnet"]["model"] == "r" and details["plain"]["model"] == "p"
+    assert "**happy**" in res_text and "ms" in plain_text
+    assert res.value["label"] == "happy"
+
+
+# -- handlers with the registry's models ---------------------------------------------------------
+
+
+@needs_identity
+def test_verify_same_photo_is_same_person(face_jpeg):
+    verdict, shown1, shown2, crops, face1, face2, details, _ = app.verify_photos(
+        str(face_jpeg), str(face_jpeg))
+    assert details["verdict"] == "same" and "Same person" in verdict
+    assert details["similarity"] > details["threshold"]
+    assert shown1.startswith("<img") and crops.count("<img") == 2
+    assert face1.visible is False  # one face: no picker
+    assert {"detect", "embed", "upload"} <= set(details["timings_ms"])
+
+
+@needs_identity
+def test_verify_offers_a_face_picker_for_several_faces(face_jpeg, two_faces_jpeg):
+    out = app.verify_photos(str(two_faces_jpeg), str(face_jpeg))
+    picker = out[4]
+    assert picker.visible is True and len(picker.choices) >= 2 and picker.value == 0
+    second = app.verify_photos(str(two_faces_jpeg), str(face_jpeg), face1=1)[6]
+    assert second["images"][0]["chosen"] == 1
+
+
+@needs_identity
+def test_verify_without_a_face_says_so():
+    blank = np.full((200, 200, 3), 128, np.uint8)
+    with pytest.raises(gr.Error, match="No face found"):
+        app.verify_photos(blank, blank)
+
+
+def test_models_table_and_cards():
+    rows = app.models_table()
+    assert len(rows) == len(registry.list_models())
+    for row in rows:
+        assert len(row) == len(app.MODEL_COLUMNS)
+        assert app.model_card(row[0])
+    with pytest.raises(gr.Error):
+        app.model_card("no-such-model")
+
+
+def test_tabs_without_models_say_so(monkeypatch, tmp_path):
+    import faceres.settings
+
+    monkeypatch.setattr(faceres.settings, "REGISTRY_DIR", tmp_path)  # an empty registry
+    demo = app.build_demo()
+    texts = " ".join(str(getattr(b, "value", "")) for b in demo.blocks.values())
+    assert "No identity model is in the registry yet" in texts
+    assert "No expression model is in the registry yet" in texts
+    assert "No expression ResNet with its plain twin is in the registry yet" in texts
+    assert not [fn.api_name for fn in demo.fns.values()]
+
+
+def test_study_report_feeds_the_comparison_tab(monkeypatch, tmp_path):
+    import faceres.study
+
+    plot = tmp_path / "training_error.png"
+    Image.new("RGB", (64, 48), "white").save(plot)
+    table = [{"name": "plain20-fer", "train_error_final": 0.31},
+             {"name": "plain56-fer", "train_error_final": 0.35}]
+    monkeypatch.setattr(faceres.study, "load_report", lambda: {"table": table, "plots": [plot]},
+                        raising=False)
+    headers, rows, plots, note = app.study_report()
+    assert headers == ["name", "train_error_final"] and rows[1] == ["plain56-fer", 0.35]
+    assert plots == [str(plot)] and not note
+    assert isinstance(app.build_demo(), gr.Blocks)
+
+
+def test_build_demo_names_every_event():
+    demo = app.build_demo()
+    names = [fn.api_name for fn in demo.fns.values()]
+    assert all(names), names
+    assert "model_card" in names or not registry.list_models()
+    assert ("verify" in names) == has_models("identity")
+    assert ("expression" in names) == has_models("expression")
+
+
+def test_launcher_options_follow_gradio_environment(monkeypatch):
+    spec = importlib.util.spec_from_file_location("faceres_app_main", PROJECT_ROOT / "app.py")
+    launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launcher)
+    defaults = launcher.parse_args([])
+    assert (defaults.host, defaults.port) == ("127.0.0.1", 7860)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7000")
+    assert (launcher.parse_args([]).host, launcher.parse_args([]).port) == ("0.0.0.0", 7000)
+    assert launcher.parse_args(["--port", "8000"]).port == 8000
+
+
+# -- the launched app ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_app(env: dict[str, str] | None = None, timeout: float = 180):
+    """`python app.py` on a free port in a subprocess; yields its URL, stops it afterwards."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port)],
+        cwd=PROJECT_ROOT, env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app exited early:\n{proc.stdout.read()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"app did not answer on {url}") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def client():
+    from gradio_client import Client
+
+    with serve_app() as url:
+        yield Client(url, verbose=False, download_files=False, analytics_enabled=False)
+
+
+def test_client_sees_the_api(client):
+    api = client.view_api(print_info=False, return_format="dict")
+    names = set(api["named_endpoints"])
+    if registry.list_models():
+        assert "/model_card" in names
+    if has_default("identity"):
+        assert "/verify" in names
+
+
+@needs_identity
+def test_client_verify(client, face_jpeg):
+    from gradio_client import handle_file
+
+    out = client.predict(handle_file(str(face_jpeg)), handle_file(str(face_jpeg)),
+                         app.model_choices("identity")[0], None, None, api_name="/verify")
+    assert out[6]["verdict"] == "same"
+
+
+@needs_identity
+def test_client_bad_input_is_a_message(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    with pytest.raises(AppError, match="corrupt|not a recognised"):
+        client.predict(handle_file(str(bad)), handle_file(str(bad)), None, None, None,
+                       api_name="/verify")
+
+
+@needs_expression
+def test_client_expression(client, face_jpeg):
+    from gradio_client import handle_file
+
+    out = client.predict(handle_file(str(face_jpeg)), app.model_choices("expression")[0],
+                         api_name="/expression")
+    details = out[-1]
+    assert len(details["faces"]) >= 1 and details["faces"][0]["label"]

@@ -1,0 +1,62 @@
+"""One end-to-end run in a real browser: Debian's headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.test_app import has_default, serve_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+skimage_data = pytest.importorskip("skimage.data")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium, installed with apt when missing (skipped when that is impossible)."""
+    if not CHROMIUM.exists():
+        if shutil.which("apt-get") is None:
+            pytest.skip("/usr/bin/chromium is missing and apt-get is not available")
+        try:
+            subprocess.run(["apt-get", "install", "-y", "chromium"], check=True,
+                           capture_output=True, timeout=900)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            pytest.skip(f"/usr/bin/chromium is missing and `apt-get install chromium` failed: "
+                        f"{exc}")
+    return CHROMIUM
+
+
+@pytest.fixture
+def page(chromium):
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(not has_default("identity"),
+                    reason="no default identity model in the registry yet")
+def test_upload_two_photos_and_read_the_verdict(page, tmp_path):
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo, quality=92)
+    with serve_app() as url:
+        page.goto(url, timeout=60_000)
+        for box in ("#verify-photo1", "#verify-photo2"):
+            page.locator(f"{box} input[type=file]").set_input_files(str(photo))
+            page.locator(f"{box} img").first.wait_for(timeout=30_000)
+        page.locator("#verify-run").click()
+        verdict = page.locator("#verify-verdict")
+        sync_api.expect(verdict).to_contain_text("Same person", timeout=120_000)
+        assert "similarity" in verdict.inner_text()
+        assert page.locator("img[alt^='photo 1']").count() == 1
