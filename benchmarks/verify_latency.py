@@ -13,10 +13,10 @@ import argparse
 import io
 import json
 import os
-import statistics
 
 import numpy as np
 from PIL import Image
+from stages import print_stages, time_stages
 
 from faceres.settings import data_dir
 from faceres.verify import verify
@@ -52,13 +52,8 @@ def main() -> None:
     args = parser.parse_args()
 
     a, b, source = photos()
-    for _ in range(args.warmup):
-        result = verify(a, b, model=args.model, detector=args.detector)
-    runs = [verify(a, b, model=args.model, detector=args.detector).timings
-            for _ in range(args.runs)]
-    stages = list(runs[0])
-    median = {s: statistics.median(r[s] for r in runs) for s in stages}
-    p90 = {s: float(np.percentile([r[s] for r in runs], 90)) for s in stages}
+    result, median, p90 = time_stages(
+        lambda: verify(a, b, model=args.model, detector=args.detector), args.runs, args.warmup)
     if args.json:
         print(json.dumps({"model": result.model, "detector": result.detector, "runs": args.runs,
                           "median_ms": median, "p90_ms": p90}))
@@ -68,9 +63,7 @@ def main() -> None:
     print(f"verify on two 250x250 JPEGs ({source}), model {result.model}, detector "
           f"{result.detector}, {args.runs} runs after {args.warmup} warm-up, "
           f"torch threads {torch.get_num_threads()}, CPUs {os.cpu_count()}")
-    print(f"{'stage':<8}{'median ms':>11}{'p90 ms':>9}")
-    for stage in stages:
-        print(f"{stage:<8}{median[stage]:>11.1f}{p90[stage]:>9.1f}")
+    print_stages(median, p90)
     print(f"verdict {result.verdict}, similarity {result.similarity:.4f}")
 
 

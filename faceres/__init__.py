@@ -1,5 +1,22 @@
-"""faceres: residual networks for faces, shown honestly."""
+"""faceres: residual networks for faces, shown honestly.
 
-from . import models  # noqa: F401  (registers every faceres architecture with timm)
+>>> import faceres
+>>> faceres.verify("a.jpg", "b.jpg").verdict
+'same'
+>>> faceres.analyze_expression("photo.jpg").faces[0].label
+'happy'
+"""
 
+import os
+
+# On shared CPUs (2-core hosts, Spaces, several jobs at once) OpenMP threads that spin while
+# waiting starve the thread holding the work: torch CPU inference ran ~4x slower under load
+# (benchmarks/detect_latency.py). Sleeping waits; read when torch loads, an explicit value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import models  # noqa: E402, F401  (registers every faceres architecture with timm)
+from .expression import analyze_expression
+from .verify import verify
+
+__all__ = ["analyze_expression", "verify"]
 __version__ = "0.1.0"

@@ -139,6 +139,18 @@ def align(image: np.ndarray, face: Face, template: dict) -> np.ndarray:
     matrix = similarity_transform(face.landmarks, np.asarray(template[face.scheme]))
     scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
     if scale < 0.5:
+        # area-downscale only the part of the image the crop covers (plus a margin)
+        inverse = cv2.invertAffineTransform(matrix)
+        corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]], float)
+        src = corners @ inverse.T
+        margin = 2.0 / scale
+        x0, y0 = np.floor(src.min(axis=0) - margin).astype(int).clip(0)
+        x1 = int(min(image.shape[1], np.ceil(src[:, 0].max() + margin)))
+        y1 = int(min(image.shape[0], np.ceil(src[:, 1].max() + margin)))
+        if x1 <= x0 or y1 <= y0:
+            return np.zeros((height, width) + image.shape[2:], image.dtype)
+        image = image[y0:y1, x0:x1]
+        matrix = matrix @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
         factor = 2.0 * scale
         h, w = image.shape[:2]
         size = (max(1, round(w * factor)), max(1, round(h * factor)))

@@ -87,9 +87,10 @@ def take_photo(value: Any, memory: dict | None = None) -> np.ndarray:
         url = value.get("url") or ""
         if path is None and url.startswith("data:"):
             try:
-                return load_image(base64.b64decode(url.partition(",")[2]))
-            except ValueError as exc:  # binascii.Error: not base64
+                data = base64.b64decode(url.partition(",")[2], validate=True)
+            except ValueError as exc:  # binascii.Error
                 raise ImageError("The uploaded image data is not valid base64.") from exc
+            return load_image(data)
         if path is None:
             raise ImageError("The upload did not arrive; please upload the photo again.")
         if not _in_upload_folder(path):  # a client may name any path: read uploads only
@@ -233,6 +234,15 @@ def _face_picker(faces: list, chosen: int, label: str) -> gr.Dropdown:
     return gr.Dropdown(choices=choices, value=chosen, label=label, visible=len(faces) > 1)
 
 
+def _face_index(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise FaceresError(f"Face index {value!r} is not a number (0: the largest).") from None
+
+
 def reset_picker() -> gr.Dropdown:
     """A face picker emptied for a new photo (the largest face is used until a run lists them)."""
     return gr.Dropdown(choices=[], value=None, visible=False)
@@ -252,11 +262,10 @@ def verify_photos(photo1: Any, photo2: Any, model: str | None = None, face1: int
     memory = {} if memory is None else memory
     start = time.perf_counter()
     images = take_photos([photo1, photo2], memory)
-    upload_ms = 1000 * (time.perf_counter() - start)
-    r = verify(images[0], images[1], model=model or None,
-               face1=None if face1 is None else int(face1),
-               face2=None if face2 is None else int(face2))
-    timings = {"upload": upload_ms, **r.timings}
+    read_ms = 1000 * (time.perf_counter() - start)
+    r = verify(images[0], images[1], model=model or None, face1=_face_index(face1),
+               face2=_face_index(face2))
+    timings = {"read": read_ms, **r.timings}
     photos = []
     for i, image in enumerate(images):
         faces, chosen = r.faces[i], r.chosen[i]
@@ -291,9 +300,9 @@ def analyze_photo(photo: Any, model: str | None = None, memory: dict | None = No
     memory = {} if memory is None else memory
     start = time.perf_counter()
     image = take_photo(photo, memory)
-    upload_ms = 1000 * (time.perf_counter() - start)
+    read_ms = 1000 * (time.perf_counter() - start)
     r = analyze_expression(image, model=model or None)
-    timings = {"upload": upload_ms, **r.timings}
+    timings = {"read": read_ms, **r.timings}
     faces = r.faces
     drawn = draw_faces(image, [f.face for f in faces],
                        [f"{i + 1}: {f.label} {f.probabilities[f.label]:.0%}"
@@ -379,21 +388,17 @@ def plain_twin(resnet: str) -> gr.Dropdown:
     return gr.Dropdown(value=registry.get_entry(resnet).get("twin"))
 
 
-def study_report() -> tuple[list[str], list[list], list[str], str]:
-    """(table headers, table rows, plot paths, note) of the depth study; empty when not run."""
-    try:
-        from .study import load_report
+def study_report() -> tuple[str, list[str], list[str], str]:
+    """(table Markdown, findings, plot paths, note) of the depth study; only a note when absent."""
+    from .study import format_table, load_report
 
+    try:
         report = load_report()
-    except (ImportError, FileNotFoundError):
-        return [], [], [], "The depth study has not been run yet (`faceres study depth`)."
     except FaceresError as exc:
-        return [], [], [], f"The depth study is not available: {exc}"
-    table, plots = (report["table"], report["plots"]) if isinstance(report, dict) else report
-    headers = list(table[0]) if table else []
-    rows = [[row.get(h) for h in headers] for row in table]
-    paths = [str(p) for p in (plots.values() if isinstance(plots, dict) else plots)]
-    return headers, rows, paths, ""
+        return "", [], [], f"The depth study is not available yet: {exc} (`faceres study depth`)."
+    except (OSError, KeyError, ValueError) as exc:
+        return "", [], [], f"The depth study could not be read: {exc}"
+    return format_table(report["table"]), report["findings"], report["plots"], ""
 
 
 # -- Models --------------------------------------------------------------------------------------
@@ -532,12 +537,15 @@ def _compare_tab(memory: gr.State) -> None:
                      [res_label, res_text, plain_label, plain_text, details, memory],
                      api_name="compare", preprocess=False)
     gr.Markdown(EXPLANATION)
-    headers, rows, plots, note = study_report()
+    table, findings, plots, note = study_report()
     if note:
         gr.Markdown(note)
         return
-    gr.Dataframe(value=rows, headers=headers, label="Depth study", interactive=False)
-    gr.Gallery(value=plots, label="Depth study plots", columns=2, height="auto")
+    gr.Markdown("### The depth study\n\n" + table)
+    gr.Markdown("**What this run shows** (computed from the table):\n\n"
+                + "\n".join(f"- {line}" for line in findings))
+    gr.Gallery(value=plots, label="Depth study plots", columns=2, height="auto",
+               object_fit="contain")
 
 
 def _models_tab() -> None:

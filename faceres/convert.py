@@ -189,8 +189,9 @@ dlib's `shape_predictor_5_face_landmarks.dat`: a cascade of regression-tree fore
 500 trees of depth 4) that places five points in a face box: the outer and inner corners of both
 eyes and the base of the nose, the input of dlib's face chips (`get_face_chip_details`).
 
-- Architecture: timm model `dlib_shape_predictor5` (`faceres/landmarks.py`), vectorised PyTorch
-  inference over faces and trees; boxes as dlib rectangles (left, top, right, bottom).
+- Architecture: timm model `dlib_shape_predictor5` (`faceres/models/dlib_landmarks.py`),
+  vectorised numpy inference over faces and trees; boxes as dlib rectangles (left, top, right,
+  bottom).
 - Weights: tree splits (int16 feature indices, integer thresholds, exact since pixel differences
   are integers), leaf values and feature offsets in fixed point (int16 / int32); fp16 would shift
   points by up to 4 px through the cascade.
@@ -213,7 +214,7 @@ def convert_dlib_landmarks5(path: str | Path | None = None, name: str = "dlib-la
 
     from . import registry
     from .dlib_format import parse_shape_predictor
-    from .landmarks import state_from_dlib
+    from .models.dlib_landmarks import state_from_dlib
 
     path = Path(path) if path else find_dlib_file("dlib-landmarks5")
     sp = parse_shape_predictor(path.read_bytes())

@@ -125,12 +125,16 @@ class YuNet:
     def __init__(self, path: Path, max_side: int = DETECT_MAX_SIDE):
         self.max_side = max_side
         self._lock = threading.Lock()
+        level = cv2.utils.logging.getLogLevel()  # OpenCV warns on stderr that the DNN engine
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # ignores targets
         try:
             self._net = cv2.FaceDetectorYN.create(
                 str(path), "", (320, 320), YUNET_SCORE_THRESHOLD, YUNET_NMS_THRESHOLD, 5000
             )
         except cv2.error as exc:
             raise ModelError(f"OpenCV could not load YuNet from {path.name}: {exc}") from exc
+        finally:
+            cv2.utils.logging.setLogLevel(level)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces of an RGB uint8 image, coordinates in that image."""

@@ -7,6 +7,12 @@ forward pass), keeps windows scoring above the threshold, maps them back to imag
 removes overlaps (non-maximum suppression with the IoU threshold stored in the model), then
 places dlib's five landmarks in each box.
 
+Images whose longer side exceeds `faceres.detection.DETECT_MAX_SIDE` (640) are downscaled for the
+pyramid, as for YuNet, and the boxes mapped back; landmarks are placed in the full image. The
+80x80 window then finds faces of about 80 px × (longer side / 640) and larger: 80 px up to
+640×480, 160 px in a 1280×960 photo. On CPU the network runs in channels-last layout (oneDNN's
+fast path, ~2x on 2 cores); a 640×480 photo takes ~0.1 s to detect.
+
 >>> from faceres.imageio import load_image
 >>> faces = detect(load_image("photo.jpg"))  # doctest: +SKIP
 >>> faces[0].scheme, faces[0].detector
@@ -18,12 +24,13 @@ from __future__ import annotations
 import functools
 import threading
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import settings
-from .detection import Face
+from . import registry, settings
+from .detection import DETECT_MAX_SIDE, Face
 from .models.dlib_resnet import DLIB_AVG_RGB
 
 REGISTRY_NAME = "dlib-mmod-face"
@@ -75,17 +82,23 @@ def pyramid_layout(nr: int, nc: int) -> tuple[list[tuple[int, int, int, int]], i
     return tiles, out_h, out_w
 
 
-def tiled_pyramid(image: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int, int, int]]]:
-    """The RGB float image (3, H, W) in 0..255 as dlib's tiled pyramid (3, h, w), zeros between
-    levels, each level resized bilinearly from the previous one and rounded to 8 bits."""
-    tiles, out_h, out_w = pyramid_layout(image.shape[1], image.shape[2])
-    canvas = image.new_zeros(3, out_h, out_w)
+def tiled_pyramid(
+    image: torch.Tensor, mean: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, list[tuple[int, int, int, int]]]:
+    """dlib's tiled pyramid of the RGB float image (1, 3, H, W) in 0..255, normalised for the
+    network: (1, 3, h, w) of (pixel - mean) * scale, black pixels between levels. Each level is
+    resized bilinearly from the previous one and rounded to 8 bits (a convex combination of
+    0..255 values, so no clamping is needed). Laid out channels-last."""
+    tiles, out_h, out_w = pyramid_layout(image.shape[2], image.shape[3])
+    mean = mean.view(1, 3, 1, 1)
+    canvas = image.new_empty(1, out_h, out_w, 3).permute(0, 3, 1, 2)
+    canvas[:] = -mean * scale
     level = image
     for i, (top, left, h, w) in enumerate(tiles):
         if i:
-            level = F.interpolate(level[None], size=(h, w), mode="bilinear", align_corners=True)[0]
-            level = level.round().clamp_(0, 255)
-        canvas[:, top : top + h, left : left + w] = level
+            level = F.interpolate(level, size=(h, w), mode="bilinear", align_corners=True)
+            level = level.round_()
+        torch.mul(level - mean, scale, out=canvas[..., top : top + h, left : left + w])
     return canvas, tiles
 
 
@@ -133,24 +146,34 @@ class DlibFaceDetector:
     >>> detector(image, threshold=0.0)[0].box  # doctest: +SKIP
     """
 
-    def __init__(self, device: str | torch.device | None = None):
+    def __init__(self, device: str | torch.device | None = None, max_side: int = DETECT_MAX_SIDE):
         from .landmarks import load_shape_predictor
 
-        self.device = settings.default_device(device)
-        self.net, config = _load_mmod(str(self.device))
-        mmod = config["faceres"]["mmod"]
+        loaded = registry.load(REGISTRY_NAME, device=device)
+        self.device, self.max_side = loaded.device, max_side
+        self.net = loaded.model.to(memory_format=torch.channels_last)
+        mmod = loaded.config["faceres"]["mmod"]
         self.window = (mmod["detector_width"], mmod["detector_height"])
         self.nms_iou = mmod["overlaps_nms"][0]
-        self.landmarks = load_shape_predictor(str(self.device))
-        self.avg = torch.tensor(DLIB_AVG_RGB, device=self.device).view(3, 1, 1)
+        self.landmarks = load_shape_predictor()
+        self.mean = torch.tensor(DLIB_AVG_RGB, device=self.device)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def boxes(self, image: np.ndarray, threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Face boxes (N, 4) as dlib rectangles (left, top, right, bottom; inclusive, rounded)
-        and their scores (N,), highest first."""
-        rgb = torch.from_numpy(image[..., :3].astype(np.float32)).to(self.device).permute(2, 0, 1)
-        tiled, tiles = tiled_pyramid(rgb)
-        scores = self.net(((tiled - self.avg) / 256.0)[None])[0, 0]
+        and their scores (N,), highest first. Boxes are in `image`'s pixels; a longer side over
+        `max_side` is scored downscaled (boxes then scaled back, no longer integers)."""
+        h, w = image.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        small = image[..., :3]
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = cv2.resize(np.ascontiguousarray(small), size, interpolation=cv2.INTER_AREA)
+        if min(small.shape[:2]) < min(self.window) // 2:  # no face fits (a strip, a thumbnail),
+            return np.zeros((0, 4)), np.zeros(0)  # and the network cannot run on so few rows
+        rgb = torch.tensor(np.ascontiguousarray(small), device=self.device)
+        tiled, tiles = tiled_pyramid(rgb.permute(2, 0, 1)[None].float(), self.mean, 1 / 256)
+        scores = self.net(tiled)[0, 0]
         rows, cols = torch.nonzero(scores > threshold, as_tuple=True)
         values = scores[rows, cols].cpu().numpy().astype(np.float64)
         stride, offset = self.net.stride, self.net.offset
@@ -160,7 +183,11 @@ class DlibFaceDetector:
         boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], 1).astype(float)
         boxes = np.floor(tiles_to_image(boxes.reshape(-1, 4), tiles) + 0.5)
         keep = non_max_suppression(boxes, values, self.nms_iou)
-        return boxes[keep].reshape(-1, 4), values[keep]
+        boxes, values = boxes[keep].reshape(-1, 4), values[keep]
+        if scale < 1.0:  # pixels [left, right + 1) of the small image -> of the original
+            factors = np.array([w / small.shape[1], h / small.shape[0]] * 2)
+            boxes = (boxes + [0, 0, 1, 1]) * factors - [0, 0, 1, 1]
+        return boxes, values
 
     def __call__(self, image: np.ndarray, threshold: float = 0.0) -> list[Face]:
         boxes, scores = self.boxes(image, threshold)
@@ -176,21 +203,6 @@ class DlibFaceDetector:
             for (x0, y0, x1, y1), p, s in zip(boxes, points, scores)
         ]
         return sorted(faces, key=lambda f: f.area, reverse=True)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_mmod(device: str) -> tuple[torch.nn.Module, dict]:
-    """The MMOD network (eval, on `device`) and config.json of the registry entry."""
-    import json
-
-    import timm
-
-    from . import registry
-
-    folder = registry.resolve(REGISTRY_NAME)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    model = timm.create_model(f"local-dir:{folder}", pretrained=True)
-    return model.to(device).eval(), config
 
 
 @functools.lru_cache(maxsize=4)

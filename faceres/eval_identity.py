@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .alignment import align, dlib_chip_template, model_template
-from .detection import SCHEMES, Face, detect_faces, select_detector
+from .detection import SCHEMES, Face, detect_faces, select_detector, yunet_path
 from .errors import DataError
 from .imageio import load_image
 
@@ -520,3 +520,41 @@ def evaluate_pairs(
         Path(out_dir) / f"pairs-{name}-{model}-roc.png", f"{name}: {detector_name} + {model}",
     ))
     return report
+
+
+def evaluate_detectors(
+    model: str,
+    data: Path | None = None,
+    out_dir: Path = Path("runs/eval"),
+    detectors: Sequence[str] = ("yunet", "dlib"),
+    embedder: Embedder | None = None,
+    template: dict | None = None,
+) -> dict:
+    """Per detector: the share of LFW pair-list images with a detected face, and `model`'s LFW
+    View 2 accuracy through that detector (calibration not written). A detector that is not
+    available here is reported as such.
+
+    >>> evaluate_detectors("dlib-resnet29-face")["detectors"]["dlib"]["detection_rate"]
+    0.999
+    """
+    results: dict[str, dict] = {}
+    for name in detectors:
+        if name == "yunet" and yunet_path() is None:
+            results[name] = {"available": False}
+            continue
+        report = evaluate_lfw(model, data, out_dir, detector=name, write=False,
+                              embedder=embedder, template=template)
+        view2 = report["view2"]
+        results[name] = {
+            "available": True,
+            "images": report["images"],
+            "undetected": report["undetected"],
+            "detection_rate": 1 - report["undetected"] / report["images"],
+            "accuracy_mean": view2["accuracy_mean"],
+            "accuracy_std": view2["accuracy_std"],
+            "tar_at_far": view2["tar_at_far"],
+            "auc": view2["auc"],
+            "roc_plot": report["roc_plot"],
+        }
+        model = report["model"]
+    return {"model": model, "detectors": results}

@@ -81,7 +81,8 @@ def analyze_expression(img: ImageInput, model: str | None = None,
                               labels[int(row.argmax())], crop)
                for face, row, crop in zip(faces, probs, crops)]
     used = faces[0].detector if faces else (detector or "none")
-    timings = {"decode": t1 - t0, "detect": t2 - t1, "align": t3 - t2, "classify": t4 - t3}
+    timings = {"decode": t1 - t0, "detect": t2 - t1, "align": t3 - t2, "classify": t4 - t3,
+               "total": t4 - t0}
     return ExpressionResult(results, name, used,
                             {k: round(v * 1000, 2) for k, v in timings.items()})
 
@@ -110,6 +111,6 @@ def measure_framing(detector: str, data: str | None = None, count: int = 2000,
         raise ModelError(f"The {detector} detector found faces in only {len(points)} of {count} "
                          "FER2013 images; cannot measure the framing.")
     median = np.median(np.stack(points), axis=0)
-    return {"size": [size, size], scheme: np.round(median, 3).tolist(),
+    return {"size": [size, size], scheme: np.round(median.astype(float), 2).tolist(),
             f"{scheme}_measured_on": f"{len(points)} of {count} FER2013 Training images, "
                                      f"{upscale}x upscaled"}

@@ -41,7 +41,9 @@ def load_image(src: ImageInput) -> np.ndarray:
         if size == 0:
             raise ImageError(f"Image file is empty: {path.name}")
         if size > MAX_FILE_BYTES:
-            raise ImageError(f"Image file is too large ({size / 2**20:.0f} MB > 50 MB): {path.name}")
+            raise ImageError(
+                f"Image file is too large ({size / 2**20:.0f} MB > 50 MB): {path.name}"
+            )
         data = path.read_bytes()
         name = path.name
     elif isinstance(src, (bytes, bytearray)):
@@ -70,7 +72,8 @@ def _decode(data: bytes, name: str) -> np.ndarray:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: image is too large to decode safely.") from exc
+        raise ImageError(f"{name}: image is too large to decode safely; the limit is "
+                         f"{MAX_PIXELS / 1e6:.0f} megapixels.") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name}: not a recognised image format.") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -1,195 +1,26 @@
-"""dlib's 5-point face landmarks (`shape_predictor_5_face_landmarks.dat`) in PyTorch.
+"""dlib's 5-point face landmarks, loaded from the registry (entry `dlib-landmarks5`).
 
-A cascade of regression-tree forests (Kazemi & Sullivan, 2014, as implemented by dlib's
-`shape_predictor`): starting from a mean shape in the unit square of the face box, each level
-samples pixel intensities at points tied to the current shape, walks every tree by comparing
-pixel-pair differences with thresholds, and adds the reached leaves' shape increments. Every
-face and every tree of a level is evaluated at once with tensor gathers.
+The model, `faceres.models.dlib_landmarks.ShapePredictor` (timm `dlib_shape_predictor5`), places
+five points in face boxes: the outer and inner corners of the eye on the image's right, of the
+eye on the image's left, then the base of the nose.
 
-Points, in dlib's order: the outer and inner corners of the eye on the image's right, the outer
-and inner corners of the eye on the image's left, then the base of the nose.
-
->>> import numpy as np
 >>> from faceres.landmarks import load_shape_predictor
->>> predictor = load_shape_predictor()
->>> predictor.predict(image, [(80, 60, 240, 220)]).shape  # doctest: +SKIP
+>>> load_shape_predictor().predict(image, [(80, 60, 240, 220)]).shape  # doctest: +SKIP
 (1, 5, 2)
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
-
-import numpy as np
-import torch
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from torch import nn
+from .models.dlib_landmarks import ShapePredictor
 
 REGISTRY_NAME = "dlib-landmarks5"
-FIXED_BITS = 24
-FIXED_SCALE = 2.0**-FIXED_BITS
 
 
-def similarity_matrices(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-    """Linear part (N, 2, 2) of the least-squares similarity transforms mapping `src` (P, 2)
-    onto each of `dst` (N, P, 2), rotation without reflection, as dlib's
-    `find_similarity_transform` (Umeyama)."""
-    s = src - src.mean(0)
-    d = dst - dst.mean(1, keepdim=True)
-    norm = (s * s).sum()
-    a = (s[None, :, 0] * d[..., 0] + s[None, :, 1] * d[..., 1]).sum(1) / norm
-    b = (s[None, :, 0] * d[..., 1] - s[None, :, 1] * d[..., 0]).sum(1) / norm
-    return torch.stack([torch.stack([a, -b], -1), torch.stack([b, a], -1)], -2)
-
-
-class ShapePredictor(nn.Module):
-    """A cascade of regression-tree forests predicting `num_parts` points in face boxes.
-
-    Buffers: `initial_shape` (P, 2) in box-normalised coordinates; per level c and tree t,
-    `split_features` (C, T, S, 2) indices into the level's feature pixels, `split_thresholds`
-    (C, T, S) as integers (pixel differences are integers, so `diff > thr` equals
-    `diff > floor(thr)`); `leaf_values` (C, T, S + 1, P, 2); feature pixels as `anchor_idx`
-    (C, F) shape points plus `deltas` (C, F, 2) offsets in the mean shape's frame.
-
-    Real values are stored as fixed-point integers (`initial_shape`, `deltas`: int32 in units of
-    2**-24; `leaf_values`: int16 in units of 2**-`leaf_bits`): fp16 would move points by up to
-    4 px through the cascade, while these match dlib's float32 values to < 1e-6.
-    """
-
-    def __init__(
-        self,
-        num_parts: int = 5,
-        cascade_depth: int = 15,
-        num_trees: int = 500,
-        tree_depth: int = 4,
-        feature_pool_size: int = 800,
-        num_classes: int = 10,
-        in_chans: int = 1,
-    ):
-        """`num_classes` (timm's output size) must be 2 * `num_parts`; the input is one intensity
-        channel (`in_chans` 1)."""
-        super().__init__()
-        if num_classes != 2 * num_parts or in_chans != 1:
-            raise ValueError("ShapePredictor outputs 2 * num_parts values from 1 channel.")
-        self.num_classes = 2 * num_parts
-        self.num_features = 2 * num_parts
-        self.tree_depth = tree_depth
-        c, t, s, f = cascade_depth, num_trees, 2**tree_depth - 1, feature_pool_size
-        self.register_buffer("initial_shape", torch.zeros(num_parts, 2, dtype=torch.int32))
-        self.register_buffer("split_features", torch.zeros(c, t, s, 2, dtype=torch.int16))
-        self.register_buffer("split_thresholds", torch.zeros(c, t, s, dtype=torch.int16))
-        leaves = torch.zeros(c, t, s + 1, num_parts, 2, dtype=torch.int16)
-        self.register_buffer("leaf_values", leaves)
-        self.register_buffer("leaf_bits", torch.tensor(0, dtype=torch.int32))
-        self.register_buffer("anchor_idx", torch.zeros(c, f, dtype=torch.int16))
-        self.register_buffer("deltas", torch.zeros(c, f, 2, dtype=torch.int32))
-
-    def forward(self, gray: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """Points (N, P, 2) in pixels for `boxes` (N, 4) = dlib rectangles (left, top, right,
-        bottom), inclusive, in the intensity image `gray` (H, W)."""
-        boxes = boxes.float()
-        n, (h, w) = boxes.shape[0], gray.shape
-        origin, extent = boxes[:, None, :2], (boxes[:, None, 2:] - boxes[:, None, :2])
-        flat = gray.reshape(-1).float()
-        initial = self.initial_shape.float() * FIXED_SCALE
-        leaf_scale = 2.0 ** -int(self.leaf_bits)
-        shape = initial.expand(n, -1, -1).clone()
-        trees = torch.arange(self.leaf_values.shape[1], device=boxes.device)
-        num_splits = self.split_thresholds.shape[2]
-        for level in range(self.leaf_values.shape[0]):
-            tform = similarity_matrices(initial, shape)
-            anchors = shape[:, self.anchor_idx[level].long()]
-            deltas = self.deltas[level].float() * FIXED_SCALE
-            points = anchors + torch.einsum("nij,fj->nfi", tform, deltas)
-            pixels = torch.floor(origin + points * extent + 0.5)
-            x, y = pixels[..., 0], pixels[..., 1]
-            inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-            index = (y.clamp(0, h - 1) * w + x.clamp(0, w - 1)).long()
-            values = torch.where(inside, flat[index], torch.zeros_like(x))
-            features = self.split_features[level].long()
-            thresholds = self.split_thresholds[level].to(values)
-            node = torch.zeros(n, trees.numel(), dtype=torch.long, device=boxes.device)
-            for _ in range(self.tree_depth):
-                pair = features[trees, node]  # (N, T, 2)
-                diff = values.gather(1, pair[..., 0]) - values.gather(1, pair[..., 1])
-                go_left = diff > thresholds[trees, node]
-                node = torch.where(go_left, 2 * node + 1, 2 * node + 2)
-            leaves = self.leaf_values[level][trees, node - num_splits].float()
-            shape = shape + leaves.sum(1) * leaf_scale
-        return origin + shape * extent
-
-    @torch.no_grad()
-    def predict(
-        self, image: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray
-    ) -> np.ndarray:
-        """Landmarks (N, P, 2) float32 for an RGB uint8 image and dlib rectangles (left, top,
-        right, bottom), inclusive pixel coordinates.
-
-        >>> load_shape_predictor().predict(image, [(80, 60, 240, 220)])  # doctest: +SKIP
-        """
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        if len(boxes) == 0:
-            return np.zeros((0, self.initial_shape.shape[0], 2), np.float32)
-        device = self.deltas.device
-        gray = torch.from_numpy(rgb_intensity(image)).to(device)
-        out = self(gray, torch.from_numpy(boxes).to(device))
-        return out.cpu().numpy().astype(np.float32)
-
-
-def rgb_intensity(image: np.ndarray) -> np.ndarray:
-    """dlib's `get_pixel_intensity` of an RGB (or gray) uint8 image: the integer mean of R,G,B."""
-    if image.ndim == 2:
-        return image.astype(np.int32)
-    return image[..., :3].astype(np.int32).sum(-1) // 3
-
-
-def state_from_dlib(sp: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """`ShapePredictor` buffers from `faceres.dlib_format.parse_shape_predictor` arrays."""
-
-    def fixed(x: np.ndarray, bits: int, dtype: type) -> torch.Tensor:
-        return torch.from_numpy(np.round(x.astype(np.float64) * 2.0**bits).astype(dtype))
-
-    leaf_max = float(np.abs(sp["leaf_values"]).max())
-    leaf_bits = int(np.floor(np.log2(32767 / leaf_max))) if leaf_max > 0 else 0
-    return {
-        "initial_shape": fixed(sp["initial_shape"], FIXED_BITS, np.int32),
-        "split_features": torch.from_numpy(sp["split_features"].astype(np.int16)),
-        "split_thresholds": torch.from_numpy(np.floor(sp["split_thresholds"]).astype(np.int16)),
-        "leaf_values": fixed(sp["leaf_values"], leaf_bits, np.int16),
-        "leaf_bits": torch.tensor(leaf_bits, dtype=torch.int32),
-        "anchor_idx": torch.from_numpy(sp["anchor_idx"].astype(np.int16)),
-        "deltas": fixed(sp["deltas"], FIXED_BITS, np.int32),
-    }
-
-
-default_cfgs = generate_default_cfgs(
-    {
-        "dlib_shape_predictor5.dlib": {
-            "num_classes": 10,
-            "input_size": (1, 150, 150),
-            "mean": (0.0,),
-            "std": (1.0,),
-            "first_conv": "",
-            "classifier": "",
-            "license": "cc0-1.0",
-            "origin_url": "https://github.com/davisking/dlib-models",
-        }
-    }
-)
-
-
-@register_model
-def dlib_shape_predictor5(pretrained: bool = False, **kwargs) -> ShapePredictor:
-    """dlib's 5-point landmark cascade (15 levels x 500 trees of depth 4)."""
-    return build_model_with_cfg(ShapePredictor, "dlib_shape_predictor5", pretrained, **kwargs)
-
-
-@functools.lru_cache(maxsize=4)
 def load_shape_predictor(device: str | None = None) -> ShapePredictor:
-    """The converted 5-point predictor from the registry (entry `dlib-landmarks5`).
+    """The converted 5-point predictor from the registry (cached per process by
+    `registry.load`). Inference runs in numpy on the host whatever `device` holds the buffers.
 
-    >>> load_shape_predictor().initial_shape.shape  # doctest: +SKIP
+    >>> load_shape_predictor().initial_shape.shape
     torch.Size([5, 2])
     """
     from . import registry

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from . import settings
 from .errors import IntegrityError, ModelError, OfflineError
@@ -375,18 +376,19 @@ def load(name: str, device: str | torch.device | None = None) -> LoadedModel:
         if key in _LOADED:
             return _LOADED[key]
         entry = get_entry(name)
-        if entry["task"] == "detector" or not entry.get("architecture"):
+        if not entry.get("path") or not entry.get("architecture"):
             raise ModelError(f"{name!r} is not a timm model; use resolve_file for its files.")
         if any(Path(f).suffix in _PICKLE_SUFFIXES for f in entry["files"]):
             raise ModelError(f"{name!r} lists pickle files; only safetensors are loaded.")
         folder = resolve(name)
         if not (folder / "model.safetensors").is_file():
             raise ModelError(f"{name!r} has no model.safetensors in {folder}.")
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
             model = timm.create_model(f"local-dir:{folder}", pretrained=True)
-        except RuntimeError as exc:
-            raise ModelError(f"{name!r} could not be built from {folder}: {exc}") from exc
+        except (RuntimeError, ValueError, SafetensorError) as exc:  # a corrupt file, sha256 kept
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{name!r} could not be built from {folder}: {reason}") from exc
         model = model.to(device).eval()
         _LOADED[key] = LoadedModel(name=name, model=model, config=config, device=device)
         return _LOADED[key]

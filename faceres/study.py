@@ -16,6 +16,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from . import registry
 from .errors import FaceresError
 
@@ -104,6 +106,54 @@ def depth_report(config: dict | None = None) -> list[dict]:
     return rows
 
 
+def findings(rows: list[dict]) -> list[str]:
+    """What the table shows, in words, computed from its numbers: for each kind of network
+    (with BatchNorm), whether the deepest one ends with a higher training error than the
+    shallowest; and how the no-BatchNorm pair's gradients behave at initialisation."""
+    out = []
+    for residual, kind in ((False, "plain"), (True, "ResNet")):
+        sel = sorted((r for r in rows if r["residual"] == residual and r["batchnorm"]),
+                     key=lambda r: r["depth"])
+        if len(sel) < 2:
+            continue
+        lo, hi = sel[0], sel[-1]
+        diff = 100 * (hi["train_error_final"] - lo["train_error_final"])
+        verdict = ("higher: the deeper net degrades" if diff > 0.5 else
+                   "lower" if diff < -0.5 else "about the same (within 0.5 points)")
+        out.append(f"{kind}-{hi['depth']} ends with a training error of "
+                   f"{100 * hi['train_error_final']:.1f}% vs {100 * lo['train_error_final']:.1f}% "
+                   f"for {kind}-{lo['depth']} ({diff:+.1f} points): {verdict}.")
+    for row in rows:
+        if row["batchnorm"]:
+            continue
+        twin = next((r for r in rows if r["batchnorm"] and r["residual"] == row["residual"]
+                     and r["depth"] == row["depth"]), None)
+        norms = np.asarray(_history(row["name"])["grad_norms_init"])
+        text = (f"{row['name']} (no BatchNorm) at initialisation: median per-layer gradient norm "
+                f"{np.median(norms):.2g}, first layer / last layer {norms[0] / norms[-1]:.2g}")
+        if twin:
+            bn = np.asarray(_history(twin["name"])["grad_norms_init"])
+            text += f" (with BatchNorm, {twin['name']}: median {np.median(bn):.2g})"
+        out.append(f"{text}; final training error {100 * row['train_error_final']:.1f}%.")
+    return out
+
+
+def load_report(config: dict | None = None) -> dict:
+    """Table rows, findings and the plots (PNG files rendered once per process into the cache
+    folder) of the depth study, read from the registry. Raises FaceresError when absent."""
+    rows = depth_report(config)
+    if not rows:
+        raise FaceresError("no model of the depth study is in the registry yet")
+    from .data import cache_dir
+
+    key = "-".join(registry.get_entry(r["name"])["files"]["model.safetensors"][:8] for r in rows)
+    out = cache_dir() / f"study-{key}"
+    plots = sorted(out.glob("*.png")) if out.is_dir() else []
+    if len(plots) < 4:
+        plots = save_plots(rows, out)
+    return {"table": rows, "findings": findings(rows), "plots": [str(p) for p in plots]}
+
+
 def format_table(rows: list[dict]) -> str:
     """The study table as markdown."""
     def pct(v: float | None) -> str:
@@ -156,7 +206,8 @@ def plot_gradient_norms(names: list[str], when: str = "init"):
         ax.semilogy(range(1, len(norms) + 1), norms, "--" if "plain" in name else "-", label=name)
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("gradient norm")
-    ax.set_title(f"Gradient norm per layer, {'at initialisation' if when == 'init' else 'after training'}")
+    moment = "at initialisation" if when == "init" else "after training"
+    ax.set_title(f"Gradient norm per layer, {moment}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

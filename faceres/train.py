@@ -106,7 +106,7 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(model: torch.nn.Module, images: torch.Tensor, mean: float, std: float,
             batch_size: int = 512, flip: bool = True) -> torch.Tensor:
     """Softmax probabilities for a uint8 N×1×H×W batch (mean with the mirror image if `flip`)."""
@@ -115,18 +115,19 @@ def predict(model: torch.nn.Module, images: torch.Tensor, mean: float, std: floa
     out = []
     for i in range(0, len(images), batch_size):
         x = normalize(images[i:i + batch_size].to(device), mean, std)
+        n = len(x)
+        if flip:
+            x = torch.cat([x, x.flip(3)])
         x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
             p = model(x).float().softmax(1)
-            if flip:
-                p = (p + model(x.flip(3)).float().softmax(1)) / 2
-        out.append(p.cpu())
-    return torch.cat(out) if out else torch.zeros(0)
+        out.append((p[:n] + p[n:]) / 2 if flip else p)
+    return torch.cat(out).cpu() if out else torch.zeros(0)
 
 
-def fit_epochs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-               steps_per_epoch: int, mean: float, std: float, steps: int = 20) -> int:
-    """How many epochs fit in `cfg.time_budget` seconds, timed on a throwaway copy."""
+def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+                 mean: float, std: float, steps: int = 20) -> float:
+    """Seconds per training step (augment, forward, backward, SGD), timed on a throwaway copy."""
     trial = copy.deepcopy(model).train()
     opt = torch.optim.SGD(trial.parameters(), lr=1e-3, momentum=cfg.momentum)
     gen = torch.Generator(device=x.device).manual_seed(1)
@@ -144,7 +145,13 @@ def fit_epochs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
         loss.backward()
         opt.step()
     _sync(x.device)
-    per_epoch = (time.perf_counter() - t0) / steps * steps_per_epoch * 1.15
+    return (time.perf_counter() - t0) / steps
+
+
+def fit_epochs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+               steps_per_epoch: int, mean: float, std: float) -> int:
+    """How many epochs fit in `cfg.time_budget` seconds (15% allowed for validation)."""
+    per_epoch = step_seconds(model, x, y, cfg, mean, std) * steps_per_epoch * 1.15
     return max(1, min(cfg.epochs, int(cfg.time_budget / per_epoch)))
 
 

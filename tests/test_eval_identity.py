@@ -15,6 +15,7 @@ from faceres.eval_identity import (
     accuracy,
     best_threshold,
     centre_face,
+    evaluate_detectors,
     evaluate_lfw,
     evaluate_pairs,
     kfold_accuracy,
@@ -167,6 +168,10 @@ def test_evaluate_lfw_on_a_miniature_lfw(tmp_path):
     assert len(report["view1"]["template_trials"]) == 8 and "geometry" in report["template"]
     saved = json.loads((tmp_path / "out" / "lfw-throwaway-yunet.json").read_text())
     assert saved["view2"]["auc"] == report["view2"]["auc"]
+    both = evaluate_detectors("throwaway", data=root, out_dir=tmp_path / "out",
+                              embedder=colour_embedder, template=dlib_chip_template())
+    assert both["detectors"]["yunet"]["detection_rate"] == pytest.approx(4 / 5)
+    assert both["detectors"]["dlib"]["images"] == 5
 
 
 @pytest.mark.skipif(data_dir() is None or not (data_dir() / "lfw" / "pairs.txt").is_file(),

@@ -6,6 +6,7 @@ so every file it writes lands where the test can see it.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -18,14 +19,14 @@ skimage_data = pytest.importorskip("skimage.data")
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"RIFF", b"GIF8", b"BM", b"II*\0", b"MM\0*")
 
 
-def files_under(*roots: Path) -> dict[Path, bytes]:
-    """Every file below `roots` with its first bytes."""
+def files_under(*roots: Path) -> dict[Path, tuple[bytes, str]]:
+    """Every file below `roots`: its first bytes and its sha256."""
     found = {}
     for root in roots:
         for path in root.rglob("*"):
             if path.is_file():
-                with path.open("rb") as f:
-                    found[path] = f.read(8)
+                data = path.read_bytes()
+                found[path] = (data[:8], hashlib.sha256(data).hexdigest())
     return found
 
 
@@ -63,9 +64,14 @@ def test_no_upload_remains_after_requests(tmp_path):
         assert calls
         after = files_under(uploads, temp, home)
 
-    # Nothing new where Gradio and Python keep temporary files; no image anywhere (a font cache
-    # that matplotlib builds in $HOME on first import holds no user data).
-    new = sorted(str(p) for p in set(after) - set(before) if home not in p.parents)
-    images = sorted(str(p) for p, head in after.items() if head.startswith(IMAGE_MAGIC))
-    assert not new, f"files written while serving requests: {new}"
-    assert not images, f"images on disk after the requests: {images}"
+    sent = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (face_jpeg, png, broken)}
+    copies = sorted(str(p) for p, (_, digest) in after.items() if digest in sent)
+    assert not copies, f"uploaded photos left on disk: {copies}"
+    # Nothing new where Gradio and Python keep temporary files, and no new image anywhere (the
+    # study plots were rendered at start-up; a font cache that matplotlib may build in $HOME on
+    # first import holds no user data).
+    new = {p: head for p, (head, _) in after.items() if p not in before}
+    written = sorted(str(p) for p in new if home not in p.parents)
+    images = sorted(str(p) for p, head in new.items() if head.startswith(IMAGE_MAGIC))
+    assert not written, f"files written while serving requests: {written}"
+    assert not images, f"images written while serving requests: {images}"

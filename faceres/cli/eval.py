@@ -16,6 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = group.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")
     _add_lfw(sub)
     _add_pairs(sub)
+    _add_detect(sub)
     _add_expression(sub)
 
 
@@ -96,6 +97,21 @@ def run_expression(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_detect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "detect", help="LFW detection rate and View 2 accuracy with each face detector",
+        description="For each detector: the share of the LFW pair-list images where a face is "
+                    "detected, and the identity model's LFW View 2 accuracy through it.",
+    )
+    p.add_argument("--model", help="identity model from the registry (default: the default one)")
+    p.add_argument("--data", type=Path, help="LFW folder (default: $FACERES_DATA/lfw)")
+    p.add_argument("--detectors", default="yunet,dlib", help="comma-separated (default yunet,dlib)")
+    p.add_argument("--out", type=Path, default=Path("runs/eval"),
+                   help="folder for the reports and ROC plots (default runs/eval)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON only")
+    p.set_defaults(func=run_detect)
+
+
 def _model_name(model: str | None) -> str:
     from .. import registry
 
@@ -148,4 +164,30 @@ def run_pairs(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         _print_identity(report)
+    return 0
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from ..errors import FaceresError
+    from ..eval_identity import evaluate_detectors
+
+    detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
+    unknown = set(detectors) - {"yunet", "dlib"}
+    if unknown:
+        raise FaceresError(
+            f"--detectors takes yunet and/or dlib, not {', '.join(sorted(unknown))}."
+        )
+    _setup_logging(args.json)
+    report = evaluate_detectors(_model_name(args.model), data=args.data, out_dir=args.out,
+                                detectors=detectors)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for name, r in report["detectors"].items():
+        if not r["available"]:
+            print(f"{name}: not available here")
+            continue
+        print(f"{name}: faces in {r['detection_rate']:.2%} of {r['images']} images; "
+              f"{report['model']} View 2 accuracy {r['accuracy_mean']:.2%} ± "
+              f"{r['accuracy_std']:.2%}, TAR {r['tar_at_far']:.2%} at FAR 1e-3, AUC {r['auc']:.5f}")
     return 0

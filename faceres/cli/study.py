@@ -35,7 +35,11 @@ def run_depth(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    from ..study import findings
+
     print(format_table(rows))
+    for line in findings(rows):
+        print(f"- {line}")
     if rows and args.plots:
         for path in save_plots(rows, Path(args.plots)):
             print(f"saved {path}")

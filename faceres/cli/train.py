@@ -30,6 +30,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_expression)
+    f = kinds.add_parser("framing", help="measure how FER2013 frames faces, per detector",
+                         description="Run each detector on upscaled FER2013 Training images and "
+                                     "write the median landmarks (the crop template) into the "
+                                     "config of expression models.")
+    f.add_argument("models", nargs="*", metavar="NAME",
+                   help="expression models to update (default: every one in the registry)")
+    f.add_argument("--detectors", nargs="+", default=["yunet", "dlib"],
+                   choices=("yunet", "dlib"))
+    f.add_argument("--count", type=int, default=1000, help="FER2013 images measured")
+    f.add_argument("--data", help="FER2013 image folders (default $FACERES_DATA/fer2013)")
+    f.set_defaults(func=run_framing)
 
 
 def run_expression(args: argparse.Namespace) -> int:
@@ -42,4 +53,20 @@ def run_expression(args: argparse.Namespace) -> int:
     summary = train_expression(cfg, resume=args.resume, progress=not args.json)
     print(json.dumps(summary, indent=2) if args.json else
           "\n".join(f"{k}: {v}" for k, v in summary.items()))
+    return 0
+
+
+def run_framing(args: argparse.Namespace) -> int:
+    from .. import registry
+    from ..expression import measure_framing
+
+    template: dict = {}
+    for detector in args.detectors:
+        measured = measure_framing(detector, data=args.data, count=args.count)
+        template.update(measured)
+        print(f"{detector}: " + json.dumps({k: v for k, v in measured.items() if k != "size"}))
+    names = args.models or [e["name"] for e in registry.list_models("expression")]
+    for name in names:
+        registry.update_config(name, alignment=template)
+        print(f"updated {name}")
     return 0

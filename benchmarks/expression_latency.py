@@ -1,0 +1,61 @@
+"""Latency of `faceres.analyze_expression` on a 640×480 photo with one face, models warm.
+
+Prints the median (and 90th percentile) of each stage: decode, detect, align, classify, total.
+The photo is scikit-image's astronaut, scaled into a 640×480 JPEG (decoding is measured too).
+
+    python benchmarks/expression_latency.py [--model NAME] [--detector yunet|dlib] [--runs 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+
+from PIL import Image
+from stages import print_stages, time_stages
+
+from faceres.expression import analyze_expression
+
+
+def photo() -> bytes:
+    """The astronaut (one frontal face) as a 640×480 JPEG."""
+    from skimage import data
+
+    canvas = Image.new("RGB", (640, 480), (128, 128, 128))
+    canvas.paste(Image.fromarray(data.astronaut()).resize((480, 480)), (80, 0))
+    buf = io.BytesIO()
+    canvas.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="expression model (default: the registry's default)")
+    parser.add_argument("--detector", choices=("auto", "yunet", "dlib"))
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print the medians as JSON only")
+    args = parser.parse_args()
+
+    image = photo()
+    result, median, p90 = time_stages(
+        lambda: analyze_expression(image, model=args.model, detector=args.detector),
+        args.runs, args.warmup)
+    if args.json:
+        print(json.dumps({"model": result.model, "detector": result.detector, "runs": args.runs,
+                          "median_ms": median, "p90_ms": p90}))
+        return
+    import torch
+
+    print(f"analyze_expression on a 640x480 JPEG (scikit-image astronaut), model {result.model}, "
+          f"detector {result.detector}, {args.runs} runs after {args.warmup} warm-up, "
+          f"torch threads {torch.get_num_threads()}, CPUs {os.cpu_count()}")
+    print_stages(median, p90)
+    faces = ", ".join(f"{f.label} {f.probabilities[f.label]:.2f}" for f in result.faces)
+    print(f"faces: {len(result.faces)} ({faces})")
+
+
+if __name__ == "__main__":
+    main()
