@@ -1,9 +1,11 @@
 """The faceres demo: one `gr.Blocks` with the Verify, Expression, ResNet vs plain and Models tabs.
 
 Every handler is a plain module-level function (callable from tests and, through its `api_name`,
-from `gradio_client`). Uploaded photos are decoded once, then Gradio's temporary copy is deleted;
-the decoded array lives only in the session's memory (`gr.State`, expiring) so that a rerun with
-another model or face works. Results are sent back as inline HTML, so no derived image is written.
+from `gradio_client`). Uploaded photos are decoded once, then Gradio's temporary copy is deleted,
+and the server keeps nothing once the request ends: no session state, no cache of photos. Results
+are sent back as inline HTML, so no derived image is written. What the Verify tab's face pickers
+need (every face's embedding and aligned crop) travels to the browser in the response and comes
+back with a pick; another model needs the photos uploaded again.
 
 >>> from faceres.app import build_demo
 >>> build_demo().queue(default_concurrency_limit=2).launch()   # what `python app.py` does
@@ -23,20 +25,24 @@ import gradio as gr
 import numpy as np
 
 from . import registry
+from .alignment import align, model_template
 from .errors import FaceresError, ImageError
 from .expression import analyze_expression
 from .imageio import load_image
-from .verify import verify
+from .verify import decide, embed_crops, load_identity_model, pick_face, verify
 
 MAX_FACE_LABELS = 6
 """Faces of one photo given their own probability panel in the Expression tab (largest first)."""
-SESSION_PHOTOS = 4
-"""Decoded photos a session keeps in memory for reruns (never on disk)."""
-SESSION_TTL_S = 900
-"""Seconds after its last use that a session's decoded photos are dropped."""
+MAX_PICK_FACES = 12
+"""Faces of one photo (largest first) whose embedding and crop go to the browser for the picker."""
 DELETE_CACHE = (60, 300)
 """Every 60 s, Gradio deletes its temporary files older than 300 s (uploads never submitted)."""
 PREVIEW_MAX_SIDE = 1024
+EXPIRED = ("Photos are not kept after a request: upload the photo again to run it again "
+           "(with another model, for instance).")
+NOT_RUN = "Run Verify first: the face pickers compare the faces it found."
+EXPIRED_PAIR = ("Photos are not kept after a comparison: upload the photos again to compare with "
+                "another model (the face pickers work without a new upload).")
 CHOSEN, OTHER = (46, 204, 113), (241, 196, 15)
 
 EXPLANATION = """
@@ -73,12 +79,15 @@ def user_errors(fn):
 # -- photos in, pictures out ---------------------------------------------------------------------
 
 
-def take_photo(value: Any, memory: dict | None = None) -> np.ndarray:
+def take_photo(value: Any, expired: str = EXPIRED) -> np.ndarray:
     """Decode a photo from Gradio (a FileData dict, which must name an upload), or from Python
     (a path, bytes or an array).
 
-    A file in Gradio's upload folder is deleted once read, whether or not it decodes; the array is
-    remembered in `memory` (the session's state) under the upload's path for reruns.
+    A file in Gradio's upload folder is deleted once read, whether or not it decodes, so a second
+    request naming the same upload gets the `expired` message.
+
+    >>> take_photo({"path": upload_path}).shape
+    (512, 512, 3)
     """
     if value is None:
         raise ImageError("Upload a photo first.")
@@ -99,33 +108,33 @@ def take_photo(value: Any, memory: dict | None = None) -> np.ndarray:
         path = value
     else:
         return load_image(value)
-    key = str(path)
+    if not Path(path).exists() and _in_upload_folder(path):
+        raise ImageError(expired)
     try:
-        if memory is not None and key in memory:
-            image = memory.pop(key)  # a rerun: use the session's copy
-        else:
-            image = load_image(key)
-    except ImageError as exc:
-        if not Path(key).exists() and _in_upload_folder(key):
-            raise ImageError("This upload has expired; please upload the photo again.") from exc
-        raise
+        return load_image(path)
     finally:
-        forget_upload(key)  # also a re-upload of a photo the session already holds
-    if memory is not None:
-        memory[key] = image
-        while len(memory) > SESSION_PHOTOS:
-            memory.pop(next(iter(memory)))
-    return image
+        forget_upload(path)
 
 
-def take_photos(values: list[Any], memory: dict) -> list[np.ndarray]:
-    """`take_photo` for each value; every upload is deleted even when an earlier one fails."""
+def take_photos(values: list[Any], expired: str = EXPIRED) -> list[np.ndarray]:
+    """`take_photo` for each value; an upload named twice (Gradio stores one file at one path) is
+    decoded once, and every upload is deleted even when an earlier one fails."""
+    paths = [str(v) if isinstance(v, (str, Path)) else None
+             for v in (value.get("path") if isinstance(value, dict) else value for value in values)]
+    taken: dict[str, np.ndarray] = {}  # within this call only
     try:
-        return [take_photo(value, memory) for value in values]
+        photos = []
+        for value, path in zip(values, paths, strict=True):
+            if path is None:
+                photos.append(take_photo(value, expired))
+                continue
+            if path not in taken:
+                taken[path] = take_photo(value, expired)
+            photos.append(taken[path])
+        return photos
     finally:
-        for value in values:
-            path = value.get("path") if isinstance(value, dict) else value
-            if isinstance(path, (str, Path)):
+        for path in paths:
+            if path is not None:
                 forget_upload(path)
 
 
@@ -148,8 +157,12 @@ def forget_upload(path: str | Path) -> None:
             pass
 
 
-def image_html(image: np.ndarray, alt: str, max_side: int = PREVIEW_MAX_SIDE) -> str:
-    """An RGB array as an inline `<img>` (JPEG data URI): shown to the user, never written."""
+def data_uri(image: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> str:
+    """An RGB array as a JPEG data URI (at most `max_side` pixels a side): sent, never written.
+
+    >>> data_uri(np.zeros((8, 8, 3), np.uint8))[:23]
+    'data:image/jpeg;base64,'
+    """
     h, w = image.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     if scale < 1.0:
@@ -159,24 +172,31 @@ def image_html(image: np.ndarray, alt: str, max_side: int = PREVIEW_MAX_SIDE) ->
                             [cv2.IMWRITE_JPEG_QUALITY, 88])
     if not ok:
         raise ImageError("Could not encode the result image.")
-    data = base64.b64encode(jpeg.tobytes()).decode("ascii")
-    return (f'<img src="data:image/jpeg;base64,{data}" alt="{html.escape(alt)}" '
-            'style="max-width:100%;height:auto;border-radius:6px">')
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii")
 
 
-def draw_faces(image: np.ndarray, faces: list, labels: list[str], chosen: int | None = None
-               ) -> np.ndarray:
-    """A copy of `image` with every face boxed and labelled; the `chosen` one in green."""
+def img_tag(src: str, alt: str) -> str:
+    """An `<img>` of a data URI, scaled to its container."""
+    return (f'<img src="{src}" alt="{html.escape(alt)}" '
+            'style="display:block;max-width:100%;height:auto;border-radius:6px">')
+
+
+def image_html(image: np.ndarray, alt: str, max_side: int = PREVIEW_MAX_SIDE) -> str:
+    """An RGB array as an inline `<img>` (JPEG data URI): shown to the user, never written."""
+    return img_tag(data_uri(image, max_side), alt)
+
+
+def draw_faces(image: np.ndarray, faces: list, labels: list[str]) -> np.ndarray:
+    """A copy of `image` with every face boxed and labelled."""
     out = image.copy()
     thick = max(2, round(max(image.shape[:2]) / 300))
     scale = max(0.5, max(image.shape[:2]) / 900)
-    for i, (face, label) in enumerate(zip(faces, labels, strict=True)):
+    for face, label in zip(faces, labels, strict=True):
         x, y, w, h = (round(v) for v in face.box)
-        color = CHOSEN if chosen is None or i == chosen else OTHER
-        cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
+        cv2.rectangle(out, (x, y), (x + w, y + h), CHOSEN, thick)
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         top = y - th - base - 4 if y - th - base - 4 >= 0 else y + h
-        cv2.rectangle(out, (x, top), (x + tw + 6, top + th + base + 4), color, -1)
+        cv2.rectangle(out, (x, top), (x + tw + 6, top + th + base + 4), CHOSEN, -1)
         cv2.putText(out, label, (x + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
                     (0, 0, 0), max(1, thick // 2), cv2.LINE_AA)
     return out
@@ -229,18 +249,22 @@ def gauge_html(similarity: float, threshold: float, band: tuple[float, float], v
 </div>"""
 
 
-def _face_picker(faces: list, chosen: int, label: str) -> gr.Dropdown:
-    choices = [(f"Face {i + 1}" + (" (largest)" if i == 0 else ""), i) for i in range(len(faces))]
-    return gr.Dropdown(choices=choices, value=chosen, label=label, visible=len(faces) > 1)
+def _face_picker(count: int, chosen: int, label: str) -> gr.Dropdown:
+    choices = [(f"Face {i + 1}" + (" (largest)" if i == 0 else ""), i) for i in range(count)]
+    return gr.Dropdown(choices=choices, value=chosen, label=label, visible=count > 1)
 
 
 def _face_index(value: Any) -> int | None:
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        index = int(value)
     except (TypeError, ValueError):
         raise FaceresError(f"Face index {value!r} is not a number (0: the largest).") from None
+    if index >= MAX_PICK_FACES:
+        raise FaceresError(f"Only the {MAX_PICK_FACES} largest faces of a photo can be compared "
+                           f"(index 0 to {MAX_PICK_FACES - 1}).")
+    return index
 
 
 def reset_picker() -> gr.Dropdown:
@@ -248,58 +272,143 @@ def reset_picker() -> gr.Dropdown:
     return gr.Dropdown(choices=[], value=None, visible=False)
 
 
+def pickable_faces(images: list[np.ndarray], faces: tuple[list, list], model: str) -> list[dict]:
+    """Per photo, what the face pickers need once the photo is gone: a preview, its size, and for
+    each of its `MAX_PICK_FACES` largest faces the box, the `model` embedding and the aligned crop.
+
+    >>> pickable_faces([a, b], verify(a, b).faces, "dlib-resnet29-face")[0]["faces"][0].keys()
+    dict_keys(['box', 'score', 'detector', 'embedding', 'crop'])
+    """
+    loaded = load_identity_model(model)
+    template = model_template(loaded.config)
+    photos = []
+    for image, found in zip(images, faces, strict=True):
+        found = found[:MAX_PICK_FACES]
+        crops = [align(image, face, template) for face in found]
+        embeddings = embed_crops(crops, loaded) if crops else []
+        photos.append({
+            "preview": data_uri(image),
+            "size": [image.shape[1], image.shape[0]],
+            "faces": [{"box": [round(v, 1) for v in face.box], "score": round(face.score, 4),
+                       "detector": face.detector,
+                       "embedding": [round(float(v), 6) for v in emb],
+                       "crop": data_uri(crop)}
+                      for face, crop, emb in zip(found, crops, embeddings, strict=True)],
+        })
+    return photos
+
+
+def photo_html(photo: dict, chosen: int, alt: str) -> str:
+    """A photo of `pickable_faces` with every face boxed and numbered, the `chosen` one in green
+    (boxes drawn by the browser over the preview, so a new pick needs no pixels)."""
+    width, height = photo["size"]
+    marks = []
+    for i, face in enumerate(photo["faces"]):
+        x, y, w, h = face["box"]
+        x0, y0 = max(0.0, x), max(0.0, y)
+        x1, y1 = min(width, x + w), min(height, y + h)
+        color = f"rgb{CHOSEN if i == chosen else OTHER}"
+        marks.append(
+            f'<div style="position:absolute;box-sizing:border-box;left:{100 * x0 / width:.2f}%;'
+            f"top:{100 * y0 / height:.2f}%;width:{100 * (x1 - x0) / width:.2f}%;"
+            f'height:{100 * (y1 - y0) / height:.2f}%;border:3px solid {color}">'
+            f'<span style="position:absolute;left:0;top:0;padding:0 5px;background:{color};'
+            f'color:#000;font:600 13px sans-serif">{i + 1}</span></div>')
+    return ('<div style="position:relative;display:inline-block;max-width:100%">'
+            + img_tag(photo["preview"], alt) + "".join(marks) + "</div>")
+
+
+def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str, dict]:
+    """(verdict HTML, photo 1 HTML, photo 2 HTML, crops HTML, details) of the chosen faces, from
+    what `verify_photos` sent to the browser alone (cosine similarity of the stored embeddings)."""
+    try:
+        photos = faces["photos"]
+        chosen = [pick_face(photo["faces"], _face_index(index), f"photo {i + 1}")
+                  for i, (photo, index) in enumerate(zip(photos, (face1, face2), strict=True))]
+        a, b = (np.asarray(photo["faces"][i]["embedding"], np.float64)
+                for photo, i in zip(photos, chosen, strict=True))
+        similarity = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        threshold, band, model = float(faces["threshold"]), float(faces["band"]), faces["model"]
+        shown = [photo_html(photo, i, f"photo {k + 1}: {len(photo['faces'])} face(s), face "
+                                      f"{i + 1} used")
+                 for k, (photo, i) in enumerate(zip(photos, chosen, strict=True))]
+        crops = "".join(
+            f'<figure style="display:inline-block;margin:4px">'
+            f"{img_tag(photo['faces'][i]['crop'], f'aligned face {k + 1}')}"
+            f"<figcaption>photo {k + 1}, face {i + 1}</figcaption></figure>"
+            for k, (photo, i) in enumerate(zip(photos, chosen, strict=True)))
+        images = [{"faces": [{k: v for k, v in face.items() if k not in ("embedding", "crop")}
+                             for face in photo["faces"]], "chosen": i}
+                  for photo, i in zip(photos, chosen, strict=True)]
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise FaceresError(NOT_RUN) from None
+    verdict = decide(similarity, threshold, band)
+    details = {"verdict": verdict, "similarity": round(similarity, 6), "threshold": threshold,
+               "band": band, "model": model, "detector": faces.get("detector"), "images": images}
+    gauge = gauge_html(similarity, threshold, (threshold - band, threshold + band), verdict, model)
+    return gauge, shown[0], shown[1], crops, details
+
+
 @user_errors
 def verify_photos(photo1: Any, photo2: Any, model: str | None = None, face1: int | None = None,
-                  face2: int | None = None, memory: dict | None = None) -> tuple:
+                  face2: int | None = None) -> tuple:
     """Verify tab: are the chosen faces of two photos the same person?
 
     Returns (verdict HTML, photo 1 HTML, photo 2 HTML, aligned crops HTML, face picker 1,
-    face picker 2, details dict, memory).
+    face picker 2, details dict, faces): `faces` (model, threshold, band and `pickable_faces`)
+    is all `pick_faces` needs; it goes to the browser and the server keeps none of it.
 
     >>> verify_photos("a.jpg", "b.jpg")[6]["verdict"]
     'same'
     """
-    memory = {} if memory is None else memory
     start = time.perf_counter()
-    images = take_photos([photo1, photo2], memory)
+    images = take_photos([photo1, photo2], EXPIRED_PAIR)
     read_ms = 1000 * (time.perf_counter() - start)
     r = verify(images[0], images[1], model=model or None, face1=_face_index(face1),
                face2=_face_index(face2))
-    timings = {"read": read_ms, **r.timings}
-    photos = []
-    for i, image in enumerate(images):
-        faces, chosen = r.faces[i], r.chosen[i]
-        drawn = draw_faces(image, faces, [str(k + 1) for k in range(len(faces))], chosen)
-        photos.append(image_html(drawn, f"photo {i + 1}: {len(faces)} face(s), face "
-                                        f"{chosen + 1} used"))
-    crops = "".join(
-        f'<figure style="display:inline-block;margin:4px">{image_html(c, f"aligned face {i + 1}")}'
-        f"<figcaption>photo {i + 1}, face {r.chosen[i] + 1}</figcaption></figure>"
-        for i, c in enumerate(r.crops)
-    )
-    band = (r.threshold - r.band, r.threshold + r.band)
-    verdict = gauge_html(r.similarity, r.threshold, band, r.verdict, r.model)
-    verdict += f'<div style="color:#777;font-size:.9em">{_ms(timings)}</div>'
-    details = r.to_dict()
+    start = time.perf_counter()
+    faces = {"model": r.model, "detector": r.detector, "threshold": r.threshold, "band": r.band,
+             "photos": pickable_faces(images, r.faces, r.model)}
+    pick_ms = 1000 * (time.perf_counter() - start)
+    stages = {k: v for k, v in r.timings.items() if k != "total"}
+    timings = {"read": read_ms, **stages, "all faces": pick_ms}
+    timings["total"] = sum(timings.values())
+    gauge, shown1, shown2, crops, details = _comparison(faces, *r.chosen)
+    gauge += f'<div style="color:#777;font-size:.9em">{_ms(timings)}</div>'
     details["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
-    return (verdict, photos[0], photos[1], crops,
-            _face_picker(r.faces[0], r.chosen[0], "Face in photo 1"),
-            _face_picker(r.faces[1], r.chosen[1], "Face in photo 2"), details, memory)
+    counts = [len(photo["faces"]) for photo in faces["photos"]]
+    return (gauge, shown1, shown2, crops,
+            _face_picker(counts[0], r.chosen[0], "Face in photo 1"),
+            _face_picker(counts[1], r.chosen[1], "Face in photo 2"), details, faces)
+
+
+@user_errors
+def pick_faces(faces: dict | None, face1: int | None = None, face2: int | None = None) -> tuple:
+    """Verify tab, another face picked: the comparison recomputed from the `faces` that
+    `verify_photos` returned alone (no photo, no model run).
+
+    Returns (verdict HTML, photo 1 HTML, photo 2 HTML, aligned crops HTML, details dict).
+
+    >>> pick_faces(verify_photos("group.jpg", "b.jpg")[7], face1=1)[4]["images"][0]["chosen"]
+    1
+    """
+    if not faces:
+        raise FaceresError(NOT_RUN)
+    return _comparison(faces, face1, face2)
 
 
 # -- Expression ----------------------------------------------------------------------------------
 
 
 @user_errors
-def analyze_photo(photo: Any, model: str | None = None, memory: dict | None = None) -> tuple:
+def analyze_photo(photo: Any, model: str | None = None) -> tuple:
     """Expression tab: every face boxed and labelled, probabilities for the largest ones.
 
     Returns (annotated photo HTML, `MAX_FACE_LABELS` gr.Label updates, summary Markdown,
-    details dict, memory).
+    details dict).
     """
-    memory = {} if memory is None else memory
     start = time.perf_counter()
-    image = take_photo(photo, memory)
+    image = take_photo(photo)
     read_ms = 1000 * (time.perf_counter() - start)
     r = analyze_expression(image, model=model or None)
     timings = {"read": read_ms, **r.timings}
@@ -326,7 +435,7 @@ def analyze_photo(photo: Any, model: str | None = None, memory: dict | None = No
         "timings_ms": {k: round(v, 1) for k, v in timings.items()},
     }
     return (image_html(drawn, f"{len(faces)} face(s) with expressions"), *labels, summary,
-            details, memory)
+            details)
 
 
 # -- ResNet vs plain -----------------------------------------------------------------------------
@@ -363,24 +472,22 @@ def _run_one(image: np.ndarray, model: str) -> tuple[gr.Label, str, dict]:
 
 
 @user_errors
-def compare_models(photo: Any, resnet: str | None = None, plain: str | None = None,
-                   memory: dict | None = None) -> tuple:
+def compare_models(photo: Any, resnet: str | None = None, plain: str | None = None) -> tuple:
     """ResNet vs plain tab: the largest face through a ResNet and its plain twin.
 
-    Returns (ResNet label, ResNet summary, plain label, plain summary, details dict, memory).
+    Returns (ResNet label, ResNet summary, plain label, plain summary, details dict).
     """
-    memory = {} if memory is None else memory
     if not resnet or not plain:
         pairs = twin_pairs()
         if not pairs:
             raise FaceresError("No ResNet / plain twin pair is in the registry yet.")
         resnet = resnet or pairs[0][0]
         plain = plain or registry.get_entry(resnet).get("twin") or pairs[0][1]
-    image = take_photo(photo, memory)
+    image = take_photo(photo)
     res_label, res_text, res_detail = _run_one(image, resnet)
     plain_label, plain_text, plain_detail = _run_one(image, plain)
     return (res_label, res_text, plain_label, plain_text,
-            {"resnet": res_detail, "plain": plain_detail}, memory)
+            {"resnet": res_detail, "plain": plain_detail})
 
 
 def plain_twin(resnet: str) -> gr.Dropdown:
@@ -452,20 +559,23 @@ def _photo_input(label: str, elem_id: str) -> gr.Image:
                     sources=["upload", "webcam", "clipboard"], elem_id=elem_id)
 
 
-def _verify_tab(memory: gr.State) -> None:
+def _verify_tab() -> None:
     models = model_choices("identity")
     if not models:
         gr.Markdown(_missing("No identity model", "face verification"))
         return
     gr.Markdown("Two photos: are they the same person? Every face found is boxed; the green one "
-                "is compared (the largest by default, pick another below after a first run).")
+                "is compared (the largest by default, pick another below after a first run). "
+                "Photos are not kept: another model needs them uploaded again.")
     with gr.Row():
         with gr.Column():
             photo1 = _photo_input("Photo 1", "verify-photo1")
-            face1 = gr.Dropdown(choices=[], value=None, label="Face in photo 1", visible=False)
+            face1 = gr.Dropdown(choices=[], value=None, label="Face in photo 1", visible=False,
+                                elem_id="verify-face1")
         with gr.Column():
             photo2 = _photo_input("Photo 2", "verify-photo2")
-            face2 = gr.Dropdown(choices=[], value=None, label="Face in photo 2", visible=False)
+            face2 = gr.Dropdown(choices=[], value=None, label="Face in photo 2", visible=False,
+                                elem_id="verify-face2")
     with gr.Row(equal_height=True):
         model = gr.Dropdown(models, value=models[0], label="Identity model", scale=2)
         button = gr.Button("Verify", variant="primary", elem_id="verify-run", scale=1)
@@ -476,15 +586,17 @@ def _verify_tab(memory: gr.State) -> None:
     crops = gr.HTML()
     with gr.Accordion("Details", open=False):
         details = gr.JSON()
+    faces = gr.JSON(visible=False)  # in the browser only: what a new face pick needs
     photo1.change(reset_picker, None, face1, api_name="reset_face1", api_visibility="private")
     photo2.change(reset_picker, None, face2, api_name="reset_face2", api_visibility="private")
-    gr.on([button.click, face1.input, face2.input], verify_photos,
-          [photo1, photo2, model, face1, face2, memory],
-          [verdict, shown1, shown2, crops, face1, face2, details, memory],
-          api_name="verify", preprocess=False)
+    button.click(verify_photos, [photo1, photo2, model, face1, face2],
+                 [verdict, shown1, shown2, crops, face1, face2, details, faces],
+                 api_name="verify", preprocess=False)
+    gr.on([face1.input, face2.input], pick_faces, [faces, face1, face2],
+          [verdict, shown1, shown2, crops, details], api_name="pick_faces", preprocess=False)
 
 
-def _expression_tab(memory: gr.State) -> None:
+def _expression_tab() -> None:
     models = model_choices("expression")
     if not models:
         gr.Markdown(_missing("No expression model", "expression recognition"))
@@ -503,12 +615,11 @@ def _expression_tab(memory: gr.State) -> None:
         labels = [gr.Label(num_top_classes=7, visible=False) for _ in range(MAX_FACE_LABELS)]
     with gr.Accordion("Details", open=False):
         details = gr.JSON()
-    button.click(analyze_photo, [photo, model, memory],
-                 [shown, *labels, summary, details, memory],
+    button.click(analyze_photo, [photo, model], [shown, *labels, summary, details],
                  api_name="expression", preprocess=False)
 
 
-def _compare_tab(memory: gr.State) -> None:
+def _compare_tab() -> None:
     pairs = twin_pairs()
     if not pairs:
         gr.Markdown(_missing("No expression ResNet with its plain twin", "the comparison"))
@@ -533,8 +644,8 @@ def _compare_tab(memory: gr.State) -> None:
         with gr.Accordion("Details", open=False):
             details = gr.JSON()
         resnet.change(plain_twin, resnet, plain, api_name="plain_twin")
-        button.click(compare_models, [photo, resnet, plain, memory],
-                     [res_label, res_text, plain_label, plain_text, details, memory],
+        button.click(compare_models, [photo, resnet, plain],
+                     [res_label, res_text, plain_label, plain_text, details],
                      api_name="compare", preprocess=False)
     gr.Markdown(EXPLANATION)
     table, findings, plots, note = study_report()
@@ -570,14 +681,13 @@ def build_demo() -> gr.Blocks:
     with gr.Blocks(title="faceres", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# faceres\nResidual networks for faces: verification, expressions, and why "
                     "skip connections matter. Photos are processed in memory and not kept.")
-        memory = gr.State({}, time_to_live=SESSION_TTL_S)
         with gr.Tabs():
             with gr.Tab("Verify"):
-                _verify_tab(memory)
+                _verify_tab()
             with gr.Tab("Expression"):
-                _expression_tab(memory)
+                _expression_tab()
             with gr.Tab("ResNet vs plain"):
-                _compare_tab(memory)
+                _compare_tab()
             with gr.Tab("Models"):
                 _models_tab()
     return demo

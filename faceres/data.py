@@ -64,7 +64,8 @@ def _read_gray(path: Path, size: int) -> np.ndarray:
 
 
 def _decode_cached(root: Path, files: list[str], size: int) -> np.ndarray:
-    """Decode `files` under `root` once; later calls read a cached .npy (keyed by names + mtimes)."""
+    """Decode `files` under `root` once; later calls read a cached .npy (keyed by the folder,
+    the file names and the first file's mtime)."""
     key = hashlib.sha256(str(root.resolve()).encode())
     for name in files:
         key.update(name.encode())

@@ -10,8 +10,9 @@ places dlib's five landmarks in each box.
 Images whose longer side exceeds `faceres.detection.DETECT_MAX_SIDE` (640) are downscaled for the
 pyramid, as for YuNet, and the boxes mapped back; landmarks are placed in the full image. The
 80x80 window then finds faces of about 80 px × (longer side / 640) and larger: 80 px up to
-640×480, 160 px in a 1280×960 photo. On CPU the network runs in channels-last layout (oneDNN's
-fast path, ~2x on 2 cores); a 640×480 photo takes ~0.1 s to detect.
+640×480, 160 px in a 1280×960 photo. The network runs channels-last (oneDNN's preferred layout,
+a few % faster); a 640×480 photo takes about 0.1 s on 2 CPU cores (`benchmarks/detect_latency.py`),
+nearly all of it the network's ~8 GFLOPs over the 1782×662 tiled pyramid.
 
 >>> from faceres.imageio import load_image
 >>> faces = detect(load_image("photo.jpg"))  # doctest: +SKIP
@@ -151,7 +152,7 @@ class DlibFaceDetector:
 
         loaded = registry.load(REGISTRY_NAME, device=device)
         self.device, self.max_side = loaded.device, max_side
-        self.net = loaded.model.to(memory_format=torch.channels_last)
+        self.net = loaded.model.to(memory_format=torch.channels_last)  # in place; same results
         mmod = loaded.config["faceres"]["mmod"]
         self.window = (mmod["detector_width"], mmod["detector_height"])
         self.nms_iou = mmod["overlaps_nms"][0]

@@ -168,8 +168,9 @@ def save_confusion_plot(report: dict, path: Path) -> None:
 
 def format_report(report: dict) -> str:
     """The report as text: accuracy, per-class table and confusion matrix."""
+    missed = f", no face in {report['no_face']}" if report["no_face"] else ""
     lines = [f"{report['model']} on {report['data']} ({report['n']} images, faces: "
-             f"{report['faces']}{', no face in ' + str(report['no_face']) if report['no_face'] else ''})",
+             f"{report['faces']}{missed})",
              f"accuracy: {report['accuracy']:.4f}", "",
              f"{'class':<10} {'precision':>9} {'recall':>7} {'support':>8}"]
     for name, row in report["per_class"].items():

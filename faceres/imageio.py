@@ -61,6 +61,7 @@ def _decode(data: bytes, name: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")  # bad EXIF
             image = Image.open(io.BytesIO(data))
             w, h = image.size
             if w * h > MAX_PIXELS:
@@ -88,7 +89,9 @@ def _from_pil(image: Image.Image) -> np.ndarray:
     if min(w, h) < 8:
         raise ImageError(f"Image is too small ({w}×{h}); faces need at least 8×8 pixels.")
     try:
-        image = ImageOps.exif_transpose(image)
+        with warnings.catch_warnings():  # nor print Pillow's "Corrupt EXIF data" warnings
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+            image = ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not reject a readable image
         pass
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):

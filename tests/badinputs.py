@@ -26,6 +26,8 @@ FACE_BOX = (150, 30, 300, 200)
 """(left, top, right, bottom) of the astronaut's face with some margin, in skimage's 512×512."""
 GRID = (6, 5)
 """Columns × rows of face crops in the many-faces photo."""
+BROKEN_EXIF = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x12"
+"""An EXIF block whose first directory claims five entries and ends inside the first one."""
 
 EXPECT: dict[str, str] = {
     "empty.jpg": "error",
@@ -48,6 +50,7 @@ EXPECT: dict[str, str] = {
     "exif_rotate90.jpg": "face",
     "exif_rotate180.jpg": "face",
     "exif_rotate270.jpg": "face",
+    "exif_broken.jpg": "face",
     "coffee.jpg": "noface",
     "flat.png": "noface",
     f"faces{GRID[0] * GRID[1]}.jpg": "face",
@@ -153,6 +156,7 @@ def make_inputs(folder: Path, max_pixels: int) -> dict[str, Path]:
         "exif_rotate90.jpg": _exif_rotated(photo, 6),
         "exif_rotate180.jpg": _exif_rotated(photo, 3),
         "exif_rotate270.jpg": _exif_rotated(photo, 8),
+        "exif_broken.jpg": _encode(photo, "JPEG", quality=92, exif=BROKEN_EXIF),
         "coffee.jpg": _encode(Image.fromarray(skdata.coffee()), "JPEG", quality=92),
         "flat.png": _encode(Image.new("RGB", (320, 240), (127, 127, 127)), "PNG"),
         f"faces{GRID[0] * GRID[1]}.jpg": _encode(Image.fromarray(_grid(face, *GRID)), "JPEG",

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import importlib.util
 import io
+import json
 import os
 import socket
 import subprocess
@@ -86,14 +87,18 @@ def as_upload(src: Path, upload_dir: Path) -> dict:
 # -- photos: decoding, privacy, drawing ----------------------------------------------------------
 
 
-def test_upload_is_deleted_once_read_and_kept_in_memory(face_jpeg, upload_dir):
+def test_upload_is_deleted_once_read_and_not_kept(face_jpeg, upload_dir):
     upload = as_upload(face_jpeg, upload_dir)
-    memory: dict = {}
-    image = app.take_photo(upload, memory)
-    assert image.shape == (512, 512, 3)
+    assert app.take_photo(upload).shape == (512, 512, 3)
     assert not Path(upload["path"]).exists() and not any(upload_dir.iterdir())
-    again = app.take_photo(upload, memory)  # a rerun uses the session's copy
-    assert again is image
+    with pytest.raises(ImageError, match="not kept after a request: upload the photo again"):
+        app.take_photo(upload)  # a rerun (another model) needs a new upload
+
+
+def test_one_upload_named_twice_is_decoded_once(face_jpeg, upload_dir):
+    upload = as_upload(face_jpeg, upload_dir)  # Gradio stores the same file at one path
+    first, second = app.take_photos([upload, dict(upload)])
+    assert first is second and not any(upload_dir.rglob("*.jpg"))
 
 
 def test_bad_upload_is_deleted_and_explained(upload_dir, tmp_path):
@@ -146,10 +151,13 @@ def test_bad_inputs_give_visible_messages(monkeypatch, face_jpeg, payload, messa
         app.verify_photos(payload, str(face_jpeg))
 
 
-def test_expired_upload_asks_for_a_new_one(upload_dir):
+def test_used_upload_asks_for_a_new_one(face_jpeg, upload_dir):
     gone = {"path": str(upload_dir / "feedbeef" / "photo.jpg")}
-    with pytest.raises(gr.Error, match="expired; please upload"):
+    with pytest.raises(gr.Error, match="upload the photo again"):
         app.compare_models(gone, "a", "b")
+    with pytest.raises(gr.Error, match="upload the photos again to compare with another model"):
+        app.verify_photos(gone, as_upload(face_jpeg, upload_dir))
+    assert not any(upload_dir.rglob("*.jpg"))
 
 
 def test_image_html_is_inline_and_bounded():
@@ -159,13 +167,59 @@ def test_image_html_is_inline_and_bounded():
     assert Image.open(io.BytesIO(raw)).size == (512, 1024)
 
 
-def test_draw_faces_marks_the_chosen_face():
+def test_draw_faces_boxes_every_face():
     image = np.zeros((200, 300, 3), np.uint8)
     faces = [Face((10, 40, 80, 80), np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet"),
              Face((150, 40, 60, 60), np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet")]
-    out = app.draw_faces(image, faces, ["1", "2"], chosen=0)
-    assert tuple(out[80, 10]) == app.CHOSEN and tuple(out[80, 150]) == app.OTHER
+    out = app.draw_faces(image, faces, ["1", "2"])
+    assert tuple(out[80, 10]) == app.CHOSEN and tuple(out[80, 150]) == app.CHOSEN
     assert not image.any()
+
+
+def picked_faces() -> dict:
+    """What `verify_photos` sends the browser, by hand: photo 1 has faces A and B, photo 2 has A."""
+    crop = app.data_uri(np.zeros((16, 16, 3), np.uint8))
+    a, b = [1.0, 0.0, 0.0], [0.6, 0.8, 0.0]
+
+    def face(x: float, embedding: list[float]) -> dict:
+        return {"box": [x, 10.0, 40.0, 40.0], "score": 0.9, "detector": "yunet",
+                "embedding": embedding, "crop": crop}
+
+    preview = app.data_uri(np.zeros((100, 200, 3), np.uint8))
+    photo1 = {"preview": preview, "size": [200, 100], "faces": [face(10, a), face(120, b)]}
+    photo2 = {"preview": preview, "size": [200, 100], "faces": [face(10, a)]}
+    return {"model": "m", "detector": "yunet", "threshold": 0.7, "band": 0.05,
+            "photos": [photo1, photo2]}
+
+
+def test_pick_faces_works_from_the_json_alone(monkeypatch):
+    def no_photo_or_model(*args, **kwargs):
+        raise AssertionError("a face pick must not decode a photo or run a model")
+
+    for name in ("take_photo", "load_image", "verify", "embed_crops", "load_identity_model"):
+        monkeypatch.setattr(app, name, no_photo_or_model)
+    faces = json.loads(json.dumps(picked_faces()))  # as it comes back from the browser
+    verdict, shown1, shown2, crops, details = app.pick_faces(faces, 0, 0)
+    assert details["verdict"] == "same" and details["similarity"] == pytest.approx(1.0)
+    assert "Same person" in verdict and crops.count("<img") == 2
+    verdict, shown1, _, crops, details = app.pick_faces(faces, 1, None)
+    assert details["similarity"] == pytest.approx(0.6) and details["verdict"] == "different"
+    assert [image["chosen"] for image in details["images"]] == [1, 0]
+    assert "photo 1, face 2" in crops and "face 2 used" in shown1
+    assert not any("embedding" in face for face in details["images"][0]["faces"])
+    with pytest.raises(gr.Error, match="face index 2 does not exist"):
+        app.pick_faces(faces, 2, 0)
+    for bad in (None, {}, {"photos": "x"}):
+        with pytest.raises(gr.Error, match="Run Verify first"):
+            app.pick_faces(bad, 0, 0)
+
+
+def test_photo_html_marks_the_chosen_face():
+    photo = picked_faces()["photos"][0]
+    html = app.photo_html(photo, 1, "photo")
+    first, second = html.split("border:3px solid")[1:]
+    assert first.startswith(f" rgb{app.OTHER}") and second.startswith(f" rgb{app.CHOSEN}")
+    assert "left:5.00%" in html and "width:20.00%" in html  # boxes in % of the photo
 
 
 def test_gauge_shows_threshold_band_and_verdict():
@@ -200,7 +254,7 @@ def fake_expression(monkeypatch, faces: int):
 def test_expression_handler_labels_every_face(monkeypatch, face_jpeg, faces):
     fake_expression(monkeypatch, faces)
     html, *rest = app.analyze_photo(str(face_jpeg), "fake")
-    labels, (summary, details, _) = rest[:app.MAX_FACE_LABELS], rest[app.MAX_FACE_LABELS:]
+    labels, (summary, details) = rest[:app.MAX_FACE_LABELS], rest[app.MAX_FACE_LABELS:]
     assert html.startswith("<img")
     assert sum(label.visible for label in labels) == min(faces, app.MAX_FACE_LABELS)
     assert len(details["faces"]) == faces
@@ -211,7 +265,7 @@ def test_expression_handler_labels_every_face(monkeypatch, face_jpeg, faces):
 
 def test_compare_handler_runs_both_models(monkeypatch, face_jpeg):
     fake_expression(monkeypatch, 1)
-    res, res_text, plain, plain_text, details, _ = app.compare_models(str(face_jpeg), "r", "p")
+    res, res_text, plain, plain_text, details = app.compare_models(str(face_jpeg), "r", "p")
     assert details["resnet"]["model"] == "r" and details["plain"]["model"] == "p"
     assert "**happy**" in res_text and "ms" in plain_text
     assert res.value["label"] == "happy"
@@ -222,12 +276,13 @@ def test_compare_handler_runs_both_models(monkeypatch, face_jpeg):
 
 @needs_identity
 def test_verify_same_photo_is_same_person(face_jpeg):
-    verdict, shown1, shown2, crops, face1, face2, details, _ = app.verify_photos(
+    verdict, shown1, shown2, crops, face1, face2, details, faces = app.verify_photos(
         str(face_jpeg), str(face_jpeg))
     assert details["verdict"] == "same" and "Same person" in verdict
     assert details["similarity"] > details["threshold"]
-    assert shown1.startswith("<img") and crops.count("<img") == 2
+    assert shown1.startswith("<div") and "<img" in shown1 and crops.count("<img") == 2
     assert face1.visible is False  # one face: no picker
+    assert faces["model"] == details["model"] and len(faces["photos"][0]["faces"]) == 1
     assert {"read", "detect", "embed"} <= set(details["timings_ms"])
 
 
@@ -238,6 +293,10 @@ def test_verify_offers_a_face_picker_for_several_faces(face_jpeg, two_faces_jpeg
     assert picker.visible is True and len(picker.choices) >= 2 and picker.value == 0
     second = app.verify_photos(str(two_faces_jpeg), str(face_jpeg), face1=1)[6]
     assert second["images"][0]["chosen"] == 1
+    picked = app.pick_faces(json.loads(json.dumps(out[7])), 1, 0)[4]  # no photo, no model
+    assert picked["images"][0]["chosen"] == 1
+    assert picked["similarity"] == pytest.approx(second["similarity"], abs=1e-4)
+    assert picked["verdict"] == second["verdict"]
 
 
 @needs_identity
@@ -365,6 +424,18 @@ def test_client_verify(client, face_jpeg):
     out = client.predict(handle_file(str(face_jpeg)), handle_file(str(face_jpeg)),
                          app.model_choices("identity")[0], None, None, api_name="/verify")
     assert out[6]["verdict"] == "same"
+
+
+@needs_identity
+def test_client_picks_another_face_without_the_photos(client, face_jpeg, two_faces_jpeg):
+    from gradio_client import handle_file
+
+    out = client.predict(handle_file(str(two_faces_jpeg)), handle_file(str(face_jpeg)), None,
+                         None, None, api_name="/verify")
+    faces = out[7]
+    assert out[6]["images"][0]["chosen"] == 0 and len(faces["photos"][0]["faces"]) >= 2
+    verdict, *_, details = client.predict(faces, 1, 0, api_name="/pick_faces")
+    assert details["images"][0]["chosen"] == 1 and "similarity" in verdict
 
 
 @needs_identity

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -47,12 +48,16 @@ def page(chromium):
 
 @pytest.mark.skipif(not has_default("identity"),
                     reason="no default identity model in the registry yet")
-def test_upload_two_photos_and_read_the_verdict(page, tmp_path):
-    photo = tmp_path / "astronaut.jpg"
-    Image.fromarray(skimage_data.astronaut()).save(photo, quality=92)
+def test_upload_two_photos_read_the_verdict_and_pick_another_face(page, tmp_path):
+    big = skimage_data.astronaut()
+    group = np.full((512, 768, 3), 255, np.uint8)  # the astronaut beside a half-size copy
+    group[:, :512], group[128:384, 512:] = big, np.asarray(Image.fromarray(big).resize((256, 256)))
+    photos = tmp_path / "group.jpg", tmp_path / "astronaut.jpg"
+    Image.fromarray(group).save(photos[0], quality=92)
+    Image.fromarray(big).save(photos[1], quality=92)
     with serve_app() as url:
         page.goto(url, timeout=60_000)
-        for box in ("#verify-photo1", "#verify-photo2"):
+        for box, photo in zip(("#verify-photo1", "#verify-photo2"), photos, strict=True):
             page.locator(f"{box} input[type=file]").set_input_files(str(photo))
             page.locator(f"{box} img").first.wait_for(timeout=30_000)
         page.locator("#verify-run").click()
@@ -60,3 +65,13 @@ def test_upload_two_photos_and_read_the_verdict(page, tmp_path):
         sync_api.expect(verdict).to_contain_text("Same person", timeout=120_000)
         assert "similarity" in verdict.inner_text()
         assert page.locator("img[alt^='photo 1']").count() == 1
+        first = verdict.inner_text()
+        # Another face: recomputed from what the browser holds (the photos are gone).
+        page.locator("#verify-face1 input").click()
+        page.get_by_role("option", name="Face 2").click()
+        sync_api.expect(page.get_by_text("photo 1, face 2")).to_be_visible(timeout=60_000)
+        assert verdict.inner_text() != first and "similarity" in verdict.inner_text()
+        # A rerun (another model) needs the photos again, and says so.
+        page.locator("#verify-run").click()
+        sync_api.expect(page.get_by_text("upload the photos again").first).to_be_visible(
+            timeout=60_000)

@@ -1,4 +1,5 @@
-"""Uploads are not kept: after requests complete, no uploaded or derived image is on disk.
+"""Uploads are not kept: after requests complete, no uploaded or derived image is on disk, and the
+app holds no decoded photo in memory (no session state, nothing alive once a handler returns).
 
 The app runs in a subprocess whose Gradio upload folder, temp folder and home are the test's own,
 so every file it writes lands where the test can see it.
@@ -6,13 +7,17 @@ so every file it writes lands where the test can see it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import weakref
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from PIL import Image
 
-from tests.test_app import has_default, serve_app
+from faceres import app
+from tests.test_app import as_upload, has_default, serve_app
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -53,6 +58,7 @@ def test_no_upload_remains_after_requests(tmp_path):
             out = client.predict(handle_file(str(face_jpeg)), handle_file(str(png)), None, None,
                                  None, api_name="/verify")
             assert out[6]["verdict"] == "same"
+            assert client.predict(out[7], 0, 0, api_name="/pick_faces")[-1]["verdict"] == "same"
             with pytest.raises(AppError, match="truncated or corrupt"):
                 client.predict(handle_file(str(broken)), handle_file(str(face_jpeg)), None, None,
                                None, api_name="/verify")
@@ -75,3 +81,38 @@ def test_no_upload_remains_after_requests(tmp_path):
     images = sorted(str(p) for p, head in new.items() if head.startswith(IMAGE_MAGIC))
     assert not written, f"files written while serving requests: {written}"
     assert not images, f"images written while serving requests: {images}"
+
+
+def test_the_demo_keeps_no_session_state():
+    demo = app.build_demo()
+    states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
+    assert not states, "session state would keep photos or faces on the server between requests"
+
+
+@pytest.mark.skipif(not has_default("identity") or not has_default("expression"),
+                    reason="no default identity and expression models in the registry yet")
+def test_no_decoded_photo_outlives_a_request(monkeypatch, tmp_path):
+    upload_dir = tmp_path / "gradio"
+    upload_dir.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(upload_dir))
+    decoded = []
+
+    def load_image(src):
+        image = original(src)
+        decoded.append(weakref.ref(image))
+        return image
+
+    original = app.load_image
+    monkeypatch.setattr(app, "load_image", load_image)
+    photo, other = tmp_path / "face.jpg", tmp_path / "other.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo, quality=92)
+    Image.fromarray(skimage_data.astronaut()).save(other, quality=90)
+    outputs = [app.verify_photos(as_upload(photo, upload_dir), as_upload(other, upload_dir)),
+               app.analyze_photo(as_upload(photo, upload_dir))]
+    if app.twin_pairs():
+        outputs.append(app.compare_models(as_upload(photo, upload_dir)))
+    assert len(decoded) == len(outputs) + 1 and outputs[0][6]["verdict"] == "same"
+    del outputs  # what Gradio does once the response is sent
+    gc.collect()
+    assert not [ref for ref in decoded if ref() is not None], "a decoded photo is still held"
+    assert not any(upload_dir.rglob("*.jpg"))

@@ -6,9 +6,9 @@ folded into the convolution) and ReLU, then a 9x9 convolution to one score map. 
 output cell (r, c) is an 80x80 detection window centred on input pixel (8c + 14, 8r + 14).
 Image pyramid, thresholding and non-maximum suppression live in `faceres.dlib_detector`.
 
-The 9x9 convolution to a single map is a poor fit for CPU convolution kernels (~10x slower than its
-FLOPs suggest), so `forward_head` computes the same sums as a matrix product to one map per
-kernel tap, added at the taps' offsets by `F.fold`.
+A 9x9 convolution to a single map is a poor fit for CPU convolution kernels, so `forward_head`
+computes the same sums as a matrix product to one map per kernel tap, added at the taps' offsets
+by `F.fold` (2-3x faster on 2 CPU cores; results equal to float rounding).
 
 >>> import timm, torch, faceres
 >>> timm.create_model("dlib_mmod_face")(torch.zeros(1, 3, 120, 120)).shape
