@@ -460,27 +460,29 @@ def write_calibration(model: str, template: dict, threshold: float, band: float,
     """Store View 1's template, threshold and band, and View 2's metrics, in the registry."""
     from . import registry
 
-    entry = registry.get_entry(model)
-    if not entry.get("path"):
-        raise DataError(f"{model} is not a committed registry folder; cannot store calibration.")
-    config_path = registry.registry_dir() / entry["path"] / "config.json"
-    config = json.loads(config_path.read_text())
-    config["faceres"].update({
-        "alignment": template, "threshold": round(threshold, 6), "band": round(band, 6),
-        "similarity": "cosine",
-        "calibration": "LFW View 1: threshold and band on pairsDevTrain"
-                       + (", template on pairsDevTest" if report["view1"]["template_trials"]
-                          else "")
-                       + f" (DevTest accuracy {report['view1']['dev_test_accuracy']:.4f})",
-    })
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
-    view2 = report["view2"]
-    metrics = dict(entry.get("metrics") or {})
+    registry.update_config(
+        model, alignment=template, threshold=round(threshold, 6), band=round(band, 6),
+        similarity="cosine",
+        calibration="LFW View 1: threshold and band on pairsDevTrain"
+                    + (", template on pairsDevTest" if report["view1"]["template_trials"] else "")
+                    + f" (DevTest accuracy {report['view1']['dev_test_accuracy']:.4f})",
+    )
+    record_lfw_metrics(model, report)
+
+
+def record_lfw_metrics(model: str, report: dict) -> None:
+    """Put an LFW report's View 2 numbers (and detection rate) into `model`'s index entry, keyed
+    by the detector that found the faces."""
+    from . import registry
+
+    view2, det = report["view2"], report["detector"]
+    metrics = dict(registry.get_entry(model).get("metrics") or {})
     metrics.update({
-        f"lfw_accuracy_{report['detector']}": round(view2["accuracy_mean"], 5),
-        f"lfw_accuracy_std_{report['detector']}": round(view2["accuracy_std"], 5),
-        f"lfw_tar_at_far1e-3_{report['detector']}": round(view2["tar_at_far"], 5),
-        f"lfw_auc_{report['detector']}": round(view2["auc"], 6),
+        f"lfw_accuracy_{det}": round(view2["accuracy_mean"], 5),
+        f"lfw_accuracy_std_{det}": round(view2["accuracy_std"], 5),
+        f"lfw_tar_at_far1e-3_{det}": round(view2["tar_at_far"], 5),
+        f"lfw_auc_{det}": round(view2["auc"], 6),
+        f"lfw_detection_rate_{det}": round(1 - report["undetected"] / report["images"], 5),
     })
     registry.update_entry(model, metrics=metrics)
 
@@ -529,10 +531,11 @@ def evaluate_detectors(
     detectors: Sequence[str] = ("yunet", "dlib"),
     embedder: Embedder | None = None,
     template: dict | None = None,
+    write: bool = False,
 ) -> dict:
     """Per detector: the share of LFW pair-list images with a detected face, and `model`'s LFW
-    View 2 accuracy through that detector (calibration not written). A detector that is not
-    available here is reported as such.
+    View 2 accuracy through that detector (calibration not written; with `write`, the numbers go
+    into the model's index entry). A detector that is not available here is reported as such.
 
     >>> evaluate_detectors("dlib-resnet29-face")["detectors"]["dlib"]["detection_rate"]
     0.999
@@ -544,6 +547,8 @@ def evaluate_detectors(
             continue
         report = evaluate_lfw(model, data, out_dir, detector=name, write=False,
                               embedder=embedder, template=template)
+        if write:
+            record_lfw_metrics(report["model"], report)
         view2 = report["view2"]
         results[name] = {
             "available": True,

@@ -117,8 +117,9 @@ def _from_array(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint16:
         arr = (arr.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
     elif arr.dtype.kind == "f":
-        scale = 255.0 if float(np.nanmax(arr, initial=0.0)) <= 1.0 else 1.0
-        arr = np.clip(np.nan_to_num(arr) * scale + 0.5, 0, 255).astype(np.uint8)
+        arr = np.clip(np.nan_to_num(arr.astype(np.float64)), -1.0, 1e6)
+        scale = 255.0 if float(arr.max(initial=0.0)) <= 1.0 else 1.0
+        arr = np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)
     elif arr.dtype != np.uint8:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     if arr.ndim == 2:

@@ -407,11 +407,24 @@ def _model_card(name: str, task: str, config: dict, card: str, metrics: Mapping[
                 license: str) -> str:
     """README.md: YAML front matter (library_name timm, license, datasets, tags, model-index)
     followed by `card` (markdown without front matter)."""
-    from huggingface_hub import EvalResult, ModelCardData
+    from huggingface_hub import ModelCardData
 
     if card.lstrip().startswith("---"):
         raise ValueError("`card` is the model card body; save_model writes the front matter.")
     datasets = list(config.get("faceres", {}).get("datasets", []))
+    results = _eval_results(task, datasets, metrics)
+    data = ModelCardData(
+        library_name="timm", license=license, datasets=datasets or None,
+        tags=["timm", "faceres", task], pipeline_tag=_TASK_PIPELINES.get(task),
+        model_name=name, eval_results=results or None,
+    )
+    return f"---\n{data.to_yaml()}\n---\n\n{card.strip()}\n"
+
+
+def _eval_results(task: str, datasets: list[str], metrics: Mapping[str, float]) -> list:
+    """The card's `model-index` results; a metric key may be "dataset/metric"."""
+    from huggingface_hub import EvalResult
+
     results = []
     for key, value in metrics.items():
         dataset, _, metric = key.rpartition("/") if "/" in key else (None, "", key)
@@ -420,12 +433,19 @@ def _model_card(name: str, task: str, config: dict, card: str, metrics: Mapping[
             task_type=_TASK_PIPELINES.get(task, task), dataset_type=dataset,
             dataset_name=dataset, metric_type=metric, metric_value=value,
         ))
-    data = ModelCardData(
-        library_name="timm", license=license, datasets=datasets or None,
-        tags=["timm", "faceres", task], pipeline_tag=_TASK_PIPELINES.get(task),
-        model_name=name, eval_results=results or None,
-    )
-    return f"---\n{data.to_yaml()}\n---\n\n{card.strip()}\n"
+    return results
+
+
+def _refresh_card_metrics(folder: Path, task: str, metrics: Mapping[str, float]) -> None:
+    """Rewrite the `model-index` of the folder's model card to `metrics`, keeping the rest."""
+    from huggingface_hub import ModelCard
+
+    path = folder / "README.md"
+    if not path.is_file():
+        return
+    card = ModelCard.load(path)
+    card.data.eval_results = _eval_results(task, list(card.data.datasets or []), metrics) or None
+    card.save(path)
 
 
 def _description(card: str) -> str:
@@ -521,8 +541,9 @@ def _store(entries: list[dict], entry: dict) -> None:
 
 
 def update_entry(name: str, **fields: Any) -> dict:
-    """Change fields of `name`'s entry and re-hash its committed folder. When the files
-    changed, the pinned revision is cleared (push again) unless `revision` is given.
+    """Change fields of `name`'s entry and re-hash its committed folder (new `metrics` are
+    written into the model card's `model-index` too). When the files changed, the pinned
+    revision is cleared (push again) unless `revision` is given.
 
     >>> update_entry("resnet18-fer", metrics={"fer2013/accuracy": 0.72})["metrics"]
     {'fer2013/accuracy': 0.72}
@@ -531,6 +552,8 @@ def update_entry(name: str, **fields: Any) -> dict:
         entries = _read_index()
         entry = get_entry(name)
         entry.update(fields)
+        if entry.get("path") and "metrics" in fields:
+            _refresh_card_metrics(registry_dir() / entry["path"], entry["task"], entry["metrics"])
         if entry.get("path"):
             hashes = _hash_folder(registry_dir() / entry["path"])
             if hashes != entry["files"] and "revision" not in fields:

@@ -90,9 +90,13 @@ def test_load_builds_the_timm_model_in_eval_mode_once(tiny_registry):
 def test_update_entry_rehashes_and_clears_a_stale_revision(tiny_registry):
     _, folder = save_tiny("tiny")
     registry.update_entry("tiny", repo_id="faceres-test/tiny", revision="a" * 40)
-    registry.update_entry("tiny", metrics={"tiny-faces/accuracy": 0.75})
-    entry = registry.get_entry("tiny")
-    assert entry["revision"] == "a" * 40 and entry["metrics"] == {"tiny-faces/accuracy": 0.75}
+    registry.update_entry("tiny", source="tests")          # files unchanged: revision kept
+    assert registry.get_entry("tiny")["revision"] == "a" * 40
+    # new metrics rewrite the card's model-index, so the pinned revision no longer matches
+    entry = registry.update_entry("tiny", metrics={"tiny-faces/accuracy": 0.75})
+    assert entry["revision"] is None and entry["metrics"] == {"tiny-faces/accuracy": 0.75}
+    assert "tiny-faces" in (folder / "README.md").read_text()
+    registry.update_entry("tiny", revision="a" * 40)
 
     (folder / "README.md").write_text("changed\n")
     entry = registry.update_entry("tiny", source="tests, edited")

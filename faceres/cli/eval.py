@@ -106,6 +106,8 @@ def _add_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="identity model from the registry (default: the default one)")
     p.add_argument("--data", type=Path, help="LFW folder (default: $FACERES_DATA/lfw)")
     p.add_argument("--detectors", default="yunet,dlib", help="comma-separated (default yunet,dlib)")
+    p.add_argument("--no-write", dest="write", action="store_false",
+                   help="do not write the numbers into the model's registry entry")
     p.add_argument("--out", type=Path, default=Path("runs/eval"),
                    help="folder for the reports and ROC plots (default runs/eval)")
     p.add_argument("--json", action="store_true", help="print the report as JSON only")
@@ -179,7 +181,7 @@ def run_detect(args: argparse.Namespace) -> int:
         )
     _setup_logging(args.json)
     report = evaluate_detectors(_model_name(args.model), data=args.data, out_dir=args.out,
-                                detectors=detectors)
+                                detectors=detectors, write=args.write)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
