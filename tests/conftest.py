@@ -6,6 +6,25 @@ from pathlib import Path
 
 import pytest
 
+# -- photos and uploads ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def upload_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Gradio upload folder of the test's own (GRADIO_TEMP_DIR)."""
+    folder = tmp_path / "gradio"
+    folder.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    """scikit-image's astronaut (one frontal face, public domain), RGB uint8."""
+    data = pytest.importorskip("skimage.data", reason="scikit-image provides the test photo")
+    return data.astronaut()
+
+
 # -- hub: throw-away registries and a local Hugging Face Hub (olah) --------------------------------
 
 

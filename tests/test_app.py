@@ -19,6 +19,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+from photos import as_upload
 from PIL import Image
 
 from faceres import app, registry
@@ -65,23 +66,6 @@ def two_faces_jpeg(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("photos") / "two.jpg"
     Image.fromarray(canvas).save(path, quality=92)
     return path
-
-
-@pytest.fixture
-def upload_dir(tmp_path, monkeypatch) -> Path:
-    """A Gradio upload folder of the test's own."""
-    folder = tmp_path / "gradio"
-    folder.mkdir()
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder))
-    return folder
-
-
-def as_upload(src: Path, upload_dir: Path) -> dict:
-    """`src` copied into the upload folder the way Gradio stores an upload (FileData dict)."""
-    dest = upload_dir / "0123abcd" / src.name
-    dest.parent.mkdir(exist_ok=True)
-    dest.write_bytes(src.read_bytes())
-    return {"path": str(dest), "orig_name": src.name, "meta": {"_type": "gradio.FileData"}}
 
 
 # -- photos: decoding, privacy, drawing ----------------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from photos import as_upload
 
 from faceres import registry, settings
 from faceres.cli import main
@@ -218,23 +219,6 @@ def test_cli_expression(inputs, warm_expression, capfd, name):
 
 
 # -- app handlers ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def upload_dir(tmp_path, monkeypatch) -> Path:
-    """A Gradio upload folder of the test's own (GRADIO_TEMP_DIR)."""
-    folder = tmp_path / "gradio"
-    folder.mkdir()
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder))
-    return folder
-
-
-def as_upload(src: Path, upload_dir: Path) -> dict:
-    """`src` copied into the upload folder as Gradio stores an upload, as its FileData dict."""
-    dest = upload_dir / os.urandom(8).hex() / src.name
-    dest.parent.mkdir()
-    shutil.copyfile(src, dest)
-    return {"path": str(dest), "orig_name": src.name, "meta": {"_type": "gradio.FileData"}}
 
 
 @pytest.mark.parametrize("name", list(EXPECT))

@@ -11,44 +11,22 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from photos import edited_copy, require_models
 from PIL import Image
 
 from faceres import registry
 from faceres.detection import detect_faces
-from faceres.errors import ModelError
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image provides the test photos")
 
 
-def _require(*names: str) -> None:
-    for name in names:
-        try:
-            registry.resolve(name)
-        except ModelError as exc:
-            pytest.skip(f"{name} is not in the registry (run `faceres convert ...`): {exc}")
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    return skdata.astronaut()
-
-
-def edited_copy(rgb: np.ndarray) -> np.ndarray:
-    """Rotated 10°, rescaled to 80 %, darker with a gamma and a warm colour cast."""
-    h, w = rgb.shape[:2]
-    rotated = cv2.warpAffine(rgb, cv2.getRotationMatrix2D((w / 2, h / 2), 10, 1.0), (w, h),
-                             borderMode=cv2.BORDER_REFLECT)
-    small = cv2.resize(rotated, (int(w * 0.8), int(h * 0.8)), interpolation=cv2.INTER_AREA)
-    relit = 255.0 * (small / 255.0) ** 1.3 * np.array([1.05, 0.95, 0.85])
-    return np.clip(relit, 0, 255).astype(np.uint8)
-
-
 def test_verify_offline_with_committed_models_only(tmp_path, astronaut):
     """A fresh environment: no FACERES_DATA (so no YuNet file), Hub offline, detector auto."""
-    _require("dlib-mmod-face", "dlib-landmarks5", registry.default_model("identity"))
+    require_models("dlib-mmod-face", "dlib-landmarks5", registry.default_model("identity"))
     first, second = tmp_path / "astronaut.png", tmp_path / "edited.jpg"
     Image.fromarray(astronaut).save(first)
-    Image.fromarray(edited_copy(astronaut)).save(second, quality=90)
+    edited = edited_copy(astronaut, angle=10, scale=0.8, gamma=1.3, cast=(1.05, 0.95, 0.85))
+    Image.fromarray(edited).save(second, quality=90)
     empty = tmp_path / "no-data"
     empty.mkdir()
     env = {**os.environ, "FACERES_DATA": str(empty), "HF_HUB_OFFLINE": "1",
@@ -64,7 +42,7 @@ def test_verify_offline_with_committed_models_only(tmp_path, astronaut):
 
 
 def test_dlib_result_names_its_detector(astronaut):
-    _require("dlib-mmod-face", "dlib-landmarks5")
+    require_models("dlib-mmod-face", "dlib-landmarks5")
     faces = detect_faces(astronaut, detector="dlib")
     assert len(faces) == 1
     assert faces[0].detector == "dlib" and faces[0].scheme == "dlib5"
@@ -72,7 +50,7 @@ def test_dlib_result_names_its_detector(astronaut):
 
 
 def test_large_photo_is_detected_downscaled_and_mapped_back(astronaut):
-    _require("dlib-mmod-face", "dlib-landmarks5")
+    require_models("dlib-mmod-face", "dlib-landmarks5")
     image = cv2.resize(astronaut, (640, 640))
     big_image = image.repeat(2, axis=0).repeat(2, axis=1)  # 1280 px: scored at 640, same pixels
     small, big = (detect_faces(x, detector="dlib")[0] for x in (image, big_image))

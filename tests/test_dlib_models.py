@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
+from photos import require_models
 
 from faceres import registry
-from faceres.errors import ModelError
-
-
-def _require(name: str) -> None:
-    try:
-        registry.resolve(name)
-    except ModelError as exc:
-        pytest.skip(f"{name} is not in the registry (run `faceres convert ...`): {exc}")
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    data = pytest.importorskip("skimage.data", reason="scikit-image provides the test photo")
-    return data.astronaut()
 
 
 def test_resnet_embeds_deterministically():
-    _require("dlib-resnet29-face")
+    require_models("dlib-resnet29-face")
     loaded = registry.load("dlib-resnet29-face", device="cpu")
     assert loaded.config["faceres"]["embedding_size"] == 128
     x = torch.rand(2, 3, 150, 150, generator=torch.Generator().manual_seed(0))
@@ -34,7 +20,7 @@ def test_resnet_embeds_deterministically():
 
 
 def test_landmarks_on_a_face(astronaut):
-    _require("dlib-landmarks5")
+    require_models("dlib-landmarks5")
     from faceres.landmarks import load_shape_predictor
 
     points = load_shape_predictor().predict(astronaut, [(165, 70, 265, 170)])
@@ -45,8 +31,8 @@ def test_landmarks_on_a_face(astronaut):
 
 
 def test_detector_finds_the_astronaut(astronaut):
-    _require("dlib-mmod-face")
-    _require("dlib-landmarks5")
+    require_models("dlib-mmod-face")
+    require_models("dlib-landmarks5")
     from faceres import dlib_detector
 
     faces = dlib_detector.detect(astronaut)

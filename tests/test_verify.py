@@ -5,6 +5,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from photos import edited_copy
 
 from faceres import registry
 from faceres.cli import main
@@ -35,16 +36,6 @@ needs_model = pytest.mark.skipif(
     reason="no calibrated identity model and detector here (registry dlib-resnet29-face with a "
            "threshold from `faceres eval lfw`, and YuNet or the dlib detector)",
 )
-
-
-def edited_copy(rgb: np.ndarray) -> np.ndarray:
-    """Rotated 12°, rescaled to 70 %, darker with a gamma and a colour cast."""
-    h, w = rgb.shape[:2]
-    rotated = cv2.warpAffine(rgb, cv2.getRotationMatrix2D((w / 2, h / 2), 12, 1.0), (w, h),
-                             borderMode=cv2.BORDER_REFLECT)
-    small = cv2.resize(rotated, (int(w * 0.7), int(h * 0.7)), interpolation=cv2.INTER_AREA)
-    relit = 255.0 * (small / 255.0) ** 1.4 * np.array([0.85, 0.9, 1.05])
-    return np.clip(relit, 0, 255).astype(np.uint8)
 
 
 @needs_model
