@@ -73,7 +73,9 @@ def run_depth_study(config: dict | None = None, resume: bool = False, jobs: int 
     failed = [Path(c[c.index("--out") + 1]).name for c, rc in zip(cmds, codes) if rc]
     if failed:
         raise FaceresError(f"Training failed for {', '.join(failed)}: see {log_dir}/<name>.log")
-    return depth_report(config)
+    rows = depth_report(config)
+    write_study_cards(rows)
+    return rows
 
 
 def _history(name: str) -> dict:
@@ -168,6 +170,25 @@ def format_table(rows: list[dict]) -> str:
                      f"{pct(r['train_error_final'])} / {pct(r['train_error_running'])} | "
                      f"{pct(r['publictest_accuracy'])} | {pct(r['privatetest_accuracy'])} |")
     return "\n".join(lines)
+
+
+STUDY_HEADING = "## Depth study"
+
+
+def write_study_cards(rows: list[dict]) -> None:
+    """Put the study table and findings into the model card of every model of the study
+    (replacing an earlier study section), then re-hash each folder."""
+    section = (f"{STUDY_HEADING}\n\nThis model is part of faceres' ResNet-vs-plain depth study "
+               "(`faceres study depth --report`); one recipe per pair:\n\n"
+               f"{format_table(rows)}\n\n" + "\n".join(f"- {line}" for line in findings(rows))
+               + "\n")
+    for row in rows:
+        path = registry.resolve(row["name"]) / "README.md"
+        text = path.read_text(encoding="utf-8")
+        if STUDY_HEADING in text:
+            text = text[:text.index(STUDY_HEADING)].rstrip() + "\n"
+        path.write_text(f"{text.rstrip()}\n\n{section}", encoding="utf-8")
+        registry.update_entry(row["name"])
 
 
 def _pyplot():

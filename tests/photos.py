@@ -40,3 +40,13 @@ def require_models(*names: str) -> None:
             registry.resolve(name)
         except ModelError as exc:
             pytest.skip(f"{name} is not in the registry (run `faceres convert ...`): {exc}")
+
+
+def two_faces(rgb: np.ndarray) -> np.ndarray:
+    """The astronaut's head beside a 0.8× copy of it: two faces, the left one larger, both big
+    enough for either detector (the dlib detector needs faces of about 80 px or more)."""
+    head = rgb[0:300, 100:400]
+    small = cv2.resize(head, (240, 240), interpolation=cv2.INTER_AREA)
+    canvas = np.full((300, 560, 3), 255, np.uint8)
+    canvas[:, :300], canvas[30:270, 310:550] = head, small
+    return canvas

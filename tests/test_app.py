@@ -19,7 +19,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
-from photos import as_upload
+from photos import as_upload, two_faces
 from PIL import Image
 
 from faceres import app, registry
@@ -58,13 +58,9 @@ def face_jpeg(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def two_faces_jpeg(tmp_path_factory) -> Path:
-    """The astronaut beside a half-size copy of herself: two faces, the left one largest."""
-    big = skimage_data.astronaut()
-    small = np.asarray(Image.fromarray(big).resize((256, 256)))
-    canvas = np.full((512, 768, 3), 255, np.uint8)
-    canvas[:, :512], canvas[128:384, 512:] = big, small
+    """Two faces of the astronaut, the left one largest."""
     path = tmp_path_factory.mktemp("photos") / "two.jpg"
-    Image.fromarray(canvas).save(path, quality=92)
+    Image.fromarray(two_faces(skimage_data.astronaut())).save(path, quality=92)
     return path
 
 

@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seconds per model: lower the epochs to what fits (see train)")
     p.add_argument("--report", action="store_true", help="no training: table from the registry")
     p.add_argument("--plots", default="docs/study", help="folder for the PNG plots")
+    p.add_argument("--write-cards", action="store_true",
+                   help="with --report: put the table and findings into the models' cards")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(func=run_depth)
 
@@ -35,8 +37,10 @@ def run_depth(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    from ..study import findings
+    from ..study import findings, write_study_cards
 
+    if args.report and args.write_cards and rows:
+        write_study_cards(rows)
     print(format_table(rows))
     for line in findings(rows):
         print(f"- {line}")
