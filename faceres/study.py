@@ -44,7 +44,8 @@ def sweep_commands(config: dict) -> list[list[str]]:
         spec = {k: m.get(k, config.get(k)) for k in ("labels", "epochs", "batch_size", "lr",
                                                       "seed")}
         cmd = [sys.executable, "-m", "faceres", "train", "expression", "--arch", m["arch"],
-               "--out", f"registry/models/{m['name']}", "--labels", spec["labels"],
+               "--out", str(registry.registry_dir() / "models" / m["name"]),
+               "--labels", spec["labels"],
                "--epochs", str(spec["epochs"]), "--batch-size", str(spec["batch_size"]),
                "--lr", str(spec["lr"]), "--seed", str(spec["seed"]), "--twin", m["twin"], "--json"]
         for key in ("data", "time_budget"):

@@ -51,3 +51,19 @@ def test_cli_report_json():
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert {r["name"] for r in rows} == set(SWEEP)
+
+
+def test_sweep_commands_train_into_the_registry_with_one_recipe_per_pair(tiny_registry):
+    from faceres.study import sweep_commands
+
+    cmds = {c[c.index("--out") + 1]: c for c in sweep_commands(dict(DEPTH_SWEEP, time_budget=60))}
+    assert set(cmds) == {str(tiny_registry / "models" / n) for n in SWEEP}
+
+    def recipe(cmd: list[str]) -> list[str]:
+        return [cmd[cmd.index(flag) + 1] for flag in ("--epochs", "--batch-size", "--lr", "--seed",
+                                                        "--time-budget")]
+
+    for m in DEPTH_SWEEP["models"]:
+        a = cmds[str(tiny_registry / "models" / m["name"])]
+        b = cmds[str(tiny_registry / "models" / m["twin"])]
+        assert recipe(a) == recipe(b) and a[a.index("--twin") + 1] == m["twin"]

@@ -44,8 +44,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_expression(args: argparse.Namespace) -> int:
+    from .. import registry
+    from ..errors import DataError
     from ..train import TrainConfig, train_expression
 
+    models = (registry.registry_dir() / "models").resolve()
+    if Path(args.out).resolve().parent != models:
+        raise DataError(f"--out must be a folder in {models} (registry/models/NAME); set "
+                        "FACERES_REGISTRY to train into another registry.")
     cfg = TrainConfig(arch=args.arch, name=Path(args.out).name, labels=args.labels,
                       data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, twin=args.twin, default=args.default, device=args.device,
