@@ -8,13 +8,10 @@ The photo is scikit-image's astronaut, scaled into a 640×480 JPEG (decoding is 
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
-import os
 
 from PIL import Image
-from stages import print_stages, time_stages
+from stages import parse_args, print_json, print_stages, setup, time_stages
 
 from faceres.expression import analyze_expression
 
@@ -31,27 +28,17 @@ def photo() -> bytes:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="expression model (default: the registry's default)")
-    parser.add_argument("--detector", choices=("auto", "yunet", "dlib"))
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--json", action="store_true", help="print the medians as JSON only")
-    args = parser.parse_args()
+    args = parse_args(__doc__.splitlines()[0], "expression model (default: the registry's default)")
 
     image = photo()
     result, median, p90 = time_stages(
         lambda: analyze_expression(image, model=args.model, detector=args.detector),
         args.runs, args.warmup)
     if args.json:
-        print(json.dumps({"model": result.model, "detector": result.detector, "runs": args.runs,
-                          "median_ms": median, "p90_ms": p90}))
+        print_json(result, args, median, p90)
         return
-    import torch
-
     print(f"analyze_expression on a 640x480 JPEG (scikit-image astronaut), model {result.model}, "
-          f"detector {result.detector}, {args.runs} runs after {args.warmup} warm-up, "
-          f"torch threads {torch.get_num_threads()}, CPUs {os.cpu_count()}")
+          f"detector {result.detector}, {setup(args)}")
     print_stages(median, p90)
     faces = ", ".join(f"{f.label} {f.probabilities[f.label]:.2f}" for f in result.faces)
     print(f"faces: {len(result.faces)} ({faces})")

@@ -1,12 +1,29 @@
-"""Shared by the latency benchmarks: run a call repeatedly and summarise its `timings` (ms)."""
+"""Shared by the latency benchmarks: their options, a call run repeatedly and its `timings`
+(ms) summarised."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import statistics
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from faceres.detection import DETECTORS
+
+
+def parse_args(description: str, model_help: str) -> argparse.Namespace:
+    """--model, --detector, --runs, --warmup and --json, parsed from the command line."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", help=model_help)
+    parser.add_argument("--detector", choices=DETECTORS)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print the medians as JSON only")
+    return parser.parse_args()
 
 
 def time_stages(call: Callable[[], Any], runs: int, warmup: int) -> tuple[Any, dict, dict]:
@@ -22,6 +39,20 @@ def time_stages(call: Callable[[], Any], runs: int, warmup: int) -> tuple[Any, d
     median = {s: statistics.median(t[s] for t in timings) for s in stages}
     p90 = {s: float(np.percentile([t[s] for t in timings], 90)) for s in stages}
     return result, median, p90
+
+
+def print_json(result: Any, args: argparse.Namespace, median: dict, p90: dict) -> None:
+    """The model, detector, run count, medians and p90s as one JSON line."""
+    print(json.dumps({"model": result.model, "detector": result.detector, "runs": args.runs,
+                      "median_ms": median, "p90_ms": p90}))
+
+
+def setup(args: argparse.Namespace) -> str:
+    """How the numbers were taken: runs, warm-up calls, torch threads and CPUs."""
+    import torch
+
+    return (f"{args.runs} runs after {args.warmup} warm-up, torch threads "
+            f"{torch.get_num_threads()}, CPUs {os.cpu_count()}")
 
 
 def print_stages(median: dict, p90: dict) -> None:

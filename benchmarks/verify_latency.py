@@ -9,14 +9,11 @@ a rotated, re-lit copy, both resized to 250×250.
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
-import os
 
 import numpy as np
 from PIL import Image
-from stages import print_stages, time_stages
+from stages import parse_args, print_json, print_stages, setup, time_stages
 
 from faceres.settings import data_dir
 from faceres.verify import verify
@@ -43,26 +40,16 @@ def photos() -> tuple[bytes, bytes, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="identity model (default: the registry's default)")
-    parser.add_argument("--detector", choices=("auto", "yunet", "dlib"))
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--json", action="store_true", help="print the medians as JSON only")
-    args = parser.parse_args()
+    args = parse_args(__doc__.splitlines()[0], "identity model (default: the registry's default)")
 
     a, b, source = photos()
     result, median, p90 = time_stages(
         lambda: verify(a, b, model=args.model, detector=args.detector), args.runs, args.warmup)
     if args.json:
-        print(json.dumps({"model": result.model, "detector": result.detector, "runs": args.runs,
-                          "median_ms": median, "p90_ms": p90}))
+        print_json(result, args, median, p90)
         return
-    import torch
-
     print(f"verify on two 250x250 JPEGs ({source}), model {result.model}, detector "
-          f"{result.detector}, {args.runs} runs after {args.warmup} warm-up, "
-          f"torch threads {torch.get_num_threads()}, CPUs {os.cpu_count()}")
+          f"{result.detector}, {setup(args)}")
     print_stages(median, p90)
     print(f"verdict {result.verdict}, similarity {result.similarity:.4f}")
 

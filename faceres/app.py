@@ -443,13 +443,9 @@ def analyze_photo(photo: Any, model: str | None = None) -> tuple:
 
 def twin_pairs() -> list[tuple[str, str]]:
     """(residual, plain) expression model pairs from the registry, the default model's first."""
-    pairs = []
-    for name in model_choices("expression"):
-        entry = registry.get_entry(name)
-        twin = entry.get("twin")
-        if twin and not _is_plain(entry) and twin in {e["name"] for e in registry.list_models()}:
-            pairs.append((name, twin))
-    return pairs
+    entries = {e["name"]: e for e in registry.list_models()}
+    return [(name, entries[name]["twin"]) for name in model_choices("expression")
+            if entries[name].get("twin") in entries and not _is_plain(entries[name])]
 
 
 def _is_plain(entry: dict) -> bool:

@@ -152,10 +152,7 @@ def load_fer2013(split: str, data: str | Path | None = None, labels: str = "fer"
     return FaceSet(images[keep], targets, FERPLUS_LABELS, [f for f, k in zip(files, keep) if k])
 
 
-_FERPLUS_VOTE_COLUMNS = (
-    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
-    "unknown", "NF",
-)
+_FERPLUS_VOTE_COLUMNS = (*FERPLUS_LABELS, "unknown", "NF")
 
 
 def ferplus_targets(votes: np.ndarray, protocol: str) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +185,6 @@ def load_fer2013_csv(path: str | Path, ferplus_csv: str | Path | None = None,
         raise DataError(f"{path} is not fer2013.csv (needs columns emotion, pixels, Usage).")
     images = np.stack([np.asarray(r["pixels"].split(), np.uint8).reshape(48, 48) for r in rows])
     usage = np.asarray([r["Usage"] for r in rows])
-    usage = np.where(usage == "Training", "Training", usage)
     files = [f"fer2013.csv#{i}" for i in range(len(rows))]
     if ferplus_csv is None:
         targets = np.asarray([int(r["emotion"]) for r in rows], np.int64)

@@ -30,12 +30,6 @@ def model_labels(config: dict) -> list[str]:
     return list(config.get("label_names") or config["faceres"]["labels"])
 
 
-def expression_dataset(name: str) -> str:
-    """'ferplus' for models trained on FER+ labels (8 classes), else 'fer2013'."""
-    return "ferplus" if len(model_labels(registry.load(name).config)) == len(FERPLUS_LABELS) \
-        else "fer2013"
-
-
 def score(probs: np.ndarray, targets: np.ndarray, model_names: list[str],
           data_names: tuple[str, ...]) -> dict:
     """Accuracy, per-class precision/recall and the confusion matrix (rows: true class of the

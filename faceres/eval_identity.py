@@ -40,6 +40,8 @@ Embedder = Callable[[Sequence[np.ndarray]], np.ndarray]
 
 CENTRE_CROP = 0.6
 """Side of the fallback centre crop, as a fraction of the image's shorter side."""
+UNDETECTED_RULE = f"centre crop, side {CENTRE_CROP} x shorter side"
+"""How reports describe the embedding of an image without a detected face."""
 FAR_TARGET = 1e-3
 BAND_COVERAGE = 0.95
 """The uncertain band is the narrowest band around the threshold holding this share of the
@@ -440,7 +442,7 @@ def evaluate_lfw(
         "images": len(paths),
         "undetected": len(undetected),
         "undetected_images": undetected,
-        "undetected_rule": f"centre crop, side {CENTRE_CROP} x shorter side",
+        "undetected_rule": UNDETECTED_RULE,
         "view1": {
             "threshold": threshold, "band": band, "dev_train_accuracy": train_acc,
             "dev_test_accuracy": test_acc, "template_trials": trials,
@@ -502,18 +504,18 @@ def evaluate_pairs(
     0
     """
     pairs = read_pairs_csv(pairs_csv, root)
-    for path in {p for pair in pairs for p in (pair.left, pair.right)}:
+    paths = list(dict.fromkeys(p for pair in pairs for p in (pair.left, pair.right)))
+    for path in paths:
         if not path.is_file():
             raise DataError(f"Image of the pair list not found: {path}")
     if embedder is None:
         embedder, template, model = model_embedder(model)
     detector_name = select_detector(detector)
-    paths = list(dict.fromkeys(p for pair in pairs for p in (pair.left, pair.right)))
     faces = detect_images(paths, detector, pick="largest")
     scores = pair_scores(pairs, embed_images(faces, template, embedder))
     report = {"model": model, "detector": detector_name, "images": len(paths),
               "undetected": sum(f is None for f in faces.values()),
-              "undetected_rule": f"centre crop, side {CENTRE_CROP} x shorter side",
+              "undetected_rule": UNDETECTED_RULE,
               **pair_metrics(pairs, scores)}
     fpr, tpr, _ = roc_curve(scores, np.array([p.same for p in pairs]))
     name = Path(pairs_csv).stem

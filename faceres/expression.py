@@ -59,14 +59,18 @@ def face_crops(image: np.ndarray, faces: list[Face], template: dict) -> np.ndarr
 def analyze_expression(img: ImageInput, model: str | None = None,
                        detector: str | None = None) -> ExpressionResult:
     """Detect every face of `img`, frame it like FER2013's crops, and classify its expression
-    (mean of the face and its mirror image)."""
+    (mean of the face and its mirror image).
+
+    >>> analyze_expression("photo.jpg", detector="yunet").faces[0].label
+    'happy'
+    """
     from .train import predict
 
     t0 = time.perf_counter()
     image = load_image(img)
     t1 = time.perf_counter()
-    name = model or registry.default_model("expression")
-    loaded = registry.load(name)
+    loaded = registry.load_task("expression", model)
+    name = loaded.name
     template = _framing(loaded.config)
     faces = detect_faces(image, detector=detector)
     t2 = time.perf_counter()

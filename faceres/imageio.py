@@ -42,7 +42,8 @@ def load_image(src: ImageInput) -> np.ndarray:
             raise ImageError(f"Image file is empty: {path.name}")
         if size > MAX_FILE_BYTES:
             raise ImageError(
-                f"Image file is too large ({size / 2**20:.0f} MB > 50 MB): {path.name}"
+                f"Image file is too large ({size / 2**20:.0f} MB > {MAX_FILE_BYTES // 2**20} MB): "
+                f"{path.name}"
             )
         data = path.read_bytes()
         name = path.name
@@ -51,7 +52,7 @@ def load_image(src: ImageInput) -> np.ndarray:
         if not data:
             raise ImageError("Image is empty (0 bytes).")
         if len(data) > MAX_FILE_BYTES:
-            raise ImageError("Image is too large (> 50 MB).")
+            raise ImageError(f"Image is too large (> {MAX_FILE_BYTES // 2**20} MB).")
     else:
         raise ImageError(f"Expected an image path, bytes or array, got {type(src).__name__}.")
     return _decode(data, name)

@@ -26,8 +26,6 @@ from .errors import FaceresError
 
 SPACE_DIR = settings.PROJECT_ROOT / "spaces"
 """Where the committed Space metadata lives (README.md, requirements.txt)."""
-GENERATED = ("sdk", "sdk_version", "python_version", "app_file", "models")
-"""Front-matter keys that `readme()` recomputes; the rest are kept from spaces/README.md."""
 
 
 def front_matter(text: str) -> dict:

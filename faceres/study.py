@@ -201,15 +201,21 @@ def _pyplot():
     return plt
 
 
-def plot_training_error(names: list[str]):
+def _style(row: dict) -> dict:
+    """One colour per depth and normalisation, solid for residual nets, dashed for plain ones."""
+    colour = {(20, True): "tab:blue", (56, True): "tab:red", (56, False): "tab:green"}.get(
+        (row["depth"], row["batchnorm"]), "tab:gray")
+    return {"color": colour, "linestyle": "-" if row["residual"] else "--", "label": row["name"]}
+
+
+def plot_training_error(rows: list[dict]):
     """Training error (augmented, running) against epoch, one line per model (He et al. Fig. 1)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name in names:
-        hist = _history(name)
-        ax.plot([e["epoch"] for e in hist["epochs"]],
-                [100 * (1 - e["train_acc"]) for e in hist["epochs"]],
-                "--" if "plain" in name else "-", label=name)
+    for row in rows:
+        epochs = _history(row["name"])["epochs"]
+        ax.plot([e["epoch"] for e in epochs], [100 * (1 - e["train_acc"]) for e in epochs],
+                **_style(row))
     ax.set_xlabel("epoch")
     ax.set_ylabel("training error (%)")
     ax.set_title("Training error: plain (dashed) vs residual (solid)")
@@ -218,14 +224,17 @@ def plot_training_error(names: list[str]):
     return fig
 
 
-def plot_gradient_norms(names: list[str], when: str = "init"):
+def plot_gradient_norms(rows: list[dict], when: str = "init"):
     """Per-layer gradient norm (log scale) against layer index, at initialisation ("init") or
     after training ("final")."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name in names:
-        norms = _history(name)[f"grad_norms_{when}"]
-        ax.semilogy(range(1, len(norms) + 1), norms, "--" if "plain" in name else "-", label=name)
+    for row in rows:
+        norms = np.asarray(_history(row["name"])[f"grad_norms_{when}"])
+        style = _style(row)
+        if not norms.any():  # a log axis cannot show zeros: say so in the legend
+            style["label"] += " (all exactly 0)"
+        ax.semilogy(range(1, len(norms) + 1), np.where(norms > 0, norms, np.nan), **style)
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("gradient norm")
     moment = "at initialisation" if when == "init" else "after training"
@@ -260,12 +269,10 @@ def plot_accuracy_vs_depth(rows: list[dict]):
 def save_plots(rows: list[dict], out: Path) -> list[Path]:
     """Write the study's figures as PNG files into `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    names = [r["name"] for r in rows]
-    bn = [r["name"] for r in rows if r["batchnorm"]]
     figures = {
-        "training_error.png": plot_training_error(bn),
-        "grad_norms_init.png": plot_gradient_norms(names, "init"),
-        "grad_norms_final.png": plot_gradient_norms(names, "final"),
+        "training_error.png": plot_training_error([r for r in rows if r["batchnorm"]]),
+        "grad_norms_init.png": plot_gradient_norms(rows, "init"),
+        "grad_norms_final.png": plot_gradient_norms(rows, "final"),
         "accuracy_vs_depth.png": plot_accuracy_vs_depth(rows),
     }
     paths = []

@@ -77,11 +77,7 @@ def _face_dict(face: Face) -> dict:
 
 def load_identity_model(model: str | None = None) -> registry.LoadedModel:
     """The identity model `model` (registry name), or the registry's default identity model."""
-    name = model or registry.default_model("identity")
-    loaded = registry.load(name)
-    if loaded.config.get("faceres", {}).get("task") != "identity":
-        raise ModelError(f"{name} is not an identity model; pick one from `faceres registry list`.")
-    return loaded
+    return registry.load_task("identity", model)
 
 
 def embed_crops(crops: Sequence[np.ndarray], loaded: registry.LoadedModel) -> np.ndarray:

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-DETECTOR_CHOICES = ("auto", "yunet", "dlib")
+from ..detection import DETECTORS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="identity model from the registry (default: the default one)")
-    p.add_argument("--detector", choices=DETECTOR_CHOICES,
+    p.add_argument("--detector", choices=DETECTORS,
                    help="face detector (default: the FACERES_DETECTOR setting, else auto)")
     p.add_argument("--out", type=Path, default=Path("runs/eval"),
                    help="folder for the report JSON and ROC plot (default runs/eval)")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..detection import DETECTORS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("expression", help="facial expression of every face in photos")
     p.add_argument("images", nargs="+", metavar="IMG")
     p.add_argument("--model", help="registry model (default: the default expression model)")
-    p.add_argument("--detector", choices=("auto", "yunet", "dlib"))
+    p.add_argument("--detector", choices=DETECTORS)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 

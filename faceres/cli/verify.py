@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..detection import DETECTORS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the `verify` and `embed` commands."""
@@ -18,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="identity model from the registry (default: the default one)")
     p.add_argument("--face1", type=int, help="face index in IMG1, largest first (default 0)")
     p.add_argument("--face2", type=int, help="face index in IMG2, largest first (default 0)")
-    p.add_argument("--detector", choices=("auto", "yunet", "dlib"),
+    p.add_argument("--detector", choices=DETECTORS,
                    help="face detector (default: the FACERES_DETECTOR setting, else auto)")
     p.add_argument("--json", action="store_true", help="print the result as JSON only")
     p.set_defaults(func=run_verify)
@@ -31,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True, type=Path, help="output file, .npy or .json")
     e.add_argument("--model", help="identity model from the registry (default: the default one)")
     e.add_argument("--face", type=int, help="face index in every photo, largest first (default 0)")
-    e.add_argument("--detector", choices=("auto", "yunet", "dlib"),
+    e.add_argument("--detector", choices=DETECTORS,
                    help="face detector (default: the FACERES_DETECTOR setting, else auto)")
     e.set_defaults(func=run_embed)
 
