@@ -29,7 +29,7 @@ from .alignment import align, model_template
 from .errors import FaceresError, ImageError
 from .expression import analyze_expression
 from .imageio import load_image
-from .verify import decide, embed_crops, load_identity_model, pick_face, verify
+from .verify import VerifyResult, decide, embed_crops, load_identity_model, pick_face, verify
 
 MAX_FACE_LABELS = 6
 """Faces of one photo given their own probability panel in the Expression tab (largest first)."""
@@ -272,28 +272,33 @@ def reset_picker() -> gr.Dropdown:
     return gr.Dropdown(choices=[], value=None, visible=False)
 
 
-def pickable_faces(images: list[np.ndarray], faces: tuple[list, list], model: str) -> list[dict]:
+def pickable_faces(images: list[np.ndarray], result: VerifyResult) -> list[dict]:
     """Per photo, what the face pickers need once the photo is gone: a preview, its size, and for
-    each of its `MAX_PICK_FACES` largest faces the box, the `model` embedding and the aligned crop.
+    each of its `MAX_PICK_FACES` largest faces the box, the embedding (by `result`'s model) and
+    the aligned crop. The faces `result` compared are not embedded again.
 
-    >>> pickable_faces([a, b], verify(a, b).faces, "dlib-resnet29-face")[0]["faces"][0].keys()
+    >>> pickable_faces([a, b], verify(a, b))[0]["faces"][0].keys()
     dict_keys(['box', 'score', 'detector', 'embedding', 'crop'])
     """
-    loaded = load_identity_model(model)
+    loaded = load_identity_model(result.model)
     template = model_template(loaded.config)
     photos = []
-    for image, found in zip(images, faces, strict=True):
+    for i, (image, found) in enumerate(zip(images, result.faces, strict=True)):
         found = found[:MAX_PICK_FACES]
-        crops = [align(image, face, template) for face in found]
-        embeddings = embed_crops(crops, loaded) if crops else []
+        crops = [result.crops[i] if j == result.chosen[i] else align(image, face, template)
+                 for j, face in enumerate(found)]
+        others = [j for j in range(len(found)) if j != result.chosen[i]]
+        embeddings = {j: result.embeddings[i] for j in range(len(found)) if j == result.chosen[i]}
+        if others:
+            embeddings.update(zip(others, embed_crops([crops[j] for j in others], loaded)))
         photos.append({
             "preview": data_uri(image),
             "size": [image.shape[1], image.shape[0]],
             "faces": [{"box": [round(v, 1) for v in face.box], "score": round(face.score, 4),
                        "detector": face.detector,
-                       "embedding": [round(float(v), 6) for v in emb],
-                       "crop": data_uri(crop)}
-                      for face, crop, emb in zip(found, crops, embeddings, strict=True)],
+                       "embedding": [round(float(v), 6) for v in embeddings[j]],
+                       "crop": data_uri(crops[j])}
+                      for j, face in enumerate(found)],
         })
     return photos
 
@@ -368,7 +373,7 @@ def verify_photos(photo1: Any, photo2: Any, model: str | None = None, face1: int
                face2=_face_index(face2))
     start = time.perf_counter()
     faces = {"model": r.model, "detector": r.detector, "threshold": r.threshold, "band": r.band,
-             "photos": pickable_faces(images, r.faces, r.model)}
+             "photos": pickable_faces(images, r)}
     pick_ms = 1000 * (time.perf_counter() - start)
     stages = {k: v for k, v in r.timings.items() if k != "total"}
     timings = {"read": read_ms, **stages, "all faces": pick_ms}

@@ -33,7 +33,8 @@ DEFAULT_BAND = 0.02
 @dataclass(frozen=True)
 class VerifyResult:
     """Outcome of `verify`. `faces[i]` are all faces of image i, `chosen[i]` the index used,
-    `crops[i]` its aligned crop; `timings` are milliseconds per stage (both images together)."""
+    `crops[i]` its aligned crop and `embeddings[i]` its embedding; `timings` are milliseconds per
+    stage (both images together)."""
 
     similarity: float
     threshold: float
@@ -42,6 +43,7 @@ class VerifyResult:
     faces: tuple[list[Face], list[Face]]
     chosen: tuple[int, int]
     crops: tuple[np.ndarray, np.ndarray]
+    embeddings: np.ndarray
     model: str
     detector: str
     timings: dict[str, float] = field(default_factory=dict)
@@ -184,6 +186,7 @@ def verify(
         faces=faces,
         chosen=chosen,
         crops=crops,
+        embeddings=emb,
         model=loaded.name,
         detector=faces[0][chosen[0]].detector,
         timings=timings,
