@@ -61,12 +61,14 @@ def dlib_mean_face_yunet5() -> np.ndarray:
 
 
 def dlib_chip_template(
-    size: int = 150, padding: float = 0.25, scale: float = 1.0, shift: tuple[float, float] = (0, 0)
+    size: int = 150, padding: float = 0.25, scale: float = 1.0, shift: tuple[float, float] = (0, 0),
+    tta_offsets: tuple[float, ...] = (),
 ) -> dict:
     """An alignment template reproducing dlib's `get_face_chip_details(shape, size, padding)`.
 
     `scale` (about the unit square's centre) and `shift` (in unit-square units) adjust the yunet5
     points only; they are what is tuned on LFW View 1. dlib5 keeps dlib's exact points.
+    `tta_offsets`: further scales (`scale + offset`) a face is also embedded at (`views`).
 
     >>> dlib_chip_template()["size"]
     [150, 150]
@@ -77,11 +79,14 @@ def dlib_chip_template(
         chip = (padding + np.asarray(unit, dtype=np.float64)) / (2 * padding + 1) * size
         return [[round(float(x), 4), round(float(y), 4)] for x, y in chip]
 
-    return {
+    template = {
         "size": [size, size], "yunet5": to_chip(yunet), "dlib5": to_chip(_DLIB5_UNIT),
         "geometry": {"kind": "dlib_chip", "padding": padding, "scale": scale,
                      "shift": [float(v) for v in shift]},
     }
+    if tta_offsets:
+        template["tta_offsets"] = [float(v) for v in tta_offsets]
+    return template
 
 
 def model_template(config: dict) -> dict:
@@ -163,3 +168,19 @@ def align(image: np.ndarray, face: Face, template: dict) -> np.ndarray:
         image, matrix, (width, height), flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
     )
+
+
+def views(image: np.ndarray, face: Face, template: dict) -> list[np.ndarray]:
+    """The aligned crops `face` is embedded from: `align(image, face, template)` first, then one
+    per `tta_offsets` scale of a dlib-chip template whose points for the face's scheme differ
+    (test-time augmentation; their embeddings are averaged)."""
+    crops = [align(image, face, template)]
+    geometry = template.get("geometry", {})
+    seen = [template[face.scheme]] if face.scheme in template else []
+    for offset in template.get("tta_offsets", []):
+        other = dlib_chip_template(template["size"][0], geometry["padding"],
+                                   geometry["scale"] + offset, tuple(geometry["shift"]))
+        if other[face.scheme] not in seen:
+            seen.append(other[face.scheme])
+            crops.append(align(image, face, other))
+    return crops

@@ -25,11 +25,19 @@ import gradio as gr
 import numpy as np
 
 from . import registry
-from .alignment import align, model_template
+from .alignment import model_template, views
 from .errors import FaceresError, ImageError
 from .expression import analyze_expression
 from .imageio import load_image
-from .verify import VerifyResult, decide, embed_crops, load_identity_model, pick_face, verify
+from .verify import (
+    VerifyResult,
+    decide,
+    embed_crops,
+    embed_views,
+    load_identity_model,
+    pick_face,
+    verify,
+)
 
 MAX_FACE_LABELS = 6
 """Faces of one photo given their own probability panel in the Expression tab (largest first)."""
@@ -285,12 +293,16 @@ def pickable_faces(images: list[np.ndarray], result: VerifyResult) -> list[dict]
     photos = []
     for i, (image, found) in enumerate(zip(images, result.faces, strict=True)):
         found = found[:MAX_PICK_FACES]
-        crops = [result.crops[i] if j == result.chosen[i] else align(image, face, template)
-                 for j, face in enumerate(found)]
         others = [j for j in range(len(found)) if j != result.chosen[i]]
-        embeddings = {j: result.embeddings[i] for j in range(len(found)) if j == result.chosen[i]}
+        other_views = [views(image, found[j], template) for j in others]
+        crops = {j: v[0] for j, v in zip(others, other_views)}
+        embeddings = {}
+        if result.chosen[i] < len(found):
+            crops[result.chosen[i]] = result.crops[i]
+            embeddings[result.chosen[i]] = result.embeddings[i]
         if others:
-            embeddings.update(zip(others, embed_crops([crops[j] for j in others], loaded)))
+            embeddings.update(zip(others, embed_views(
+                other_views, lambda batch: embed_crops(batch, loaded))))
         photos.append({
             "preview": data_uri(image),
             "size": [image.shape[1], image.shape[0]],

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .alignment import align, dlib_chip_template, model_template
+from .alignment import dlib_chip_template, model_template, views
 from .detection import SCHEMES, Face, detect_faces, select_detector, yunet_path
 from .errors import DataError
 from .imageio import load_image
+from .verify import embed_views
 
 log = logging.getLogger(__name__)
 
@@ -174,16 +175,18 @@ def detect_images(
 def embed_images(
     faces: dict[Path, Face | None], template: dict, embedder: Embedder, batch_size: int = 32
 ) -> dict[Path, np.ndarray]:
-    """Embedding of every image: its face aligned onto `template`, else the centre crop."""
+    """Embedding of every image: its face aligned onto `template` (and its test-time views),
+    else the centre crop."""
     paths = list(faces)
     out: dict[Path, np.ndarray] = {}
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
-        crops = []
+        face_views = []
         for path in chunk:
             image = load_image(path)
-            crops.append(align(image, faces[path] or centre_face(image.shape, template), template))
-        out.update(zip(chunk, embedder(crops), strict=True))
+            face_views.append(views(image, faces[path] or centre_face(image.shape, template),
+                                    template))
+        out.update(zip(chunk, embed_views(face_views, embedder), strict=True))
         if (start // batch_size) % 30 == 0:
             log.info("embedded %d / %d images", start + len(chunk), len(paths))
     return out
@@ -361,11 +364,12 @@ def tune_template(
     trial."""
     size = base["size"][0]
     padding = float(base.get("geometry", {}).get("padding", 0.25))
+    tta = tuple(base.get("tta_offsets", ()))
     labels = np.array([p.same for p in pairs])
     trials: list[dict] = []
 
     def trial(scale: float, shift: float) -> tuple[float, float]:
-        template = dlib_chip_template(size, padding, scale, (0.0, shift))
+        template = dlib_chip_template(size, padding, scale, (0.0, shift), tta)
         scores = pair_scores(pairs, embed_images(faces, template, embedder))
         _, acc = best_threshold(scores, labels)
         result = {"scale": scale, "shift_y": shift, "accuracy": acc,
@@ -378,7 +382,7 @@ def tune_template(
     best_zero = max((t for t in trials if t["scale"] == best_scale), key=lambda t: t["accuracy"])
     best = max([(best_zero["accuracy"], best_zero["auc"], 0.0)]
                + [(*trial(best_scale, d), d) for d in TUNE_SHIFTS])
-    return dlib_chip_template(size, padding, best_scale, (0.0, best[2])), trials
+    return dlib_chip_template(size, padding, best_scale, (0.0, best[2]), tta), trials
 
 
 def evaluate_lfw(

@@ -14,14 +14,14 @@ the model's config (`faceres.threshold`), with an "uncertain" band of `faceres.b
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from . import registry
-from .alignment import align, model_template
+from .alignment import model_template, views
 from .detection import Face, detect_faces
 from .errors import ModelError, NoFaceError
 from .imageio import ImageInput, load_image
@@ -101,6 +101,18 @@ def embed_crops(crops: Sequence[np.ndarray], loaded: registry.LoadedModel) -> np
     return torch.nn.functional.normalize(out, dim=1).cpu().numpy()
 
 
+def embed_views(face_views: Sequence[Sequence[np.ndarray]],
+                embedder: Callable[[list[np.ndarray]], np.ndarray]) -> np.ndarray:
+    """One L2-normalised embedding per face from its aligned views (`alignment.views`): the
+    normalised sum of the views' embeddings, all views embedded in one batch."""
+    flat = [crop for crops in face_views for crop in crops]
+    emb = embedder(flat)
+    ends = np.cumsum([len(crops) for crops in face_views])
+    out = np.stack([emb[end - len(crops):end].sum(0)
+                    for crops, end in zip(face_views, ends, strict=True)])
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
 def decide(similarity: float, threshold: float, band: float) -> str:
     """"same" above `threshold + band`, "different" below `threshold - band`, else "uncertain".
 
@@ -167,12 +179,11 @@ def verify(
     )
     lap("detect")
     template = model_template(loaded.config)
-    crops = tuple(
-        align(image, found[i], template)
-        for image, found, i in zip(images, faces, chosen, strict=True)
-    )
+    face_views = [views(image, found[i], template)
+                  for image, found, i in zip(images, faces, chosen, strict=True)]
+    crops = (face_views[0][0], face_views[1][0])
     lap("align")
-    emb = embed_crops(crops, loaded)
+    emb = embed_views(face_views, lambda batch: embed_crops(batch, loaded))
     lap("embed")
     timings["total"] = sum(timings.values())
     similarity = float(np.dot(emb[0], emb[1]))
@@ -205,5 +216,5 @@ def embed(
     image = load_image(img)
     faces = detect_faces(image, detector)
     index = pick_face(faces, face)
-    crop = align(image, faces[index], model_template(loaded.config))
-    return embed_crops([crop], loaded)[0]
+    face_views = [views(image, faces[index], model_template(loaded.config))]
+    return embed_views(face_views, lambda batch: embed_crops(batch, loaded))[0]

@@ -4,7 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from faceres.alignment import align, dlib_chip_template, dlib_mean_face_yunet5, similarity_transform
+from faceres.alignment import (
+    align,
+    dlib_chip_template,
+    dlib_mean_face_yunet5,
+    similarity_transform,
+    views,
+)
 from faceres.detection import Face
 from faceres.errors import ModelError
 
@@ -79,3 +85,16 @@ def test_align_needs_the_scheme_in_the_template():
     with pytest.raises(ModelError, match="dlib5"):
         align(np.zeros((50, 50, 3), np.uint8), _face(np.zeros((5, 2)), "dlib5"),
               {"size": [112, 112], "yunet5": [[0, 0]] * 5})
+
+
+def test_views_add_one_crop_per_tta_scale_that_moves_the_points():
+    image = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    template = dlib_chip_template(150, 0.25, 1.1, tta_offsets=(-0.1, 0.1))
+    face = _face(np.asarray(template["yunet5"]) + 60)
+    crops = views(image, face, template)
+    assert len(crops) == 3 and all(c.shape == (150, 150, 3) for c in crops)
+    np.testing.assert_array_equal(crops[0], align(image, face, template))
+    assert not np.array_equal(crops[1], crops[2])
+    # dlib5 points keep dlib's exact geometry at every scale: one view only
+    assert len(views(image, _face(np.asarray(template["dlib5"]) + 60, "dlib5"), template)) == 1
+    assert len(views(image, face, dlib_chip_template(150, 0.25, 1.1))) == 1

@@ -106,3 +106,12 @@ def test_pick_face_checks_the_index():
     assert pick_face(["f0", "f1"], None) == 0 and pick_face(["f0", "f1"], 1) == 1
     with pytest.raises(NoFaceError, match="0 to 1"):
         pick_face(["f0", "f1"], 2)
+
+
+def test_embed_views_sums_each_faces_views_and_normalises():
+    from faceres.verify import embed_views
+
+    crops = [[np.full((2, 2, 3), v, np.uint8) for v in (1, 2)], [np.full((2, 2, 3), 3, np.uint8)]]
+    table = {1: [1.0, 0.0], 2: [0.0, 1.0], 3: [3.0, 4.0]}
+    out = embed_views(crops, lambda batch: np.array([table[int(c[0, 0, 0])] for c in batch]))
+    np.testing.assert_allclose(out, [[2 ** -0.5, 2 ** -0.5], [0.6, 0.8]])
