@@ -558,10 +558,9 @@ def model_card(name: str | None) -> str:
                  f"Source: {entry.get('source') or 'unknown'} · licence: "
                  f"{entry.get('license') or 'unknown'}"]
         return "\n\n".join(line for line in lines if line)
-    text = card.read_text(encoding="utf-8")
-    if text.startswith("---"):
-        text = text.split("---", 2)[2]
-    return text.strip()
+    from huggingface_hub import ModelCard
+
+    return ModelCard.load(card).text.strip()
 
 
 # -- the Blocks ----------------------------------------------------------------------------------

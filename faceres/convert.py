@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import dlib_detector, landmarks
 from .dlib_format import DlibNet, read_dnn
 from .errors import ModelError
 
@@ -204,7 +205,8 @@ Convert again with `faceres convert dlib-landmarks5 PATH`.
 """
 
 
-def convert_dlib_landmarks5(path: str | Path | None = None, name: str = "dlib-landmarks5") -> Path:
+def convert_dlib_landmarks5(path: str | Path | None = None,
+                            name: str = landmarks.REGISTRY_NAME) -> Path:
     """Convert dlib's 5-point shape predictor into the registry entry `name`.
 
     >>> convert_dlib_landmarks5()  # doctest: +SKIP
@@ -276,7 +278,8 @@ Convert again with `faceres convert dlib-mmod PATH`.
 """
 
 
-def convert_dlib_mmod(path: str | Path | None = None, name: str = "dlib-mmod-face") -> Path:
+def convert_dlib_mmod(path: str | Path | None = None,
+                      name: str = dlib_detector.REGISTRY_NAME) -> Path:
     """Convert dlib's MMOD CNN face detector into the registry entry `name`.
 
     >>> convert_dlib_mmod()  # doctest: +SKIP
@@ -298,7 +301,7 @@ def convert_dlib_mmod(path: str | Path | None = None, name: str = "dlib-mmod-fac
         "faceres": {
             "task": "detector",
             "scheme": "dlib5",
-            "landmarks_model": "dlib-landmarks5",
+            "landmarks_model": landmarks.REGISTRY_NAME,
             "mmod": {
                 "detector_width": loss["detector_width"],
                 "detector_height": loss["detector_height"],

@@ -27,6 +27,11 @@ FERPLUS_LABELS = (
 )
 """FER+ emotion classes in the order of its vote columns (unknown and NF are dropped)."""
 FER_SPLITS = ("Training", "PublicTest", "PrivateTest")
+
+
+def dataset_key(labels: str) -> str:
+    """The dataset name in metric keys for a label set: "fer2013" ("fer") or "ferplus"."""
+    return "ferplus" if labels == "ferplus" else "fer2013"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import registry
-from .data import FER_LABELS, FERPLUS_LABELS, FaceSet, load_fer2013, load_image_folder
+from .data import FER_LABELS, FERPLUS_LABELS, FaceSet, dataset_key, load_fer2013, load_image_folder
 from .errors import DataError
 
 SYNONYMS = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
@@ -256,7 +256,7 @@ def record_metric(name: str, split: str, accuracy: float) -> None:
     loaded = registry.load(name)
     folder = registry.resolve(name)
     history = json.loads((folder / "training.json").read_text())
-    dataset = "ferplus" if history["config"]["labels"] == "ferplus" else "fer2013"
+    dataset = dataset_key(history["config"]["labels"])
     metrics = dict(registry.get_entry(name)["metrics"])
     metrics[f"{dataset}-{split.lower()}/accuracy"] = round(float(accuracy), 5)
     publish_expression_model(loaded.model.float().cpu(), name, history, metrics,

@@ -566,7 +566,9 @@ def update_entry(name: str, **fields: Any) -> dict:
     """
     with _index_lock():
         entries = _read_index()
-        entry = get_entry(name)
+        entry = next((copy.deepcopy(e) for e in entries if e["name"] == name), None)
+        if entry is None:
+            get_entry(name)  # raises the usual "unknown model" error
         entry.update(fields)
         if entry.get("path") and "metrics" in fields:
             _refresh_card_metrics(registry_dir() / entry["path"], entry["task"], entry["metrics"])

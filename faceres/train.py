@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from .augment import augment, normalize
-from .data import FaceSet, load_fer2013
+from .data import FaceSet, dataset_key, load_fer2013
 from .settings import PROJECT_ROOT, default_device
 
 TRAIN_SPLIT, VAL_SPLIT = "Training", "PublicTest"
@@ -299,12 +299,9 @@ def train_expression(cfg: TrainConfig, resume: bool = False, progress: bool = Tr
     if publish:
         from .eval_expression import publish_expression_model
 
-        metrics = {f"{_dataset(cfg)}-publictest/accuracy": history["val_acc_flip"]}
+        metrics = {f"{dataset_key(cfg.labels)}-publictest/accuracy": history["val_acc_flip"]}
         model = model.cpu().float().to(memory_format=torch.contiguous_format)
         publish_expression_model(model, cfg.name, history, metrics)
     return summary
 
-
-def _dataset(cfg: TrainConfig) -> str:
-    return "fer2013" if cfg.labels == "fer" else "ferplus"
 

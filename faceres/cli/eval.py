@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..data import FER_SPLITS
 from ..detection import DETECTORS
 
 
@@ -66,7 +67,7 @@ def _add_expression(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="expression model (default: the default one)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--folder", type=Path, help="folder of <class>/<image> files")
-    where.add_argument("--split", choices=("Training", "PublicTest", "PrivateTest"),
+    where.add_argument("--split", choices=FER_SPLITS,
                        help="a FER2013 split under --data")
     p.add_argument("--data", type=Path, help="FER2013 folder (default: $FACERES_DATA/fer2013)")
     p.add_argument("--faces", choices=("crop", "detect"),
