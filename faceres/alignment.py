@@ -62,13 +62,14 @@ def dlib_mean_face_yunet5() -> np.ndarray:
 
 def dlib_chip_template(
     size: int = 150, padding: float = 0.25, scale: float = 1.0, shift: tuple[float, float] = (0, 0),
-    tta_offsets: tuple[float, ...] = (),
+    dlib5_box: dict | None = None,
 ) -> dict:
     """An alignment template reproducing dlib's `get_face_chip_details(shape, size, padding)`.
 
     `scale` (about the unit square's centre) and `shift` (in unit-square units) adjust the yunet5
     points only; they are what is tuned on LFW View 1. dlib5 keeps dlib's exact points.
-    `tta_offsets`: further scales (`scale + offset`) a face is also embedded at (`views`).
+    `dlib5_box`: a yunet5 face is also embedded from dlib's own chip, its dlib 5 points found in
+    the box this fit places (`landmarks.dlib5_in_box`; see `views`).
 
     >>> dlib_chip_template()["size"]
     [150, 150]
@@ -84,8 +85,8 @@ def dlib_chip_template(
         "geometry": {"kind": "dlib_chip", "padding": padding, "scale": scale,
                      "shift": [float(v) for v in shift]},
     }
-    if tta_offsets:
-        template["tta_offsets"] = [float(v) for v in tta_offsets]
+    if dlib5_box:
+        template["dlib5_box"] = dlib5_box
     return template
 
 
@@ -171,16 +172,13 @@ def align(image: np.ndarray, face: Face, template: dict) -> np.ndarray:
 
 
 def views(image: np.ndarray, face: Face, template: dict) -> list[np.ndarray]:
-    """The aligned crops `face` is embedded from: `align(image, face, template)` first, then one
-    per `tta_offsets` scale of a dlib-chip template whose points for the face's scheme differ
-    (test-time augmentation; their embeddings are averaged)."""
+    """The aligned crops `face` is embedded from (their embeddings are averaged): `align(image,
+    face, template)`, then, for a face with YuNet's points and a template with `dlib5_box`, the
+    chip from dlib's own 5 landmarks placed in the face's box (two alignments: test-time
+    augmentation chosen on LFW View 1)."""
     crops = [align(image, face, template)]
-    geometry = template.get("geometry", {})
-    seen = [template[face.scheme]] if face.scheme in template else []
-    for offset in template.get("tta_offsets", []):
-        other = dlib_chip_template(template["size"][0], geometry["padding"],
-                                   geometry["scale"] + offset, tuple(geometry["shift"]))
-        if other[face.scheme] not in seen:
-            seen.append(other[face.scheme])
-            crops.append(align(image, face, other))
+    if face.scheme != "dlib5" and "dlib5_box" in template:
+        from .landmarks import dlib5_in_box  # loads dlib's predictor only when a template asks
+
+        crops.append(align(image, dlib5_in_box(image, face, template["dlib5_box"]), template))
     return crops

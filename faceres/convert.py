@@ -141,6 +141,13 @@ their descriptors are closer than 0.6 (Euclidean), dlib's own rule; dlib reports
   pixels scaled as dlib does, `(x - mean_rgb) / 256`.
 - Weights: fp16 (descriptors agree with fp32 to cosine > 0.99999).
 
+## Evaluation
+
+The LFW metrics above are View 2 (10 folds) through faceres's own pipeline, keyed by detector:
+`faceres eval lfw --model dlib-resnet29-face --tune` (YuNet; tunes the alignment on View 1's
+images and writes template, threshold and band into `config.json`), then `faceres eval detect`
+(both detectors). Converting again resets the calibration: run both again.
+
 ## Source and licence
 
 {credit}

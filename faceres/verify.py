@@ -1,6 +1,7 @@
 """Face verification: are two photos the same person?
 
-Pipeline: decode (`load_image`) → detect (`detect_faces`) → align (the model's template) → embed
+Pipeline: decode (`load_image`) → detect (`detect_faces`) → align (`alignment.views`: the model's
+template, and dlib's own chip where the template asks for it) → embed
 (an identity model from the registry) → cosine similarity of the L2-normalised embeddings. Higher
 is more similar; the verdict compares it with the threshold calibrated on LFW View 1 and stored in
 the model's config (`faceres.threshold`), with an "uncertain" band of `faceres.band` either side.
@@ -8,7 +9,7 @@ the model's config (`faceres.threshold`), with an "uncertain" band of `faceres.b
 >>> from faceres.verify import verify
 >>> result = verify("a.jpg", "b.jpg")
 >>> result.verdict, round(result.similarity, 3), result.threshold
-('same', 0.969, 0.906)
+('same', 0.977, 0.914234)
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Five-point alignment: the similarity fit, the warp, dlib's chip geometry."""
+"""Five-point alignment: the similarity fit, the warp, dlib's chip geometry, the views."""
+
+import dataclasses
 
 import cv2
 import numpy as np
@@ -11,8 +13,9 @@ from faceres.alignment import (
     similarity_transform,
     views,
 )
-from faceres.detection import Face
+from faceres.detection import Face, detect_faces
 from faceres.errors import ModelError
+from faceres.landmarks import dlib5_in_box
 
 
 def _face(landmarks: np.ndarray, scheme: str = "yunet5") -> Face:
@@ -87,14 +90,19 @@ def test_align_needs_the_scheme_in_the_template():
               {"size": [112, 112], "yunet5": [[0, 0]] * 5})
 
 
-def test_views_add_one_crop_per_tta_scale_that_moves_the_points():
-    image = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
-    template = dlib_chip_template(150, 0.25, 1.1, tta_offsets=(-0.1, 0.1))
-    face = _face(np.asarray(template["yunet5"]) + 60)
-    crops = views(image, face, template)
-    assert len(crops) == 3 and all(c.shape == (150, 150, 3) for c in crops)
-    np.testing.assert_array_equal(crops[0], align(image, face, template))
-    assert not np.array_equal(crops[1], crops[2])
-    # dlib5 points keep dlib's exact geometry at every scale: one view only
-    assert len(views(image, _face(np.asarray(template["dlib5"]) + 60, "dlib5"), template)) == 1
-    assert len(views(image, face, dlib_chip_template(150, 0.25, 1.1))) == 1
+def test_views_add_dlib_s_own_chip_for_a_yunet_face(astronaut):
+    dlib_face = detect_faces(astronaut, "dlib")[0]  # committed models only
+    as_yunet = dataclasses.replace(dlib_face, scheme="yunet5", detector="yunet")
+    box_fit = {"centre_shift": [0.0, 0.0], "side": 1.0}
+    # the box dlib's detector drew gives back (within a pixel) the landmarks dlib found in it
+    refit = dlib5_in_box(astronaut, as_yunet, box_fit)
+    assert refit.scheme == "dlib5" and refit.detector == "yunet+dlib5"
+    np.testing.assert_allclose(refit.landmarks, dlib_face.landmarks, atol=1.5)
+    template = dlib_chip_template(150, 0.25, 1.1, dlib5_box=box_fit)
+    crops = views(astronaut, as_yunet, template)
+    assert len(crops) == 2 and all(c.shape == (150, 150, 3) for c in crops)
+    np.testing.assert_array_equal(crops[0], align(astronaut, as_yunet, template))
+    np.testing.assert_array_equal(crops[1], align(astronaut, refit, template))
+    # a face that already has dlib's points, or a template without the fit: one crop
+    assert len(views(astronaut, dlib_face, template)) == 1
+    assert len(views(astronaut, as_yunet, dlib_chip_template(150, 0.25, 1.1))) == 1

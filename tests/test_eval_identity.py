@@ -12,12 +12,15 @@ from faceres.detection import yunet_path
 from faceres.errors import DataError
 from faceres.eval_identity import (
     CENTRE_CROP,
+    TUNE_SCALES,
     accuracy,
+    best_balanced_accuracy,
     best_threshold,
     centre_face,
     evaluate_detectors,
     evaluate_lfw,
     evaluate_pairs,
+    image_pairs,
     kfold_accuracy,
     read_lfw_pairs,
     read_pairs_csv,
@@ -102,6 +105,26 @@ def test_tar_at_far_counts_false_accepts():
     assert uncertainty_band(scores, labels, 0.5) >= 0
 
 
+def test_best_balanced_accuracy_weighs_both_classes_equally():
+    scores = np.r_[0.9, 0.1, np.linspace(0.0, 0.5, 98)]
+    labels = np.r_[True, True, np.zeros(98, bool)]
+    # one of two same pairs is below every different pair: half the same pairs, all different
+    assert best_balanced_accuracy(scores, labels) == pytest.approx(0.75)
+    assert best_threshold(scores, labels)[1] == pytest.approx(0.99)
+
+
+def test_image_pairs_has_every_same_pair_and_seeded_different_pairs():
+    paths = [Path(f"{person}/{person}_{i:04d}.jpg") for person, n in (("A", 3), ("B", 2), ("C", 1))
+             for i in range(1, n + 1)]
+    pairs = image_pairs(paths, different=50, seed=3)
+    same = [p for p in pairs if p.same]
+    assert len(same) == 3 + 1 and all(p.left.parent == p.right.parent for p in same)
+    assert sum(not p.same for p in pairs) == 50
+    assert all(p.left.parent != p.right.parent for p in pairs if not p.same)
+    assert pairs == image_pairs(paths, different=50, seed=3)
+    assert image_pairs(paths[:3], different=50) == same[:3]
+
+
 def test_centre_face_gives_the_centre_crop():
     image = np.zeros((250, 250, 3), np.uint8)
     side = CENTRE_CROP * 250
@@ -165,7 +188,13 @@ def test_evaluate_lfw_on_a_miniature_lfw(tmp_path):
     assert report["undetected_images"] == ["Bob/Bob_0002.jpg"]
     assert len(report["view2"]["fold_accuracies"]) == 2
     assert set(report["view1"]) >= {"threshold", "band", "dev_test_accuracy"}
-    assert len(report["view1"]["template_trials"]) == 8 and "geometry" in report["template"]
+    trials = report["view1"]["template_trials"]
+    assert {t["scale"] for t in trials} == set(TUNE_SCALES) and "geometry" in report["template"]
+    # the dlib detector finds the astronaut: its box is fitted and the dlib5 view is tried
+    assert len(trials) == 2 * len(TUNE_SCALES) and {t["dlib5_view"] for t in trials} == {0, 1}
+    with pytest.raises(DataError, match="YuNet"):
+        evaluate_lfw("throwaway", data=root, out_dir=tmp_path / "out", detector="dlib",
+                     tune=True, embedder=colour_embedder, template=dlib_chip_template())
     saved = json.loads((tmp_path / "out" / "lfw-throwaway-yunet.json").read_text())
     assert saved["view2"]["auc"] == report["view2"]["auc"]
     both = evaluate_detectors("throwaway", data=root, out_dir=tmp_path / "out",

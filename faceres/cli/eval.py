@@ -40,7 +40,7 @@ def _add_lfw(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--data", type=Path, help="LFW folder (default: $FACERES_DATA/lfw)")
     p.add_argument("--tune", action="store_true",
-                   help="tune the alignment template on View 1 (pairsDevTest) first")
+                   help="tune the alignment template on View 1's images first (YuNet only)")
     p.add_argument("--no-write", dest="write", action="store_false",
                    help="do not write the calibration into the registry")
     p.set_defaults(func=run_lfw)
