@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from . import registry
 from .alignment import model_template, views
 from .errors import FaceresError, ImageError
 from .expression import analyze_expression
-from .imageio import load_image
+from .uploads import REFUSED, UploadsOnly, take_photo, take_photos
 from .verify import (
     VerifyResult,
     decide,
@@ -46,12 +47,12 @@ MAX_PICK_FACES = 12
 DELETE_CACHE = (60, 300)
 """Every 60 s, Gradio deletes its temporary files older than 300 s (uploads never submitted)."""
 PREVIEW_MAX_SIDE = 1024
-EXPIRED = ("Photos are not kept after a request: upload the photo again to run it again "
-           "(with another model, for instance).")
 NOT_RUN = "Run Verify first: the face pickers compare the faces it found."
 EXPIRED_PAIR = ("Photos are not kept after a comparison: upload the photos again to compare with "
                 "another model (the face pickers work without a new upload).")
 CHOSEN, OTHER = (46, 204, 113), (241, 196, 15)
+JPEG_URI = re.compile(r"data:image/jpeg;base64,[A-Za-z0-9+/]+={0,2}")
+"""The only pictures a client may send back in the faces JSON: the JPEG data URIs we made."""
 
 EXPLANATION = """
 **What the evidence is about.** He et al. (2015) found that deeper *plain* networks, even *with*
@@ -85,84 +86,6 @@ def user_errors(fn):
 
 
 # -- photos in, pictures out ---------------------------------------------------------------------
-
-
-def take_photo(value: Any, expired: str = EXPIRED) -> np.ndarray:
-    """Decode a photo from Gradio (a FileData dict, which must name an upload), or from Python
-    (a path, bytes or an array).
-
-    A file in Gradio's upload folder is deleted once read, whether or not it decodes, so a second
-    request naming the same upload gets the `expired` message.
-
-    >>> take_photo({"path": upload_path}).shape
-    (512, 512, 3)
-    """
-    if value is None:
-        raise ImageError("Upload a photo first.")
-    if isinstance(value, dict):
-        path = value.get("path")
-        url = value.get("url") or ""
-        if path is None and url.startswith("data:"):
-            try:
-                data = base64.b64decode(url.partition(",")[2], validate=True)
-            except ValueError as exc:  # binascii.Error
-                raise ImageError("The uploaded image data is not valid base64.") from exc
-            return load_image(data)
-        if path is None:
-            raise ImageError("The upload did not arrive; please upload the photo again.")
-        if not _in_upload_folder(path):  # a client may name any path: read uploads only
-            raise ImageError("Photos must be uploaded; server files cannot be used.")
-    elif isinstance(value, (str, Path)):
-        path = value
-    else:
-        return load_image(value)
-    if not Path(path).exists() and _in_upload_folder(path):
-        raise ImageError(expired)
-    try:
-        return load_image(path)
-    finally:
-        forget_upload(path)
-
-
-def take_photos(values: list[Any], expired: str = EXPIRED) -> list[np.ndarray]:
-    """`take_photo` for each value; an upload named twice (Gradio stores one file at one path) is
-    decoded once, and every upload is deleted even when an earlier one fails."""
-    paths = [str(v) if isinstance(v, (str, Path)) else None
-             for v in (value.get("path") if isinstance(value, dict) else value for value in values)]
-    taken: dict[str, np.ndarray] = {}  # within this call only
-    try:
-        photos = []
-        for value, path in zip(values, paths, strict=True):
-            if path is None:
-                photos.append(take_photo(value, expired))
-                continue
-            if path not in taken:
-                taken[path] = take_photo(value, expired)
-            photos.append(taken[path])
-        return photos
-    finally:
-        for path in paths:
-            if path is not None:
-                forget_upload(path)
-
-
-def _in_upload_folder(path: str | Path) -> bool:
-    root = Path(gr.utils.get_upload_folder()).resolve()
-    return Path(path).resolve().is_relative_to(root)
-
-
-def forget_upload(path: str | Path) -> None:
-    """Delete an uploaded file and its (then empty) folder; files outside Gradio's are kept."""
-    if not _in_upload_folder(path):
-        return
-    file = Path(path).resolve()
-    file.unlink(missing_ok=True)
-    root = Path(gr.utils.get_upload_folder()).resolve()
-    if file.parent != root:
-        try:
-            file.parent.rmdir()
-        except OSError:  # not empty: another upload shares the folder
-            pass
 
 
 def data_uri(image: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> str:
@@ -340,6 +263,8 @@ def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str
     what `verify_photos` sent to the browser alone (cosine similarity of the stored embeddings)."""
     try:
         photos = faces["photos"]
+        pictures = [photo["preview"] for photo in photos]
+        pictures += [face["crop"] for photo in photos for face in photo["faces"]]
         chosen = [pick_face(photo["faces"], _face_index(index), f"photo {i + 1}")
                   for i, (photo, index) in enumerate(zip(photos, (face1, face2), strict=True))]
         a, b = (np.asarray(photo["faces"][i]["embedding"], np.float64)
@@ -359,6 +284,8 @@ def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str
                   for photo, i in zip(photos, chosen, strict=True)]
     except (KeyError, TypeError, ValueError, IndexError):
         raise FaceresError(NOT_RUN) from None
+    if not all(isinstance(p, str) and JPEG_URI.fullmatch(p) for p in pictures):
+        raise FaceresError(REFUSED)
     verdict = decide(similarity, threshold, band)
     details = {"verdict": verdict, "similarity": round(similarity, 6), "threshold": threshold,
                "band": band, "model": model, "detector": faces.get("detector"), "images": images}
@@ -690,7 +617,7 @@ def build_demo() -> gr.Blocks:
     >>> demo = build_demo()
     >>> demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1")
     """
-    with gr.Blocks(title="faceres", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
+    with UploadsOnly(title="faceres", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# faceres\nResidual networks for faces: verification, expressions, and why "
                     "skip connections matter. Photos are processed in memory and not kept.")
         with gr.Tabs():

@@ -71,5 +71,5 @@ def test_upload_two_photos_read_the_verdict_and_pick_another_face(page, tmp_path
         assert verdict.inner_text() != first and "similarity" in verdict.inner_text()
         # A rerun (another model) needs the photos again, and says so.
         page.locator("#verify-run").click()
-        sync_api.expect(page.get_by_text("upload the photos again").first).to_be_visible(
+        sync_api.expect(page.get_by_text("upload the photo again").first).to_be_visible(
             timeout=60_000)

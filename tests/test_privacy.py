@@ -16,7 +16,7 @@ import gradio as gr
 import pytest
 from PIL import Image
 
-from faceres import app
+from faceres import app, uploads
 from tests.test_app import as_upload, has_default, serve_app
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -102,8 +102,8 @@ def test_no_decoded_photo_outlives_a_request(monkeypatch, tmp_path):
         decoded.append(weakref.ref(image))
         return image
 
-    original = app.load_image
-    monkeypatch.setattr(app, "load_image", load_image)
+    original = uploads.load_image
+    monkeypatch.setattr(uploads, "load_image", load_image)
     photo, other = tmp_path / "face.jpg", tmp_path / "other.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo, quality=92)
     Image.fromarray(skimage_data.astronaut()).save(other, quality=90)

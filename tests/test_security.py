@@ -1,0 +1,377 @@
+"""The public app reads nothing but what was uploaded to it.
+
+Attacks are sent as raw HTTP, the way any client can send them, to `python app.py`
+running in a subprocess whose upload folder, temp folder and home are the test's own. For every
+event that takes a file and every way of naming a file that is not this request's own upload, the
+answer must be the one-line refusal, no byte of the named file may come back, no copy of it may
+appear anywhere, and a local HTTP server named in the request must receive nothing.
+(`gradio_client` cannot send these: it uploads whatever local path it is given, so it only ever
+names real uploads; the legitimate `gradio_client` calls are in test_app.py and test_privacy.py.)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import io
+import json
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceres import app, uploads
+from faceres.errors import ImageError
+from faceres.uploads import REFUSED, UploadRefused, admit, take_photo
+from tests.test_app import has_default, serve_app
+
+httpx = pytest.importorskip("httpx")
+skimage_data = pytest.importorskip("skimage.data")
+
+FILE_DATA = {"_type": "gradio.FileData"}
+needs_models = pytest.mark.skipif(
+    not has_default("identity") or not has_default("expression"),
+    reason="no default identity and expression models in the registry yet",
+)
+
+
+# -- admit(): the rule, on hand-built requests ----------------------------------------------------
+
+
+@pytest.fixture
+def upload_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "uploads"
+    (folder / "abc").mkdir(parents=True)
+    return folder
+
+
+def test_admit_takes_own_uploads_and_data_uris_once_each(upload_folder):
+    own = upload_folder / "abc" / "face.jpg"
+    own.write_bytes(b"x")
+    image = gr.Image(type="filepath")
+    uploads_set = {str(own)}
+    ref = {"path": str(own), "meta": FILE_DATA}
+    assert admit([ref, None], [image, image], uploads_set, upload_folder) == [str(own)]
+    inline = {"path": None, "url": "data:image/png;base64,AAAA", "meta": FILE_DATA}
+    assert admit([inline], [image], set(), upload_folder) == []
+    assert admit(["resnet18-fer"], [gr.Dropdown()], set(), upload_folder) == []
+
+
+def refused_requests(upload_folder: Path, outside: Path) -> dict[str, dict]:
+    """One file reference per way of naming what is not the request's own upload."""
+    link = upload_folder / "abc" / "link.jpg"
+    link.symlink_to(outside)
+    planted = upload_folder / "abc" / "planted.jpg"  # in the folder, never uploaded
+    planted.write_bytes(b"x")
+    return {
+        "absolute": {"path": str(outside), "meta": FILE_DATA},
+        "relative": {"path": os.path.relpath(outside), "meta": FILE_DATA},
+        "dotdot": {"path": f"{upload_folder}/abc/../../{outside.name}", "meta": FILE_DATA},
+        "symlink": {"path": str(link), "meta": FILE_DATA},
+        "not uploaded": {"path": str(planted), "meta": FILE_DATA},
+        "file url": {"path": f"file://{outside}", "meta": FILE_DATA},
+        "http url": {"path": "http://127.0.0.1:9/face.jpg", "meta": FILE_DATA},
+        "url, no upload": {"path": None, "url": "http://127.0.0.1:9/face.jpg", "meta": FILE_DATA},
+        "no meta": {"path": str(outside)},
+    }
+
+
+def test_admit_refuses_everything_else(upload_folder, tmp_path):
+    outside = tmp_path / "secret.jpg"
+    outside.write_bytes(b"x")
+    image = gr.Image(type="filepath")
+    cases = refused_requests(upload_folder, outside)
+    # Even listed as uploads (as if Gradio had recorded them), links and escapes stay refused.
+    listed = {c["path"] for c in cases.values() if c.get("path")} - {str(upload_folder / "abc" /
+                                                                        "planted.jpg")}
+    for name, ref in cases.items():
+        with pytest.raises(UploadRefused, match="read only from this request's own uploads"):
+            admit([ref], [image], listed, upload_folder)
+            pytest.fail(f"{name} was admitted")
+
+
+def test_admit_refuses_files_hidden_in_other_inputs_or_too_many(upload_folder):
+    own = upload_folder / "abc" / "face.jpg"
+    own.write_bytes(b"x")
+    ref = {"path": str(own), "meta": FILE_DATA}
+    with pytest.raises(UploadRefused):  # a file reference inside the faces JSON
+        admit([{"photos": [{"preview": ref}]}], [gr.JSON()], {str(own)}, upload_folder)
+    with pytest.raises(UploadRefused):  # two files where one photo goes
+        admit([[ref, dict(ref)]], [gr.Image(type="filepath")], {str(own)}, upload_folder)
+
+
+def test_oversized_data_uri_is_refused_before_decoding():
+    url = "data:image/jpeg;base64," + "A" * uploads.MAX_DATA_URI
+    with pytest.raises(ImageError, match="too large"):
+        admit([{"path": None, "url": url}], [gr.Image()], set(), "/nonexistent")
+    with pytest.raises(ImageError, match="too large"):
+        take_photo({"path": None, "url": url})
+
+
+def test_handler_refuses_server_paths_even_when_called_directly(upload_folder, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(upload_folder))
+    outside = tmp_path / "secret.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(outside)
+    for name, ref in refused_requests(upload_folder, outside).items():
+        if name == "not uploaded":  # the upload ledger is the server's; see the launched tests
+            continue
+        with pytest.raises(ImageError, match="read only from this request's own uploads"):
+            take_photo(ref)
+            pytest.fail(f"{name} was read")
+    assert outside.exists()
+
+
+# -- the launched app ----------------------------------------------------------------------------
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A local web server that counts every request it receives."""
+
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        Recorder.hits.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.end_headers()
+        self.wfile.write(SECRET_JPEG.read_bytes())
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+SECRET_JPEG = Path()  # set by the `server` fixture
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[dict]:
+    """The app in a subprocess (own upload, temp and home folders), a secret photo outside its
+    upload folder, and a recording web server on 127.0.0.1."""
+    global SECRET_JPEG
+    root = tmp_path_factory.mktemp("security")
+    folders = {name: root / name for name in ("gradio", "tmp", "home", "private")}
+    for folder in folders.values():
+        folder.mkdir()
+    SECRET_JPEG = folders["private"] / "secret.jpg"
+    # A face the server can read but nobody uploaded, marked so its pixels can be recognised.
+    face = skimage_data.astronaut().copy()
+    face[:8, :8] = (255, 0, 255)
+    Image.fromarray(face).save(SECRET_JPEG, quality=95)
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    env = {"GRADIO_TEMP_DIR": str(folders["gradio"]), "TMPDIR": str(folders["tmp"]),
+           "HOME": str(folders["home"])}
+    with serve_app(env) as url:
+        yield {"url": url, "web": f"http://127.0.0.1:{web.server_address[1]}", **folders}
+    web.shutdown()
+
+
+def files_under(*roots: Path) -> dict[Path, str]:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for root in roots
+            for p in root.rglob("*") if p.is_file()}
+
+
+def call(url: str, api: str, data: list) -> tuple[str, str]:
+    """POST an event as any HTTP client can; (event, payload) of its final message."""
+    base = f"{url}gradio_api/call/{api}"
+    reply = httpx.post(base, json={"data": data}, timeout=30)
+    reply.raise_for_status()
+    event, payload = "", ""
+    with httpx.stream("GET", f"{base}/{reply.json()['event_id']}", timeout=120) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                payload = line.split(":", 1)[1].strip()
+    return event, payload
+
+
+def upload(url: str, path: Path) -> str:
+    """Upload a file as the browser does; the server-side path it returns."""
+    with path.open("rb") as f:
+        reply = httpx.post(f"{url}gradio_api/upload", files={"files": (path.name, f)}, timeout=30)
+    reply.raise_for_status()
+    return reply.json()[0]
+
+
+def file_events(picture: dict) -> dict[str, list]:
+    """Every event that takes a file, with `picture` in each of its file slots."""
+    return {"verify": [picture, picture, None, None, None],
+            "verify (photo 2)": [None, picture, None, None, None],
+            "expression": [picture, None],
+            "compare": [picture, None, None]}
+
+
+def attacks(server: dict) -> dict[str, dict]:
+    secret, gradio_dir = SECRET_JPEG, server["gradio"]
+    planted = gradio_dir / "planted" / "face.jpg"  # in the upload folder, never uploaded
+    planted.parent.mkdir(exist_ok=True)
+    planted.write_bytes(secret.read_bytes())
+    link = gradio_dir / "planted" / "link.jpg"
+    if not link.is_symlink():
+        link.symlink_to(secret)
+    web = server["web"]
+    return {
+        "absolute path": {"path": str(secret), "meta": FILE_DATA},
+        "relative path": {"path": os.path.relpath(secret, Path(app.__file__).parents[1]),
+                          "meta": FILE_DATA},
+        "dotdot": {"path": f"{gradio_dir}/planted/../../private/secret.jpg", "meta": FILE_DATA},
+        "symlink": {"path": str(link), "meta": FILE_DATA},
+        "upload folder, not uploaded": {"path": str(planted), "meta": FILE_DATA},
+        "file url as path": {"path": f"file://{secret}", "meta": FILE_DATA},
+        "file url, no upload": {"path": None, "url": f"file://{secret}", "meta": FILE_DATA},
+        "http url as path": {"path": f"{web}/a.jpg", "meta": FILE_DATA},
+        "http url, no upload": {"path": None, "url": f"{web}/b.jpg", "meta": FILE_DATA},
+        "path and url": {"path": str(secret), "url": f"{web}/c.jpg", "meta": FILE_DATA},
+        "without meta": {"path": str(secret)},
+    }
+
+
+def secret_leaked(payload: str) -> bool:
+    """Whether an answer carries a picture, or the secret file's name or bytes."""
+    raw = base64.b64encode(SECRET_JPEG.read_bytes()[:3000]).decode()[:200]
+    return "data:image" in payload or "secret" in payload or raw in payload
+
+
+@needs_models
+def test_server_files_links_and_urls_are_refused_for_every_event(server):
+    cases = attacks(server)
+    before = files_under(server["gradio"], server["tmp"], server["home"])
+    Recorder.hits.clear()
+    for attack, picture in cases.items():
+        for event, data in file_events(picture).items():
+            name, payload = call(server["url"], event.split(" ")[0], data)
+            assert name == "error" and json.loads(payload)["error"] == REFUSED, (
+                f"{attack} → /{event}: {payload[:300]}")
+            assert not secret_leaked(payload), f"{attack} → /{event} leaked the file"
+    after = files_under(server["gradio"], server["tmp"], server["home"])
+    assert after == before, "files appeared or changed while refusing"
+    assert not Recorder.hits, f"the server fetched {Recorder.hits}"
+    assert SECRET_JPEG.exists()
+
+
+@needs_models
+def test_an_upload_serves_one_request_only(server, tmp_path):
+    photo = tmp_path / "mine.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo, quality=90)
+    path = upload(server["url"], photo)
+    mine = {"path": path, "orig_name": "mine.jpg", "meta": FILE_DATA}
+    name, payload = call(server["url"], "expression", [mine, None])
+    assert name == "complete" and json.loads(payload)[-1]["faces"], payload[:300]
+    # The same path named again (another client who learnt it, or a replay) is refused, and the
+    # file is gone from the upload folder.
+    name, payload = call(server["url"], "expression", [mine, None])
+    assert name == "error" and json.loads(payload)["error"] == REFUSED
+    assert not Path(path).exists()
+
+
+@needs_models
+def test_pick_faces_accepts_only_the_pictures_it_made(server, tmp_path):
+    photo = tmp_path / "mine.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo, quality=90)
+    ref = {"path": upload(server["url"], photo), "meta": FILE_DATA}
+    name, payload = call(server["url"], "verify", [ref, ref, None, None, None])
+    faces = json.loads(payload)[7]
+    Recorder.hits.clear()
+    for picture in (f"{server['web']}/p.jpg", f"file://{SECRET_JPEG}", '" onerror="alert(1)'):
+        forged = json.loads(json.dumps(faces))
+        forged["photos"][0]["preview"] = picture
+        name, payload = call(server["url"], "pick_faces", [forged, 0, 0])
+        assert name == "error" and json.loads(payload)["error"] == REFUSED, payload[:300]
+    hidden = json.loads(json.dumps(faces))
+    hidden["photos"][0]["faces"][0]["crop"] = {"path": str(SECRET_JPEG), "meta": FILE_DATA}
+    name, payload = call(server["url"], "pick_faces", [hidden, 0, 0])
+    assert name == "error" and json.loads(payload)["error"] == REFUSED
+    assert not Recorder.hits
+
+
+def png_bomb(side: int = 30_000) -> bytes:
+    """A tiny PNG that decodes to `side`² pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    row = b"\0" + b"\0" * (side // 8)  # 1-bit grey rows
+    body = zlib.compress(row * side, 9)
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND",
+                                                                                         b"")
+
+
+@needs_models
+def test_bombs_and_oversized_inputs_get_a_message(server, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb())
+    assert bomb.stat().st_size < 200_000
+    ref = {"path": upload(server["url"], bomb), "meta": FILE_DATA}
+    name, payload = call(server["url"], "expression", [ref, None])
+    assert name == "error" and "too large" in json.loads(payload)["error"]
+    inline = {"path": None, "url": "data:image/png;base64," + base64.b64encode(
+        png_bomb()).decode(), "meta": FILE_DATA}
+    name, payload = call(server["url"], "expression", [inline, None])
+    assert name == "error" and "too large" in json.loads(payload)["error"]
+    huge = {"path": None, "url": "data:image/jpeg;base64," + "A" * (uploads.MAX_DATA_URI + 4),
+            "meta": FILE_DATA}
+    name, payload = call(server["url"], "expression", [huge, None])
+    assert name == "error" and "too large" in json.loads(payload)["error"]
+    photo = tmp_path / "a.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    two = [{"path": upload(server["url"], photo), "meta": FILE_DATA}] * 2
+    name, payload = call(server["url"], "expression", [two, None])
+    assert name == "error" and json.loads(payload)["error"] == REFUSED
+    assert not any(server["gradio"].rglob("bomb.png"))
+
+
+@needs_models
+def test_a_burst_from_one_client_is_queued_not_crashed(server):
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(skimage_data.astronaut())[::2, ::2]).save(buffer, "JPEG")
+    inline = {"path": None, "meta": FILE_DATA,
+              "url": "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()}
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: call(server["url"], "expression", [inline, None]),
+                                range(32)))
+    for name, payload in answers:
+        assert name == "complete" or (name == "error" and json.loads(payload).get("error")), (
+            payload[:300])
+    assert sum(name == "complete" for name, _ in answers) >= 1
+    assert httpx.get(server["url"], timeout=10).status_code == 200
+
+
+@needs_models
+def test_no_photo_stays_in_the_session_after_a_request(tmp_path, monkeypatch):
+    """The in-process server's session store holds no input or output picture afterwards."""
+    from gradio_client import Client, handle_file
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    photo = tmp_path / "mine.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo, quality=90)
+    demo = app.build_demo()
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
+        out = client.predict(handle_file(str(photo)), handle_file(str(photo)), None, None, None,
+                             api_name="/verify")
+        assert out[6]["verdict"] == "same"
+        client.predict(out[7], 0, 0, api_name="/pick_faces")
+        sessions = demo.state_holder.session_data
+        assert sessions, "the test expects Gradio to keep a session for the client"
+        kept = [json.dumps(getattr(s, "config_values", {}), default=str) for s in
+                sessions.values()]
+        assert not [k for k in kept if "data:image" in k or str(photo.name) in k]
+    finally:
+        demo.close()
