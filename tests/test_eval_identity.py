@@ -1,12 +1,16 @@
 """The pair-list evaluation harness: parsing, metrics, and a full run with a throwaway embedder."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
 
+from faceres import eval_identity, imageio
 from faceres.alignment import align, dlib_chip_template
 from faceres.detection import yunet_path
 from faceres.errors import DataError
@@ -25,6 +29,7 @@ from faceres.eval_identity import (
     read_lfw_pairs,
     read_pairs_csv,
     roc_auc,
+    roc_curve,
     tar_at_far,
     uncertainty_band,
 )
@@ -45,8 +50,7 @@ def colour_embedder(crops):
 
 
 def test_read_lfw_pairs_folds_and_dev(tmp_path):
-    (tmp_path / "pairs.txt").write_text(
-        "2\t1\nA\t1\t2\nA\t1\tB\t3\nC\t4\t5\nB\t1\tC\t2\n")
+    (tmp_path / "pairs.txt").write_text("2\t1\nA\t1\t2\nA\t1\tB\t3\nC\t4\t5\nB\t1\tC\t2\n")
     pairs = read_lfw_pairs(tmp_path / "pairs.txt", tmp_path / "img")
     assert [p.same for p in pairs] == [True, False, True, False]
     assert [p.fold for p in pairs] == [0, 0, 1, 1]
@@ -72,37 +76,131 @@ def test_read_pairs_csv(tmp_path):
         read_pairs_csv(csv, tmp_path)
 
 
-def test_threshold_and_kfold_accuracy():
+def _sk_accuracies(scores, labels):
+    """Accuracy of `score >= t` at every operating point, from scikit-learn's ROC curve (the
+    first threshold, +inf, rejects everything; the last accepts everything)."""
+    fpr, tpr, _ = sk_roc_curve(labels, scores, drop_intermediate=False)
+    positives, negatives = labels.sum(), (~labels).sum()
+    return (tpr * positives + (1 - fpr) * negatives) / len(labels)
+
+
+def test_best_threshold_on_hand_computed_cases():
+    assert best_threshold(np.array([0.1, 0.4, 0.6, 0.9]), np.array([0, 0, 1, 1])) == (0.5, 1.0)
+    # sorted: 0.1- 0.2- 0.3+ 0.35- 0.4- 0.6+ 0.9+; only the cut between 0.4 and 0.6 gets 6 of 7
+    scores = np.array([0.9, 0.1, 0.35, 0.6, 0.2, 0.3, 0.4])
+    labels = np.array([1, 0, 0, 1, 0, 1, 0], bool)
+    threshold, acc = best_threshold(scores, labels)
+    assert threshold == pytest.approx(0.5) and acc == pytest.approx(6 / 7)
+    assert accuracy(scores, labels, 0.5) == pytest.approx(6 / 7)
+    assert accuracy(scores, labels, 0.25) == pytest.approx(5 / 7)
+
+
+def test_best_threshold_reaches_the_best_accuracy_of_sklearns_roc():
     rng = np.random.default_rng(0)
     labels = np.tile([True] * 30 + [False] * 30, 10)
-    scores = np.where(labels, rng.normal(0.7, 0.1, 600), rng.normal(0.2, 0.1, 600))
-    folds = np.repeat(np.arange(10), 60)
+    scores = np.where(labels, rng.normal(0.7, 0.1, 600), rng.normal(0.5, 0.1, 600))
+    best = _sk_accuracies(scores, labels).max()
     threshold, acc = best_threshold(scores, labels)
-    assert 0.3 < threshold < 0.6 and acc == accuracy(scores, labels, threshold) > 0.97
+    assert acc == pytest.approx(best) and accuracy(scores, labels, threshold) == pytest.approx(best)
+
+
+def test_kfold_thresholds_are_chosen_on_the_other_folds_on_a_hand_computed_case():
+    # fold 0: different 0.10 0.45, same 0.60 0.90 | fold 1: 0.20 0.30, 0.52 0.80
+    # fold 2: 0.15 0.35, 0.55 0.70. Without fold 0 the only perfect cut is (0.35 + 0.52) / 2,
+    # without fold 1 it is (0.45 + 0.55) / 2, without fold 2 (0.45 + 0.52) / 2. With every fold
+    # included it would be 0.485 each time, and fold 0 would score 4/4 instead of 3/4.
+    scores = np.array([0.10, 0.45, 0.60, 0.90, 0.20, 0.30, 0.52, 0.80, 0.15, 0.35, 0.55, 0.70])
+    labels = np.tile([False, False, True, True], 3)
+    folds = np.repeat([0, 1, 2], 4)
     result = kfold_accuracy(scores, labels, folds)
-    assert len(result["fold_accuracies"]) == 10
+    assert result["fold_thresholds"] == pytest.approx([0.435, 0.5, 0.485])
+    assert result["fold_accuracies"] == pytest.approx([0.75, 1.0, 1.0])
+    assert result["accuracy_mean"] == pytest.approx(11 / 12)
+    assert result["accuracy_std"] == pytest.approx(np.sqrt(1 / 48))  # sample std of 3/4, 1, 1
+    assert result["accuracy_se"] == pytest.approx(np.sqrt(1 / 48) / np.sqrt(3))
+
+
+def test_kfold_thresholds_are_best_on_the_other_nine_folds():
+    """Each fold's threshold reaches the best accuracy scikit-learn's ROC allows on the other
+    nine folds, and the fold's accuracy is measured at it on the fold alone."""
+    rng = np.random.default_rng(3)
+    labels = np.tile([True] * 30 + [False] * 30, 10)
+    scores = np.where(labels, rng.normal(0.65, 0.1, 600), rng.normal(0.45, 0.1, 600))
+    folds = np.repeat(np.arange(10), 60)
+    result = kfold_accuracy(scores, labels, folds)
+    assert len(result["fold_thresholds"]) == 10
+    for fold, (threshold, acc) in enumerate(
+        zip(result["fold_thresholds"], result["fold_accuracies"])
+    ):
+        train, test = folds != fold, folds == fold
+        best = _sk_accuracies(scores[train], labels[train]).max()
+        assert np.mean((scores[train] >= threshold) == labels[train]) == pytest.approx(best)
+        assert acc == pytest.approx(np.mean((scores[test] >= threshold) == labels[test]))
     assert result["accuracy_mean"] == pytest.approx(np.mean(result["fold_accuracies"]))
-    assert 0.95 < result["accuracy_mean"] <= acc + 1e-9
+    assert result["accuracy_std"] == pytest.approx(np.std(result["fold_accuracies"], ddof=1))
 
 
-def test_auc_matches_the_rank_statistic():
+def test_roc_curve_and_auc_match_sklearn():
     rng = np.random.default_rng(1)
     labels = rng.random(400) < 0.5
     scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # ties on purpose
     pos, neg = scores[labels], scores[~labels]
     mann_whitney = ((pos[:, None] > neg).sum() + 0.5 * (pos[:, None] == neg).sum()) / (
-        len(pos) * len(neg))
+        len(pos) * len(neg)
+    )
+    assert roc_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores))
     assert roc_auc(scores, labels) == pytest.approx(mann_whitney)
+    expected = sk_roc_curve(labels, scores, drop_intermediate=False)
+    for ours, theirs in zip(roc_curve(scores, labels), expected):
+        np.testing.assert_allclose(ours, theirs)
 
 
-def test_tar_at_far_counts_false_accepts():
+def test_tar_at_far_on_a_hand_built_case():
+    # 5 same pairs, 10 different ones. Lowering the threshold: 0.95 (TAR 1/5, 0 false accepts),
+    # 0.90 (2/5, 0), 0.85 (2/5, 1), 0.70 (3/5, 1), 0.60 (4/5, 1), 0.50 (4/5, 2), 0.45 (4/5, 3),
+    # 0.40 (5/5, 4), 0.35 (5/5, 5), 0.30 (5/5, 6), 0.25 (5/5, 7) ...
+    same = [0.95, 0.90, 0.70, 0.60, 0.40]
+    different = [0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.85]
+    scores, labels = np.r_[same, different], np.r_[np.ones(5, bool), np.zeros(10, bool)]
+    for far, tar, threshold in (
+        (0.0, 0.4, 0.90),
+        (0.1, 0.8, 0.60),
+        (0.2, 0.8, 0.50),
+        (0.6, 1.0, 0.30),
+        (1.0, 1.0, 0.10),
+    ):
+        assert tar_at_far(scores, labels, far) == pytest.approx((tar, threshold)), far
+
+
+def test_tar_at_far_matches_sklearns_roc():
     neg = np.linspace(0, 0.5, 1000)
     pos = np.r_[np.linspace(0.3, 1, 90), np.full(10, 0.1)]
     scores, labels = np.r_[pos, neg], np.r_[np.ones(100, bool), np.zeros(1000, bool)]
-    tar, threshold = tar_at_far(scores, labels, far=1e-3)
-    assert ((neg >= threshold).sum()) <= 1
-    assert tar == pytest.approx((pos >= threshold).mean())
-    assert uncertainty_band(scores, labels, 0.5) >= 0
+    fpr, tpr, thresholds = sk_roc_curve(labels, scores, drop_intermediate=False)
+    for far in (1e-3, 1e-2, 0.1):
+        allowed = np.flatnonzero(fpr <= far)
+        tar, threshold = tar_at_far(scores, labels, far=far)
+        assert tar == pytest.approx(tpr[allowed].max())
+        assert threshold == pytest.approx(thresholds[allowed[-1]])
+    # FAR 1e-3 of 1000 different pairs: one false accept (0.5), 64 of 100 same pairs above it
+    assert tar_at_far(scores, labels, far=1e-3) == pytest.approx((0.64, 0.5))
+
+
+def test_uncertainty_band_on_a_hand_computed_case():
+    # threshold 0.5; 21 errors at distances 0.00, 0.01, ..., 0.20 from it (different pairs at
+    # 0.5 + even hundredths, same pairs at 0.5 - odd ones) and four correct pairs far away.
+    # The narrowest band holding 95% of the errors holds 20 of 21 (95.2%): half-width 0.19
+    # (0.18 holds 19 = 90.5%); holding them all takes 0.20.
+    different = 0.5 + np.arange(0, 21, 2) / 100
+    same = 0.5 - np.arange(1, 21, 2) / 100
+    scores = np.r_[different, same, 0.1, 0.2, 0.9, 0.95]
+    labels = np.r_[np.zeros(11, bool), np.ones(10, bool), False, False, True, True]
+    band = uncertainty_band(scores, labels, 0.5)
+    assert band == pytest.approx(0.19)
+    wrong = (scores >= 0.5) != labels
+    assert np.mean(np.abs(scores[wrong] - 0.5) <= band + 1e-12) >= 0.95
+    assert uncertainty_band(scores, labels, 0.5, coverage=1.0) == pytest.approx(0.20)
+    assert uncertainty_band(np.r_[0.2, 0.8], np.r_[False, True], 0.5) == 0.0
 
 
 def test_best_balanced_accuracy_weighs_both_classes_equally():
@@ -111,11 +209,19 @@ def test_best_balanced_accuracy_weighs_both_classes_equally():
     # one of two same pairs is below every different pair: half the same pairs, all different
     assert best_balanced_accuracy(scores, labels) == pytest.approx(0.75)
     assert best_threshold(scores, labels)[1] == pytest.approx(0.99)
+    rng = np.random.default_rng(2)
+    labels = rng.random(300) < 0.2
+    scores = rng.normal(labels * 1.0, 1.0)
+    fpr, tpr, _ = sk_roc_curve(labels, scores, drop_intermediate=False)
+    assert best_balanced_accuracy(scores, labels) == pytest.approx(np.max((tpr + 1 - fpr) / 2))
 
 
 def test_image_pairs_has_every_same_pair_and_seeded_different_pairs():
-    paths = [Path(f"{person}/{person}_{i:04d}.jpg") for person, n in (("A", 3), ("B", 2), ("C", 1))
-             for i in range(1, n + 1)]
+    paths = [
+        Path(f"{person}/{person}_{i:04d}.jpg")
+        for person, n in (("A", 3), ("B", 2), ("C", 1))
+        for i in range(1, n + 1)
+    ]
     pairs = image_pairs(paths, different=50, seed=3)
     same = [p for p in pairs if p.same]
     assert len(same) == 3 + 1 and all(p.left.parent == p.right.parent for p in same)
@@ -153,18 +259,47 @@ def _write_images(folder: Path) -> dict[str, Path]:
     return paths
 
 
+def _record_scores(monkeypatch) -> list[np.ndarray]:
+    """Spy on the pair similarities an evaluation computes (one array per pair list)."""
+    recorded = []
+    original = eval_identity.pair_scores
+
+    def spy(pairs, embeddings):
+        recorded.append(original(pairs, embeddings))
+        return recorded[-1]
+
+    monkeypatch.setattr(eval_identity, "pair_scores", spy)
+    return recorded
+
+
 @needs_yunet
-def test_evaluate_pairs_end_to_end(tmp_path):
+def test_evaluate_pairs_end_to_end(tmp_path, monkeypatch):
     _write_images(tmp_path)
     csv = tmp_path / "pairs.csv"
-    csv.write_text("left,right,same\nastro.png,astro_flip.png,1\nastro.png,astro_dark.png,1\n"
-                   "astro.png,camera.png,0\ncamera.png,blank.png,0\n")
-    report = evaluate_pairs(csv, tmp_path, "throwaway", out_dir=tmp_path / "out",
-                            detector="yunet", embedder=colour_embedder,
-                            template=dlib_chip_template())
+    csv.write_text(
+        "left,right,same\nastro.png,astro_flip.png,1\nastro.png,astro_dark.png,1\n"
+        "astro.png,camera.png,0\ncamera.png,blank.png,0\n"
+    )
+    scored = _record_scores(monkeypatch)
+    report = evaluate_pairs(
+        csv,
+        tmp_path,
+        "throwaway",
+        out_dir=tmp_path / "out",
+        detector="yunet",
+        embedder=colour_embedder,
+        template=dlib_chip_template(),
+    )
     assert report["pairs"] == 4 and report["images"] == 5
     assert report["undetected"] == 1  # the blank image: centre crop, not dropped
-    assert 0 <= report["auc"] <= 1 and "accuracy_best_threshold" in report
+    # the report's metrics against scikit-learn on the scores the run computed
+    (scores,) = scored
+    labels = np.array([True, True, False, False])
+    assert report["auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert report["accuracy_best_threshold"] == pytest.approx(_sk_accuracies(scores, labels).max())
+    fpr, tpr, _ = sk_roc_curve(labels, scores, drop_intermediate=False)
+    assert report["tar_at_far"] == pytest.approx(tpr[fpr <= report["far"]].max())
+    assert report["similarity_same_mean"] == pytest.approx(np.mean(scores[:2]))
     assert Path(report["roc_plot"]).is_file()
 
 
@@ -172,8 +307,13 @@ def test_evaluate_pairs_end_to_end(tmp_path):
 def test_evaluate_lfw_on_a_miniature_lfw(tmp_path):
     root = tmp_path / "lfw"
     folder = root / "lfw-deepfunneled"
-    names = {"astro": ("Ann", 1), "astro_dark": ("Ann", 2), "astro_flip": ("Ann", 3),
-             "camera": ("Bob", 1), "blank": ("Bob", 2)}
+    names = {
+        "astro": ("Ann", 1),
+        "astro_dark": ("Ann", 2),
+        "astro_flip": ("Ann", 3),
+        "camera": ("Bob", 1),
+        "blank": ("Bob", 2),
+    }
     for key, path in _write_images(tmp_path).items():
         person, number = names[key]
         (folder / person).mkdir(parents=True, exist_ok=True)
@@ -182,8 +322,15 @@ def test_evaluate_lfw_on_a_miniature_lfw(tmp_path):
     (root / "pairsDevTrain.txt").write_text(f"1\n{same}{diff}")
     (root / "pairsDevTest.txt").write_text("1\nAnn\t1\t3\nAnn\t3\tBob\t2\n")
     (root / "pairs.txt").write_text(f"2\t1\n{same}{diff}Ann\t2\t3\nAnn\t2\tBob\t2\n")
-    report = evaluate_lfw("throwaway", data=root, out_dir=tmp_path / "out", detector="yunet",
-                          tune=True, embedder=colour_embedder, template=dlib_chip_template())
+    report = evaluate_lfw(
+        "throwaway",
+        data=root,
+        out_dir=tmp_path / "out",
+        detector="yunet",
+        tune=True,
+        embedder=colour_embedder,
+        template=dlib_chip_template(),
+    )
     assert report["images"] == 5 and report["undetected"] == 1
     assert report["undetected_images"] == ["Bob/Bob_0002.jpg"]
     assert len(report["view2"]["fold_accuracies"]) == 2
@@ -193,18 +340,95 @@ def test_evaluate_lfw_on_a_miniature_lfw(tmp_path):
     # the dlib detector finds the astronaut: its box is fitted and the dlib5 view is tried
     assert len(trials) == 2 * len(TUNE_SCALES) and {t["dlib5_view"] for t in trials} == {0, 1}
     with pytest.raises(DataError, match="YuNet"):
-        evaluate_lfw("throwaway", data=root, out_dir=tmp_path / "out", detector="dlib",
-                     tune=True, embedder=colour_embedder, template=dlib_chip_template())
+        evaluate_lfw(
+            "throwaway",
+            data=root,
+            out_dir=tmp_path / "out",
+            detector="dlib",
+            tune=True,
+            embedder=colour_embedder,
+            template=dlib_chip_template(),
+        )
     saved = json.loads((tmp_path / "out" / "lfw-throwaway-yunet.json").read_text())
     assert saved["view2"]["auc"] == report["view2"]["auc"]
-    both = evaluate_detectors("throwaway", data=root, out_dir=tmp_path / "out",
-                              embedder=colour_embedder, template=dlib_chip_template())
+    both = evaluate_detectors(
+        "throwaway",
+        data=root,
+        out_dir=tmp_path / "out",
+        embedder=colour_embedder,
+        template=dlib_chip_template(),
+    )
     assert both["detectors"]["yunet"]["detection_rate"] == pytest.approx(4 / 5)
     assert both["detectors"]["dlib"]["images"] == 5
 
 
-@pytest.mark.skipif(data_dir() is None or not (data_dir() / "lfw" / "pairs.txt").is_file(),
-                    reason="LFW is not in FACERES_DATA (lfw/pairs.txt)")
+@pytest.fixture
+def split_lfw(tmp_path) -> tuple[Path, set[Path], set[Path]]:
+    """A miniature LFW whose View 1 (pairsDevTrain/DevTest: Ann, Bob) and View 2 (pairs.txt,
+    2 folds: Cat, Dan) use disjoint images: the root, View 1's images, View 2's images."""
+    root = tmp_path / "lfw"
+    folder = root / "lfw-deepfunneled"
+    astro, camera = skdata.astronaut(), np.stack([skdata.camera()] * 3, axis=2)
+    pixels = {
+        ("Ann", 1): astro,
+        ("Ann", 2): (astro * 0.6).astype(np.uint8),
+        ("Ann", 3): astro[:, ::-1],
+        ("Bob", 1): camera,
+        ("Bob", 2): np.full((200, 200, 3), 90, np.uint8),
+        ("Cat", 1): np.clip(astro * 1.3, 0, 255).astype(np.uint8),
+        ("Cat", 2): astro[40:, 30:],
+        ("Dan", 1): camera[:, ::-1],
+        ("Dan", 2): skdata.coffee(),
+    }
+    paths = {}
+    for (person, number), image in pixels.items():
+        paths[person, number] = folder / person / f"{person}_{number:04d}.jpg"
+        paths[person, number].parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(image)).save(paths[person, number])
+    (root / "pairsDevTrain.txt").write_text("1\nAnn\t1\t2\nAnn\t1\tBob\t1\n")
+    (root / "pairsDevTest.txt").write_text("1\nAnn\t1\t3\nAnn\t3\tBob\t2\n")
+    (root / "pairs.txt").write_text("2\t1\nCat\t1\t2\nCat\t1\tDan\t1\nDan\t1\t2\nCat\t2\tDan\t2\n")
+    view1 = {path for (person, _), path in paths.items() if person in ("Ann", "Bob")}
+    return root, view1, set(paths.values()) - view1
+
+
+@needs_yunet
+def test_tune_reads_only_view1_images(split_lfw, tmp_path, monkeypatch):
+    """`--tune` fits the template on View 1: it reads every View 1 image again, and no View 2
+    image more often than an evaluation without tuning does."""
+    root, view1, view2 = split_lfw
+
+    def reads(tune: bool) -> Counter:
+        counts: Counter = Counter()
+
+        def spy(source, *args, **kwargs):
+            counts[Path(source)] += 1
+            return imageio.load_image(source, *args, **kwargs)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(eval_identity, "load_image", spy)
+            report = evaluate_lfw(
+                "throwaway",
+                data=root,
+                out_dir=tmp_path / "out",
+                detector="yunet",
+                tune=tune,
+                embedder=colour_embedder,
+                template=dlib_chip_template(),
+            )
+        assert bool(report["view1"]["template_trials"]) == tune
+        return counts
+
+    plain, tuned = reads(False), reads(True)
+    assert set(plain) == set(tuned) == view1 | view2
+    assert {p: tuned[p] for p in view2} == {p: plain[p] for p in view2}
+    assert all(tuned[p] > plain[p] for p in view1), (tuned, plain)
+
+
+@pytest.mark.skipif(
+    data_dir() is None or not (data_dir() / "lfw" / "pairs.txt").is_file(),
+    reason="LFW is not in FACERES_DATA (lfw/pairs.txt)",
+)
 def test_lfw_lists_have_the_standard_sizes():
     lfw = data_dir() / "lfw"
     view2 = read_lfw_pairs(lfw / "pairs.txt", lfw / "lfw-deepfunneled")

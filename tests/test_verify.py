@@ -1,16 +1,20 @@
-"""Verification on real photos: the astronaut against an edited copy of herself, the camera man."""
+"""Verification on real photos: two LFW photos of one person, two people, the astronaut and the
+camera man; the embedding checked against the pipeline recomputed step by step."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from photos import edited_copy
+import torch
+from PIL import Image
 
 from faceres import registry
 from faceres.cli import main
-from faceres.detection import select_detector
+from faceres.detection import detect_faces, select_detector
 from faceres.errors import FaceresError, NoFaceError
+from faceres.settings import data_dir
 from faceres.verify import decide, pick_face
 
 skdata = pytest.importorskip("skimage.data")
@@ -34,28 +38,173 @@ MODEL = _identity_model()
 needs_model = pytest.mark.skipif(
     MODEL is None,
     reason="no calibrated identity model and detector here (registry dlib-resnet29-face with a "
-           "threshold from `faceres eval lfw`, and YuNet or the dlib detector)",
+    "threshold from `faceres eval lfw`, and YuNet or the dlib detector)",
 )
 
 
+LFW_IMAGES = (data_dir() or Path("/nonexistent")) / "lfw" / "lfw-deepfunneled"
+SAME_PERSON = ("Akhmed_Zakayev/Akhmed_Zakayev_0001.jpg", "Akhmed_Zakayev/Akhmed_Zakayev_0003.jpg")
+"""Two different photos of one person (a same-person pair of LFW View 2's first fold)."""
+DIFFERENT_PEOPLE = (
+    "Abdul_Rahman/Abdul_Rahman_0001.jpg",
+    "Portia_de_Rossi/Portia_de_Rossi_0001.jpg",
+)
+"""Photos of two people (a different-person pair of LFW View 2's first fold)."""
+needs_lfw = pytest.mark.skipif(
+    not all((LFW_IMAGES / name).is_file() for name in SAME_PERSON + DIFFERENT_PEOPLE),
+    reason=f"LFW photos not found under {LFW_IMAGES} (set FACERES_DATA to the research data)",
+)
+
+
+def _lfw(name: str) -> np.ndarray:
+    return np.asarray(Image.open(LFW_IMAGES / name).convert("RGB"))
+
+
+def _stored_calibration() -> dict:
+    """The model's threshold and band as committed in its config.json (read from disk here, not
+    through the code under test)."""
+    config = json.loads((registry.resolve(MODEL) / "config.json").read_text(encoding="utf-8"))
+    return config["faceres"]
+
+
+def _reference_embedding(loaded, crops) -> np.ndarray:
+    """The documented embedding, recomputed step by step: each view and its left-right mirror
+    (numpy's fliplr) through the network one at a time, the two outputs summed, each view
+    L2-normalised, the views summed and L2-normalised again."""
+    cfg = loaded.config["pretrained_cfg"]
+    mean, std = np.asarray(cfg["mean"], np.float32), np.asarray(cfg["std"], np.float32)
+
+    def raw(crop: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(((crop / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1))
+        with torch.no_grad():
+            return loaded.model(x[None].to(loaded.device)).float().cpu().numpy()[0]
+
+    total = 0.0
+    for crop in crops:
+        view = raw(crop) + raw(np.fliplr(crop))
+        total = total + view / np.linalg.norm(view)
+    return total / np.linalg.norm(total)
+
+
+@pytest.fixture
+def exact_float32(monkeypatch):
+    """No TF32 on a GPU, so that the reference and the code under test agree to ~1e-6."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
 @needs_model
-def test_astronaut_matches_her_edited_copy():
-    result = verify_model(skdata.astronaut(), edited_copy(skdata.astronaut()))
+@needs_lfw
+def test_two_photos_of_one_person_are_the_same():
+    stored = _stored_calibration()
+    result = verify_model(_lfw(SAME_PERSON[0]), _lfw(SAME_PERSON[1]))
     assert result.verdict == "same", result.similarity
-    assert result.similarity > result.threshold + result.band
+    assert (result.threshold, result.band) == (stored["threshold"], stored["band"])
+    assert result.similarity > stored["threshold"] + stored["band"]
     assert result.chosen == (0, 0) and len(result.faces[0]) == 1
-    size = registry.load(MODEL).config["faceres"]["alignment"]["size"]
+    size = stored["alignment"]["size"]
     assert result.crops[0].shape == (size[1], size[0], 3)
     assert set(result.timings) == {"decode", "detect", "align", "embed", "total"}
     assert result.model == MODEL and result.detector in ("yunet", "dlib")
 
 
 @needs_model
-def test_astronaut_and_camera_man_differ():
-    camera = skdata.camera()
-    result = verify_model(skdata.astronaut(), camera)
+@needs_lfw
+def test_two_people_differ():
+    stored = _stored_calibration()
+    result = verify_model(_lfw(DIFFERENT_PEOPLE[0]), _lfw(DIFFERENT_PEOPLE[1]))
     assert result.verdict == "different", result.similarity
-    assert result.similarity < result.threshold - result.band
+    assert (result.threshold, result.band) == (stored["threshold"], stored["band"])
+    assert result.similarity < stored["threshold"] - stored["band"]
+
+
+@needs_model
+def test_astronaut_and_camera_man_differ():
+    stored = _stored_calibration()
+    result = verify_model(skdata.astronaut(), skdata.camera())
+    assert result.verdict == "different", result.similarity
+    assert (result.threshold, result.band) == (stored["threshold"], stored["band"])
+    assert result.similarity < stored["threshold"] - stored["band"]
+
+
+@needs_model
+@needs_lfw
+def test_a_similarity_inside_the_configured_band_is_uncertain(monkeypatch):
+    """The real same-person pair, with the threshold moved (in the loaded config) so that its
+    similarity falls inside, then outside, the band stored in the model's config.json."""
+    band = _stored_calibration()["band"]
+    assert band > 0
+    images = _lfw(SAME_PERSON[0]), _lfw(SAME_PERSON[1])
+    similarity = verify_model(*images).similarity
+    meta = registry.load_task("identity", MODEL).config["faceres"]
+    for shift, expected in (
+        (0.5, "uncertain"),
+        (-0.5, "uncertain"),
+        (1.5, "different"),
+        (-1.5, "same"),
+    ):
+        monkeypatch.setitem(meta, "threshold", similarity + shift * band)
+        result = verify_model(*images)
+        assert result.similarity == pytest.approx(similarity, abs=1e-6)
+        assert result.band == band
+        assert result.verdict == expected, (shift, result.similarity, result.threshold)
+
+
+@needs_model
+@needs_lfw
+def test_embeddings_follow_the_documented_pipeline(exact_float32):
+    """`verify`'s embeddings equal the pipeline recomputed outside it: each photo's largest face,
+    aligned with its own landmarks onto every view of the template, mirror-augmented and
+    normalised per view."""
+    from faceres.alignment import model_template, views
+
+    images = _lfw(SAME_PERSON[0]), _lfw(DIFFERENT_PEOPLE[1])
+    result = verify_model(*images)
+    loaded = registry.load_task("identity", MODEL)
+    template = model_template(loaded.config)
+    for i, image in enumerate(images):
+        crops = views(image, detect_faces(image)[0], template)
+        np.testing.assert_array_equal(result.crops[i], crops[0])
+        expected = _reference_embedding(loaded, crops)
+        np.testing.assert_allclose(result.embeddings[i], expected, atol=1e-5)
+    assert result.similarity == pytest.approx(float(np.dot(*result.embeddings)), abs=1e-6)
+
+
+@needs_model
+@needs_lfw
+def test_each_photo_is_aligned_with_its_own_face():
+    """Two photos of one person placed at opposite corners of larger canvases: each crop shows
+    the face of its own photo (and they still match)."""
+    from faceres.alignment import model_template, views
+
+    canvases = []
+    for name, (y, x) in zip(SAME_PERSON, ((0, 0), (230, 250))):
+        canvas = np.full((480, 500, 3), 255, np.uint8)
+        canvas[y : y + 250, x : x + 250] = _lfw(name)
+        canvases.append(canvas)
+    result = verify_model(*canvases)
+    template = model_template(registry.load_task("identity", MODEL).config)
+    for i, canvas in enumerate(canvases):
+        own = views(canvas, detect_faces(canvas)[0], template)[0]
+        np.testing.assert_array_equal(result.crops[i], own)
+    assert result.verdict == "same", result.similarity
+
+
+@needs_model
+def test_embed_crops_is_unit_norm_and_mirror_invariant(astronaut, exact_float32):
+    """Flip test-time augmentation embeds a crop with its left-right mirror image, so a crop and
+    its mirror get the same embedding; each row is L2-normalised."""
+    from faceres.alignment import model_template, views
+    from faceres.verify import embed_crops
+
+    loaded = registry.load_task("identity", MODEL)
+    crop = views(astronaut, detect_faces(astronaut)[0], model_template(loaded.config))[0]
+    upside_down = np.ascontiguousarray(crop[::-1])
+    out = embed_crops([crop, np.ascontiguousarray(crop[:, ::-1]), upside_down], loaded)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(out[0], out[1], atol=1e-5)
+    assert np.abs(out[0] - out[2]).max() > 1e-3  # not invariant to an upside-down flip
+    np.testing.assert_allclose(out[0], _reference_embedding(loaded, [crop]), atol=1e-5)
 
 
 @needs_model
@@ -67,13 +216,22 @@ def test_no_face_raises_a_clear_error():
 
 
 @needs_model
-def test_cli_verify_json_and_embed(tmp_path, capsys):
+@needs_lfw
+def test_cli_verify_json(capsys):
+    stored = _stored_calibration()
+    for pair, verdict in ((SAME_PERSON, "same"), (DIFFERENT_PEOPLE, "different")):
+        paths = [str(LFW_IMAGES / name) for name in pair]
+        assert main(["verify", *paths, "--model", MODEL, "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["verdict"] == verdict and report["images"][0]["chosen"] == 0
+        assert (report["threshold"], report["band"]) == (stored["threshold"], stored["band"])
+
+
+@needs_model
+def test_cli_embed(tmp_path, capsys, astronaut):
     a, b = tmp_path / "a.png", tmp_path / "b.png"
-    cv2.imwrite(str(a), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
-    cv2.imwrite(str(b), cv2.cvtColor(edited_copy(skdata.astronaut()), cv2.COLOR_RGB2BGR))
-    assert main(["verify", str(a), str(b), "--model", MODEL, "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["verdict"] == "same" and report["images"][0]["chosen"] == 0
+    cv2.imwrite(str(a), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(b), cv2.cvtColor(skdata.camera(), cv2.COLOR_GRAY2BGR))
     assert main(["embed", str(a), str(b), "--model", MODEL, "--out", str(tmp_path / "e.npy")]) == 0
     rows = np.load(tmp_path / "e.npy")
     assert rows.shape[0] == 2
@@ -81,6 +239,7 @@ def test_cli_verify_json_and_embed(tmp_path, capsys):
     assert main(["embed", str(a), "--model", MODEL, "--out", str(tmp_path / "e.json")]) == 0
     saved = json.loads((tmp_path / "e.json").read_text())
     assert saved["model"] == MODEL and len(saved["embeddings"][0]["embedding"]) == rows.shape[1]
+    np.testing.assert_allclose(saved["embeddings"][0]["embedding"], rows[0], atol=1e-5)
     capsys.readouterr()
     assert main(["embed", str(a), "--model", MODEL, "--out", str(tmp_path / "e.txt")]) == 2
     assert ".npy or .json" in capsys.readouterr().err
@@ -114,4 +273,4 @@ def test_embed_views_sums_each_faces_views_and_normalises():
     crops = [[np.full((2, 2, 3), v, np.uint8) for v in (1, 2)], [np.full((2, 2, 3), 3, np.uint8)]]
     table = {1: [1.0, 0.0], 2: [0.0, 1.0], 3: [3.0, 4.0]}
     out = embed_views(crops, lambda batch: np.array([table[int(c[0, 0, 0])] for c in batch]))
-    np.testing.assert_allclose(out, [[2 ** -0.5, 2 ** -0.5], [0.6, 0.8]])
+    np.testing.assert_allclose(out, [[2**-0.5, 2**-0.5], [0.6, 0.8]])
