@@ -19,7 +19,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from faceres.detection import YUNET_FILE, detect_faces, yunet_path
+from faceres.detect import detect_faces
+from faceres.detect.yunet import YUNET_FILE, yunet_path
 
 
 def photo() -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from faceres.detection import DETECTORS
+from faceres.detect import DETECTORS
 
 
 def parse_args(description: str, model_help: str) -> argparse.Namespace:

@@ -16,7 +16,7 @@ import time
 import torch
 
 from faceres.settings import default_device
-from faceres.train import TrainConfig, build_model, step_seconds
+from faceres.train.classifier import TrainConfig, build_model, step_seconds
 
 FER_TRAINING = 28_709
 

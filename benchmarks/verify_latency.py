@@ -1,4 +1,4 @@
-"""Latency of `faceres.verify.verify` on two 250×250 JPEG photos, models warm.
+"""Latency of `faceres.identity.verify` on two 250×250 JPEG photos, models warm.
 
 Prints the median (and 90th percentile) of each stage: decode, detect, align, embed, total.
 The photos are two LFW images when `FACERES_DATA` holds LFW, else scikit-image's astronaut and
@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 from stages import parse_args, print_json, print_stages, setup, time_stages
 
+from faceres.identity import verify
 from faceres.settings import data_dir
-from faceres.verify import verify
 
 LFW_PAIR = ("Aaron_Peirsol/Aaron_Peirsol_0001.jpg", "Aaron_Peirsol/Aaron_Peirsol_0002.jpg")
 

@@ -1,7 +1,7 @@
 """faceres: residual networks for faces, shown honestly.
 
 >>> import faceres
->>> faceres.verify("a.jpg", "b.jpg").verdict
+>>> faceres.identity("a.jpg", "b.jpg").verdict
 'same'
 >>> faceres.analyze_expression("photo.jpg").faces[0].label
 'happy'
@@ -14,9 +14,9 @@ import os
 # (benchmarks/detect_latency.py). Sleeping waits; read when torch loads, an explicit value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import models  # noqa: E402, F401  (registers every faceres architecture with timm)
-from .expression import analyze_expression
-from .verify import verify
+from faceres import models  # noqa: E402, F401  (registers every faceres architecture with timm)
+from faceres.expression import analyze_expression
+from faceres.identity import verify
 
 __all__ = ["analyze_expression", "verify"]
 __version__ = "0.1.0"

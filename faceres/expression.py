@@ -14,11 +14,37 @@ import cv2
 import numpy as np
 import torch
 
-from . import registry
-from .alignment import align
-from .detection import Face, detect_faces
-from .errors import ModelError
-from .imageio import ImageInput, load_image
+from faceres import registry
+from faceres.align import align
+from faceres.detect import Face, detect_faces
+from faceres.errors import ModelError
+from faceres.imageio import ImageInput, load_image
+
+
+def normalize(x: torch.Tensor, mean: float = 0.5, std: float = 0.25) -> torch.Tensor:
+    """Images (uint8, or float in [0, 1]) → standardised float32."""
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    return (x - mean) / std
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, images: torch.Tensor, mean: float, std: float,
+            batch_size: int = 512, flip: bool = True) -> torch.Tensor:
+    """Softmax probabilities for a uint8 N×1×H×W batch (mean with the mirror image if `flip`)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = normalize(images[i:i + batch_size].to(device), mean, std)
+        n = len(x)
+        if flip:
+            x = torch.cat([x, x.flip(3)])
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            p = model(x).float().softmax(1)
+        out.append((p[:n] + p[n:]) / 2 if flip else p)
+    return torch.cat(out).cpu() if out else torch.zeros(0)
 
 
 @dataclass
@@ -64,8 +90,6 @@ def analyze_expression(img: ImageInput, model: str | None = None,
     >>> analyze_expression("photo.jpg", detector="yunet").faces[0].label
     'happy'
     """
-    from .train import predict
-
     t0 = time.perf_counter()
     image = load_image(img)
     t1 = time.perf_counter()
@@ -89,32 +113,3 @@ def analyze_expression(img: ImageInput, model: str | None = None,
                "total": t4 - t0}
     return ExpressionResult(results, name, used,
                             {k: round(v * 1000, 2) for k, v in timings.items()})
-
-
-def measure_framing(detector: str, data: str | None = None, count: int = 2000,
-                    upscale: int = 4) -> dict:
-    """How FER2013 frames its faces: the median landmarks that `detector` finds on upscaled
-    FER2013 Training images, in 48×48 crop coordinates. Returns a template for `align`.
-
-    >>> measure_framing("yunet")["yunet5"][0]                      # doctest: +SKIP
-    [16.9, 19.8]
-    """
-    from .data import load_fer2013
-
-    train = load_fer2013("Training", data, "fer")
-    pick = np.random.default_rng(0).permutation(len(train))[:count]
-    size = train.images.shape[1]
-    points, scheme = [], None
-    for i in pick:
-        big = cv2.resize(train.images[i], (size * upscale,) * 2, interpolation=cv2.INTER_CUBIC)
-        faces = detect_faces(cv2.cvtColor(big, cv2.COLOR_GRAY2RGB), detector=detector)
-        if faces:
-            scheme = faces[0].scheme
-            points.append((faces[0].landmarks + 0.5) / upscale - 0.5)
-    if len(points) < count // 4:
-        raise ModelError(f"The {detector} detector found faces in only {len(points)} of {count} "
-                         "FER2013 images; cannot measure the framing.")
-    median = np.median(np.stack(points), axis=0)
-    return {"size": [size, size], scheme: np.round(median.astype(float), 2).tolist(),
-            f"{scheme}_measured_on": f"{len(points)} of {count} FER2013 Training images, "
-                                     f"{upscale}x upscaled"}

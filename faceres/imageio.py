@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from faceres.errors import ImageError
 
 MAX_PIXELS = 40_000_000
 """Largest image accepted (width × height), e.g. 8000 × 5000; larger ones are refused unread."""

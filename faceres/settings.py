@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import DataError
+from faceres.errors import DataError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_ROOT.parent

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from . import registry, settings
-from .errors import FaceresError
+from faceres import registry, settings
+from faceres.errors import FaceresError
 
 SPACE_DIR = settings.PROJECT_ROOT / "spaces"
 """Where the committed Space metadata lives (README.md, requirements.txt)."""

@@ -6,16 +6,16 @@ import cv2
 import numpy as np
 import pytest
 
-from faceres.alignment import (
+from faceres.align import (
     align,
     dlib_chip_template,
     dlib_mean_face_yunet5,
     similarity_transform,
     views,
 )
-from faceres.detection import Face, detect_faces
+from faceres.detect import Face, detect_faces
+from faceres.detect.landmarks import dlib5_in_box
 from faceres.errors import ModelError
-from faceres.landmarks import dlib5_in_box
 
 
 def _face(landmarks: np.ndarray, scheme: str = "yunet5") -> Face:

@@ -23,7 +23,8 @@ from photos import as_upload, two_faces
 from PIL import Image
 
 from faceres import app, registry
-from faceres.detection import Face
+from faceres.app import common, compare_tab, expression_tab, models_tab, render, uploads, verify_tab
+from faceres.detect import Face
 from faceres.errors import ImageError, ModelError
 from faceres.settings import PROJECT_ROOT
 
@@ -69,15 +70,15 @@ def two_faces_jpeg(tmp_path_factory) -> Path:
 
 def test_upload_is_deleted_once_read_and_not_kept(face_jpeg, upload_dir):
     upload = as_upload(face_jpeg, upload_dir)
-    assert app.take_photo(upload).shape == (512, 512, 3)
+    assert uploads.take_photo(upload).shape == (512, 512, 3)
     assert not Path(upload["path"]).exists() and not any(upload_dir.iterdir())
     with pytest.raises(ImageError, match="not kept after a request: upload the photo again"):
-        app.take_photo(upload)  # a rerun (another model) needs a new upload
+        uploads.take_photo(upload)  # a rerun (another model) needs a new upload
 
 
 def test_one_upload_named_twice_is_decoded_once(face_jpeg, upload_dir):
     upload = as_upload(face_jpeg, upload_dir)  # Gradio stores the same file at one path
-    first, second = app.take_photos([upload, dict(upload)])
+    first, second = uploads.take_photos([upload, dict(upload)])
     assert first is second and not any(upload_dir.rglob("*.jpg"))
 
 
@@ -86,7 +87,7 @@ def test_bad_upload_is_deleted_and_explained(upload_dir, tmp_path):
     text.write_text("not a photo")
     upload = as_upload(text, upload_dir)
     with pytest.raises(gr.Error, match="not a recognised image"):
-        app.verify_photos(upload, upload)
+        verify_tab.verify_photos(upload, upload)
     assert not any(upload_dir.iterdir())
 
 
@@ -94,21 +95,21 @@ def test_every_upload_is_deleted_when_one_is_bad(face_jpeg, upload_dir, tmp_path
     text = tmp_path / "notes.jpg"
     text.write_text("not a photo")
     with pytest.raises(gr.Error, match="not a recognised image"):
-        app.verify_photos(as_upload(text, upload_dir), as_upload(face_jpeg, upload_dir))
+        verify_tab.verify_photos(as_upload(text, upload_dir), as_upload(face_jpeg, upload_dir))
     assert not any(upload_dir.rglob("*"))
 
 
 def test_inline_uploads_are_decoded(face_jpeg):
     url = "data:image/jpeg;base64," + base64.b64encode(face_jpeg.read_bytes()).decode()
-    assert app.take_photo({"path": None, "url": url}).shape == (512, 512, 3)
+    assert uploads.take_photo({"path": None, "url": url}).shape == (512, 512, 3)
     with pytest.raises(ImageError, match="not valid base64"):
-        app.take_photo({"path": None, "url": "data:image/jpeg;base64,@@@"})
+        uploads.take_photo({"path": None, "url": "data:image/jpeg;base64,@@@"})
     with pytest.raises(ImageError, match="not a recognised image"):
-        app.take_photo({"path": None, "url": "data:image/jpeg;base64,aGVsbG8="})
+        uploads.take_photo({"path": None, "url": "data:image/jpeg;base64,aGVsbG8="})
 
 
 def test_files_outside_the_upload_folder_are_never_deleted(face_jpeg, upload_dir):
-    assert app.take_photo(str(face_jpeg)).shape == (512, 512, 3)
+    assert uploads.take_photo(str(face_jpeg)).shape == (512, 512, 3)
     assert face_jpeg.exists()
 
 
@@ -120,22 +121,22 @@ def test_files_outside_the_upload_folder_are_never_deleted(face_jpeg, upload_dir
 def test_bad_inputs_give_visible_messages(monkeypatch, face_jpeg, payload, message):
     fake_expression(monkeypatch, 1)
     with pytest.raises(gr.Error, match=message):
-        app.analyze_photo(payload)
+        expression_tab.analyze_photo(payload)
     with pytest.raises(gr.Error, match=message):
-        app.verify_photos(payload, str(face_jpeg))
+        verify_tab.verify_photos(payload, str(face_jpeg))
 
 
 def test_used_upload_asks_for_a_new_one(face_jpeg, upload_dir):
     gone = {"path": str(upload_dir / "feedbeef" / "photo.jpg")}
     with pytest.raises(gr.Error, match="upload the photo again"):
-        app.compare_models(gone, "a", "b")
+        compare_tab.compare_models(gone, "a", "b")
     with pytest.raises(gr.Error, match="upload the photos again to compare with another model"):
-        app.verify_photos(gone, as_upload(face_jpeg, upload_dir))
+        verify_tab.verify_photos(gone, as_upload(face_jpeg, upload_dir))
     assert not any(upload_dir.rglob("*.jpg"))
 
 
 def test_image_html_is_inline_and_bounded():
-    html = app.image_html(np.zeros((3000, 1500, 3), np.uint8), "test")
+    html = render.image_html(np.zeros((3000, 1500, 3), np.uint8), "test")
     assert html.startswith('<img src="data:image/jpeg;base64,')
     raw = base64.b64decode(html.split(",", 1)[1].split('"', 1)[0])
     assert Image.open(io.BytesIO(raw)).size == (512, 1024)
@@ -145,21 +146,21 @@ def test_draw_faces_boxes_every_face():
     image = np.zeros((200, 300, 3), np.uint8)
     faces = [Face((10, 40, 80, 80), np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet"),
              Face((150, 40, 60, 60), np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet")]
-    out = app.draw_faces(image, faces, ["1", "2"])
-    assert tuple(out[80, 10]) == app.CHOSEN and tuple(out[80, 150]) == app.CHOSEN
+    out = render.draw_faces(image, faces, ["1", "2"])
+    assert tuple(out[80, 10]) == render.CHOSEN and tuple(out[80, 150]) == render.CHOSEN
     assert not image.any()
 
 
 def picked_faces() -> dict:
     """What `verify_photos` sends the browser, by hand: photo 1 has faces A and B, photo 2 has A."""
-    crop = app.data_uri(np.zeros((16, 16, 3), np.uint8))
+    crop = render.data_uri(np.zeros((16, 16, 3), np.uint8))
     a, b = [1.0, 0.0, 0.0], [0.6, 0.8, 0.0]
 
     def face(x: float, embedding: list[float]) -> dict:
         return {"box": [x, 10.0, 40.0, 40.0], "score": 0.9, "detector": "yunet",
                 "embedding": embedding, "crop": crop}
 
-    preview = app.data_uri(np.zeros((100, 200, 3), np.uint8))
+    preview = render.data_uri(np.zeros((100, 200, 3), np.uint8))
     photo1 = {"preview": preview, "size": [200, 100], "faces": [face(10, a), face(120, b)]}
     photo2 = {"preview": preview, "size": [200, 100], "faces": [face(10, a)]}
     return {"model": "m", "detector": "yunet", "threshold": 0.7, "band": 0.05,
@@ -173,33 +174,33 @@ def test_pick_faces_works_from_the_json_alone(monkeypatch):
     for name in ("take_photo", "take_photos", "verify", "embed_crops", "load_identity_model"):
         monkeypatch.setattr(app, name, no_photo_or_model)
     faces = json.loads(json.dumps(picked_faces()))  # as it comes back from the browser
-    verdict, shown1, shown2, crops, details = app.pick_faces(faces, 0, 0)
+    verdict, shown1, shown2, crops, details = verify_tab.pick_faces(faces, 0, 0)
     assert details["verdict"] == "same" and details["similarity"] == pytest.approx(1.0)
     assert "Same person" in verdict and crops.count("<img") == 2
-    verdict, shown1, _, crops, details = app.pick_faces(faces, 1, None)
+    verdict, shown1, _, crops, details = verify_tab.pick_faces(faces, 1, None)
     assert details["similarity"] == pytest.approx(0.6) and details["verdict"] == "different"
     assert [image["chosen"] for image in details["images"]] == [1, 0]
     assert "photo 1, face 2" in crops and "face 2 used" in shown1
     assert not any("embedding" in face for face in details["images"][0]["faces"])
     with pytest.raises(gr.Error, match="face index 2 does not exist"):
-        app.pick_faces(faces, 2, 0)
+        verify_tab.pick_faces(faces, 2, 0)
     for bad in (None, {}, {"photos": "x"}):
         with pytest.raises(gr.Error, match="Run Verify first"):
-            app.pick_faces(bad, 0, 0)
+            verify_tab.pick_faces(bad, 0, 0)
 
 
 def test_photo_html_marks_the_chosen_face():
     photo = picked_faces()["photos"][0]
-    html = app.photo_html(photo, 1, "photo")
+    html = render.photo_html(photo, 1, "photo")
     first, second = html.split("border:3px solid")[1:]
-    assert first.startswith(f" rgb{app.OTHER}") and second.startswith(f" rgb{app.CHOSEN}")
+    assert first.startswith(f" rgb{render.OTHER}") and second.startswith(f" rgb{render.CHOSEN}")
     assert "left:5.00%" in html and "width:20.00%" in html  # boxes in % of the photo
 
 
 def test_gauge_shows_threshold_band_and_verdict():
-    html = app.gauge_html(0.91, 0.88, (0.86, 0.90), "same", "m")
+    html = render.gauge_html(0.91, 0.88, (0.86, 0.90), "same", "m")
     assert "Same person" in html and "0.910" in html and "0.860 – 0.900" in html
-    assert "Uncertain" in app.gauge_html(0.88, 0.88, (0.86, 0.90), "uncertain", "m")
+    assert "Uncertain" in render.gauge_html(0.88, 0.88, (0.86, 0.90), "uncertain", "m")
 
 
 # -- handlers with stand-in models (formatting only) ---------------------------------------------
@@ -227,19 +228,19 @@ def fake_expression(monkeypatch, faces: int):
 @pytest.mark.parametrize("faces", [0, 1, 8])
 def test_expression_handler_labels_every_face(monkeypatch, face_jpeg, faces):
     fake_expression(monkeypatch, faces)
-    html, *rest = app.analyze_photo(str(face_jpeg), "fake")
-    labels, (summary, details) = rest[:app.MAX_FACE_LABELS], rest[app.MAX_FACE_LABELS:]
+    html, *rest = expression_tab.analyze_photo(str(face_jpeg), "fake")
+    labels, (summary, details) = rest[:expression_tab.MAX_FACE_LABELS], rest[expression_tab.MAX_FACE_LABELS:]
     assert html.startswith("<img")
-    assert sum(label.visible for label in labels) == min(faces, app.MAX_FACE_LABELS)
+    assert sum(label.visible for label in labels) == min(faces, expression_tab.MAX_FACE_LABELS)
     assert len(details["faces"]) == faces
     assert ("No face found" in summary) == (faces == 0)
-    if faces > app.MAX_FACE_LABELS:
+    if faces > expression_tab.MAX_FACE_LABELS:
         assert "6 largest" in summary
 
 
 def test_compare_handler_runs_both_models(monkeypatch, face_jpeg):
     fake_expression(monkeypatch, 1)
-    res, res_text, plain, plain_text, details = app.compare_models(str(face_jpeg), "r", "p")
+    res, res_text, plain, plain_text, details = compare_tab.compare_models(str(face_jpeg), "r", "p")
     assert details["resnet"]["model"] == "r" and details["plain"]["model"] == "p"
     assert "**happy**" in res_text and "ms" in plain_text
     assert res.value["label"] == "happy"
@@ -250,7 +251,7 @@ def test_compare_handler_runs_both_models(monkeypatch, face_jpeg):
 
 @needs_identity
 def test_verify_same_photo_is_same_person(face_jpeg):
-    verdict, shown1, shown2, crops, face1, face2, details, faces = app.verify_photos(
+    verdict, shown1, shown2, crops, face1, face2, details, faces = verify_tab.verify_photos(
         str(face_jpeg), str(face_jpeg))
     assert details["verdict"] == "same" and "Same person" in verdict
     assert details["similarity"] > details["threshold"]
@@ -262,12 +263,12 @@ def test_verify_same_photo_is_same_person(face_jpeg):
 
 @needs_identity
 def test_verify_offers_a_face_picker_for_several_faces(face_jpeg, two_faces_jpeg):
-    out = app.verify_photos(str(two_faces_jpeg), str(face_jpeg))
+    out = verify_tab.verify_photos(str(two_faces_jpeg), str(face_jpeg))
     picker = out[4]
     assert picker.visible is True and len(picker.choices) >= 2 and picker.value == 0
-    second = app.verify_photos(str(two_faces_jpeg), str(face_jpeg), face1=1)[6]
+    second = verify_tab.verify_photos(str(two_faces_jpeg), str(face_jpeg), face1=1)[6]
     assert second["images"][0]["chosen"] == 1
-    picked = app.pick_faces(json.loads(json.dumps(out[7])), 1, 0)[4]  # no photo, no model
+    picked = verify_tab.pick_faces(json.loads(json.dumps(out[7])), 1, 0)[4]  # no photo, no model
     assert picked["images"][0]["chosen"] == 1
     assert picked["similarity"] == pytest.approx(second["similarity"], abs=1e-4)
     assert picked["verdict"] == second["verdict"]
@@ -277,17 +278,17 @@ def test_verify_offers_a_face_picker_for_several_faces(face_jpeg, two_faces_jpeg
 def test_verify_without_a_face_says_so():
     blank = np.full((200, 200, 3), 128, np.uint8)
     with pytest.raises(gr.Error, match="No face found"):
-        app.verify_photos(blank, blank)
+        verify_tab.verify_photos(blank, blank)
 
 
 def test_models_table_and_cards():
-    rows = app.models_table()
+    rows = models_tab.models_table()
     assert len(rows) == len(registry.list_models())
     for row in rows:
-        assert len(row) == len(app.MODEL_COLUMNS)
-        assert app.model_card(row[0])
+        assert len(row) == len(models_tab.MODEL_COLUMNS)
+        assert models_tab.model_card(row[0])
     with pytest.raises(gr.Error):
-        app.model_card("no-such-model")
+        models_tab.model_card("no-such-model")
 
 
 def test_tabs_without_models_say_so(monkeypatch, tmp_path):
@@ -303,9 +304,9 @@ def test_tabs_without_models_say_so(monkeypatch, tmp_path):
 
 
 def test_study_report_feeds_the_comparison_tab():
-    from faceres.study import depth_report
+    from faceres.study.depth import depth_report
 
-    table, findings, plots, note = app.study_report()
+    table, findings, plots, note = compare_tab.study_report()
     if not depth_report():
         assert "not available yet" in note
         return
@@ -396,7 +397,7 @@ def test_client_verify(client, face_jpeg):
     from gradio_client import handle_file
 
     out = client.predict(handle_file(str(face_jpeg)), handle_file(str(face_jpeg)),
-                         app.model_choices("identity")[0], None, None, api_name="/verify")
+                         common.model_choices("identity")[0], None, None, api_name="/verify")
     assert out[6]["verdict"] == "same"
 
 
@@ -428,7 +429,7 @@ def test_client_bad_input_is_a_message(client, tmp_path):
 def test_client_expression(client, face_jpeg):
     from gradio_client import handle_file
 
-    out = client.predict(handle_file(str(face_jpeg)), app.model_choices("expression")[0],
+    out = client.predict(handle_file(str(face_jpeg)), common.model_choices("expression")[0],
                          api_name="/expression")
     details = out[-1]
     assert len(details["faces"]) >= 1 and details["faces"][0]["label"]

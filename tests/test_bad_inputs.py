@@ -25,11 +25,12 @@ import pytest
 from photos import as_upload
 
 from faceres import registry, settings
+from faceres.app import compare_tab, expression_tab, verify_tab
 from faceres.cli import main
 from faceres.errors import ImageError, IntegrityError, ModelError, NoFaceError
 from faceres.expression import ExpressionResult, analyze_expression
+from faceres.identity import VerifyResult, verify
 from faceres.imageio import MAX_PIXELS, load_image
-from faceres.verify import VerifyResult, verify
 
 pytest.importorskip("skimage")
 from badinputs import DECODABLE, ERRORS, EXPECT, GRID, make_inputs, upright_size  # noqa: E402
@@ -225,10 +226,9 @@ def test_cli_expression(inputs, warm_expression, capfd, name):
 def test_app_handlers(inputs, warm_identity, warm_expression, upload_dir, name):
     import gradio as gr
 
-    from faceres import app
 
     expect = EXPECT[name]
-    out = timed(app.verify_photos, as_upload(inputs[REFERENCE], upload_dir),
+    out = timed(verify_tab.verify_photos, as_upload(inputs[REFERENCE], upload_dir),
                 as_upload(inputs[name], upload_dir))
     if expect in ("error", "noface") or (expect == "face-or-noface" and isinstance(out, gr.Error)):
         message = expect_error(out, gr.Error)
@@ -237,7 +237,7 @@ def test_app_handlers(inputs, warm_identity, warm_expression, upload_dir, name):
         details = output_dict(expect_result(out, tuple), "verdict")
         assert details["verdict"] == "same" or expect != "face", details
 
-    out = timed(app.analyze_photo, as_upload(inputs[name], upload_dir))
+    out = timed(expression_tab.analyze_photo, as_upload(inputs[name], upload_dir))
     if expect == "error":
         expect_error(out, gr.Error)
     else:
@@ -250,7 +250,7 @@ def test_app_handlers(inputs, warm_identity, warm_expression, upload_dir, name):
     assert not [p for p in upload_dir.rglob("*") if p.is_file()], "an upload was kept"
     if name not in FEW_FACES:  # the ResNet vs plain tab runs the same path twice
         return
-    out = timed(app.compare_models, as_upload(inputs[name], upload_dir))
+    out = timed(compare_tab.compare_models, as_upload(inputs[name], upload_dir))
     if expect in ("error", "noface") or (expect == "face-or-noface" and isinstance(out, gr.Error)):
         expect_error(out, gr.Error)
     else:
@@ -309,18 +309,17 @@ def use_registry(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_broken_model_is_refused(inputs, tmp_path, monkeypatch, capfd, upload_dir, breakage, task):
     import gradio as gr
 
-    from faceres import app
 
     model = registry.default_model(task)
     use_registry(broken_registry(tmp_path, model, breakage), monkeypatch)
     photo = inputs[REFERENCE]
     if task == "identity":
         api, argv = (lambda: verify(photo, photo)), ["verify", photo, photo]
-        handler = lambda: app.verify_photos(as_upload(photo, upload_dir),  # noqa: E731
+        handler = lambda: verify_tab.verify_photos(as_upload(photo, upload_dir),  # noqa: E731
                                             as_upload(photo, upload_dir))
     else:
         api, argv = (lambda: analyze_expression(photo)), ["expression", photo]
-        handler = lambda: app.analyze_photo(as_upload(photo, upload_dir))  # noqa: E731
+        handler = lambda: expression_tab.analyze_photo(as_upload(photo, upload_dir))  # noqa: E731
     message = expect_error(timed(api), BREAKAGES[breakage])
     assert model in message
     assert_one_line_error(*run_cli(argv, capfd)[::2])

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from faceres.detection import Face, detect_faces, detector_setting, select_detector, yunet_path
+from faceres.detect import Face, detect_faces, detector_setting, select_detector
+from faceres.detect.yunet import yunet_path
 from faceres.errors import FaceresError, ImageError
 from faceres.imageio import load_image
 

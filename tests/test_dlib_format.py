@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from faceres.dlib_format import DlibStream, parse_dnn, parse_shape_predictor
+from faceres.convert.dlib_format import DlibStream, parse_dnn, parse_shape_predictor
 from faceres.errors import ModelError
 
 # -- a minimal writer of dlib's format, to build the streams ---------------------------------------

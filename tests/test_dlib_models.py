@@ -21,7 +21,7 @@ def test_resnet_embeds_deterministically():
 
 def test_landmarks_on_a_face(astronaut):
     require_models("dlib-landmarks5")
-    from faceres.landmarks import load_shape_predictor
+    from faceres.detect.landmarks import load_shape_predictor
 
     points = load_shape_predictor().predict(astronaut, [(165, 70, 265, 170)])
     assert points.shape == (1, 5, 2)
@@ -33,7 +33,7 @@ def test_landmarks_on_a_face(astronaut):
 def test_detector_finds_the_astronaut(astronaut):
     require_models("dlib-mmod-face")
     require_models("dlib-landmarks5")
-    from faceres import dlib_detector
+    import faceres.detect.dlib as dlib_detector
 
     faces = dlib_detector.detect(astronaut)
     assert len(faces) == 1

@@ -10,24 +10,25 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from faceres import eval_identity, imageio
-from faceres.alignment import align, dlib_chip_template
-from faceres.detection import yunet_path
+import faceres.eval.lfw as eval_identity
+from faceres import imageio
+from faceres.align import align, dlib_chip_template
+from faceres.datasets.lfw import image_pairs, read_lfw_pairs, read_pairs_csv
+from faceres.detect.yunet import yunet_path
 from faceres.errors import DataError
-from faceres.eval_identity import (
+from faceres.eval.lfw import (
     CENTRE_CROP,
     TUNE_SCALES,
-    accuracy,
-    best_balanced_accuracy,
-    best_threshold,
     centre_face,
     evaluate_detectors,
     evaluate_lfw,
     evaluate_pairs,
-    image_pairs,
+)
+from faceres.eval.metrics import (
+    accuracy,
+    best_balanced_accuracy,
+    best_threshold,
     kfold_accuracy,
-    read_lfw_pairs,
-    read_pairs_csv,
     roc_auc,
     roc_curve,
     tar_at_far,

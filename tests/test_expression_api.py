@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from faceres import registry
-from faceres.eval_expression import evaluate_expression, format_report, score
+from faceres.eval.fer import evaluate_expression, format_report, score
 from faceres.settings import data_dir
 
 skdata = pytest.importorskip("skimage.data")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceres.data import (
+from faceres.datasets.fer import (
     FER_LABELS,
     FERPLUS_LABELS,
     ferplus_targets,

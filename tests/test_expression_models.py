@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 import faceres  # noqa: F401  (registers the architectures)
-from faceres.augment import augment, normalize
-from faceres.models.expression import PlainBlock
-from faceres.train import TrainConfig, train_expression, weight_names
+from faceres.models.fer_resnet import PlainBlock
+from faceres.train.augment import augment, normalize
+from faceres.train.classifier import TrainConfig, train_expression, weight_names
 
 ARCHS = ["faceres_resnet18_48", "faceres_plain18_48", "faceres_resnet20_48", "faceres_plain20_48",
          "faceres_resnet56_48", "faceres_plain56_48", "faceres_resnet56_nobn_48",

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from faceres.detection import detect_faces, select_detector
+from faceres.detect import detect_faces, select_detector
 from faceres.errors import FaceresError
 from faceres.imageio import load_image
 

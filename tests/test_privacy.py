@@ -16,7 +16,8 @@ import gradio as gr
 import pytest
 from PIL import Image
 
-from faceres import app, uploads
+from faceres import app
+from faceres.app import compare_tab, expression_tab, uploads, verify_tab
 from tests.test_app import as_upload, has_default, serve_app
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -107,10 +108,10 @@ def test_no_decoded_photo_outlives_a_request(monkeypatch, tmp_path):
     photo, other = tmp_path / "face.jpg", tmp_path / "other.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo, quality=92)
     Image.fromarray(skimage_data.astronaut()).save(other, quality=90)
-    outputs = [app.verify_photos(as_upload(photo, upload_dir), as_upload(other, upload_dir)),
-               app.analyze_photo(as_upload(photo, upload_dir))]
-    if app.twin_pairs():
-        outputs.append(app.compare_models(as_upload(photo, upload_dir)))
+    outputs = [verify_tab.verify_photos(as_upload(photo, upload_dir), as_upload(other, upload_dir)),
+               expression_tab.analyze_photo(as_upload(photo, upload_dir))]
+    if compare_tab.twin_pairs():
+        outputs.append(compare_tab.compare_models(as_upload(photo, upload_dir)))
     assert len(decoded) == len(outputs) + 1 and outputs[0][6]["verdict"] == "same"
     del outputs  # what Gradio does once the response is sent
     gc.collect()

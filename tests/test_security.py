@@ -27,9 +27,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceres import app, uploads
+from faceres import app
+from faceres.app import uploads
+from faceres.app.uploads import REFUSED, UploadRefused, admit, take_photo
 from faceres.errors import ImageError
-from faceres.uploads import REFUSED, UploadRefused, admit, take_photo
+from faceres.settings import PROJECT_ROOT
 from tests.test_app import has_default, serve_app
 
 httpx = pytest.importorskip("httpx")
@@ -223,7 +225,7 @@ def attacks(server: dict) -> dict[str, dict]:
     web = server["web"]
     return {
         "absolute path": {"path": str(secret), "meta": FILE_DATA},
-        "relative path": {"path": os.path.relpath(secret, Path(app.__file__).parents[1]),
+        "relative path": {"path": os.path.relpath(secret, PROJECT_ROOT),
                           "meta": FILE_DATA},
         "dotdot": {"path": f"{gradio_dir}/planted/../../private/secret.jpg", "meta": FILE_DATA},
         "symlink": {"path": str(link), "meta": FILE_DATA},

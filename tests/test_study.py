@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from faceres import registry
-from faceres.study import DEPTH_SWEEP, depth_report, findings, format_table, load_report
+from faceres.study.depth import DEPTH_SWEEP, depth_report, findings, format_table, load_report
 
 SWEEP = [m["name"] for m in DEPTH_SWEEP["models"]]
 needs_study = pytest.mark.skipif(
@@ -54,7 +54,7 @@ def test_cli_report_json():
 
 
 def test_sweep_commands_train_into_the_registry_with_one_recipe_per_pair(tiny_registry):
-    from faceres.study import sweep_commands
+    from faceres.study.depth import sweep_commands
 
     cmds = {c[c.index("--out") + 1]: c for c in sweep_commands(dict(DEPTH_SWEEP, time_budget=60))}
     assert set(cmds) == {str(tiny_registry / "models" / n) for n in SWEEP}

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import FaceresError
+from faceres.errors import FaceresError
 
 GROUPS = ("registry", "convert", "verify", "expression", "eval", "train", "study", "space")
 

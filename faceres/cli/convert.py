@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import convert
+    import faceres.convert.dlib as convert
 
     fn = getattr(convert, KINDS[args.kind])
     folder = fn(args.path, name=args.name) if args.name else fn(args.path)

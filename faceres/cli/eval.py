@@ -7,8 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from ..data import FER_SPLITS
-from ..detection import DETECTORS
+from faceres.datasets.fer import FER_SPLITS
+from faceres.detect import DETECTORS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -81,8 +81,8 @@ def _add_expression(sub: argparse._SubParsersAction) -> None:
 
 
 def run_expression(args: argparse.Namespace) -> int:
-    from .. import registry
-    from ..eval_expression import evaluate_expression, format_report, record_metric
+    from faceres import registry
+    from faceres.eval.fer import evaluate_expression, format_report, record_metric
 
     name = args.model or registry.default_model("expression")
     report = evaluate_expression(name, folder=args.folder, split=args.split, faces=args.faces,
@@ -90,7 +90,7 @@ def run_expression(args: argparse.Namespace) -> int:
                                  plot=args.out / f"confusion-{name}-{args.split or 'folder'}.png")
     if args.update_registry:
         if not args.split:
-            from ..errors import DataError
+            from faceres.errors import DataError
 
             raise DataError("--update-registry needs --split (a FER2013 split).")
         record_metric(name, args.split, report["accuracy"])
@@ -116,7 +116,7 @@ def _add_detect(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_name(model: str | None) -> str:
-    from .. import registry
+    from faceres import registry
 
     return model or registry.default_model("identity")
 
@@ -145,7 +145,7 @@ def _print_identity(report: dict) -> None:
 
 
 def run_lfw(args: argparse.Namespace) -> int:
-    from ..eval_identity import evaluate_lfw
+    from faceres.eval.lfw import evaluate_lfw
 
     _setup_logging(args.json)
     report = evaluate_lfw(_model_name(args.model), data=args.data, out_dir=args.out,
@@ -158,7 +158,7 @@ def run_lfw(args: argparse.Namespace) -> int:
 
 
 def run_pairs(args: argparse.Namespace) -> int:
-    from ..eval_identity import evaluate_pairs
+    from faceres.eval.lfw import evaluate_pairs
 
     _setup_logging(args.json)
     report = evaluate_pairs(args.pairs, args.root, _model_name(args.model), out_dir=args.out,
@@ -171,8 +171,8 @@ def run_pairs(args: argparse.Namespace) -> int:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from ..errors import FaceresError
-    from ..eval_identity import evaluate_detectors
+    from faceres.errors import FaceresError
+    from faceres.eval.lfw import evaluate_detectors
 
     detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
     unknown = set(detectors) - {"yunet", "dlib"}

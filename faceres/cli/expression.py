@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..detection import DETECTORS
+from faceres.detect import DETECTORS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..expression import analyze_expression
+    from faceres.expression import analyze_expression
 
     out = []
     for path in args.images:

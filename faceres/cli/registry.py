@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from .. import registry
+    from faceres import registry
 
     entries = [{k: e.get(k) for k in LIST_KEYS} for e in registry.list_models(args.task)]
     if args.json:
@@ -62,7 +62,7 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    from .. import registry
+    from faceres import registry
 
     rows = registry.verify(args.name)
     for name, filename, status in rows:
@@ -73,14 +73,14 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def pull_command(args: argparse.Namespace) -> int:
-    from .. import registry
+    from faceres import registry
 
     print(registry.pull(args.name))
     return 0
 
 
 def push_command(args: argparse.Namespace) -> int:
-    from .. import registry
+    from faceres import registry
 
     revision = registry.push(args.name, args.repo_id, token=args.token)
     print(f"{args.name} -> {args.repo_id}@{revision}")

@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_command(args: argparse.Namespace) -> int:
-    from .. import space
+    from faceres import space
 
     out = space.build(args.out, weights=not args.no_weights)
     print(f"Space written to {out}; deploy with: hf upload OWNER/NAME {out} --repo-type space")
@@ -34,7 +34,7 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def sync_command(args: argparse.Namespace) -> int:
-    from .. import space
+    from faceres import space
 
     changed = space.sync()
     for path in changed:

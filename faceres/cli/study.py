@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = kinds.add_parser("depth", help="residual vs plain networks at several depths",
                          description="Train the sweep (or, with --report, read it from the "
                                      "registry) and print the table; save the plots.")
-    p.add_argument("--config", help="JSON sweep config (default: faceres.study.DEPTH_SWEEP)")
+    p.add_argument("--config", help="JSON sweep config (default: faceres.study.depth.DEPTH_SWEEP)")
     p.add_argument("--resume", action="store_true", help="continue interrupted runs")
     p.add_argument("--jobs", type=int, default=1, help="models trained at once")
     p.add_argument("--time-budget", type=float,
@@ -27,7 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_depth(args: argparse.Namespace) -> int:
-    from ..study import DEPTH_SWEEP, depth_report, format_table, run_depth_study, save_plots
+    from faceres.study.depth import (
+        DEPTH_SWEEP,
+        depth_report,
+        format_table,
+        run_depth_study,
+        save_plots,
+    )
 
     config = dict(json.loads(Path(args.config).read_text()) if args.config else DEPTH_SWEEP)
     if args.time_budget:
@@ -37,7 +43,7 @@ def run_depth(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    from ..study import findings, write_study_cards
+    from faceres.study.depth import findings, write_study_cards
 
     if args.report and args.write_cards and rows:
         write_study_cards(rows)

@@ -44,9 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_expression(args: argparse.Namespace) -> int:
-    from .. import registry
-    from ..errors import DataError
-    from ..train import TrainConfig, train_expression
+    from faceres import registry
+    from faceres.errors import DataError
+    from faceres.train.classifier import TrainConfig, train_expression
 
     models = (registry.registry_dir() / "models").resolve()
     if Path(args.out).resolve().parent != models:
@@ -63,8 +63,8 @@ def run_expression(args: argparse.Namespace) -> int:
 
 
 def run_framing(args: argparse.Namespace) -> int:
-    from .. import registry
-    from ..expression import measure_framing
+    from faceres import registry
+    from faceres.train.framing import measure_framing
 
     template: dict = {}
     for detector in args.detectors:

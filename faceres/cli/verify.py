@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..detection import DETECTORS
+from faceres.detect import DETECTORS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..verify import verify
+    from faceres.identity import verify
 
     result = verify(args.image1, args.image2, model=args.model, face1=args.face1,
                     face2=args.face2, detector=args.detector)
@@ -60,8 +60,8 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..errors import FaceresError
-    from ..verify import embed, load_identity_model
+    from faceres.errors import FaceresError
+    from faceres.identity import embed, load_identity_model
 
     suffix = args.out.suffix.lower()
     if suffix not in (".npy", ".json"):

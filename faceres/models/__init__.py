@@ -1,3 +1,3 @@
 """faceres architectures, registered with timm when this package is imported."""
 
-from . import dlib_landmarks, dlib_mmod, dlib_resnet, expression  # noqa: F401
+from faceres.models import dlib_landmarks, dlib_mmod, dlib_resnet, fer_resnet  # noqa: F401

@@ -153,7 +153,7 @@ class ShapePredictor(nn.Module):
 
 
 def state_from_dlib(sp: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """`ShapePredictor` buffers from `faceres.dlib_format.parse_shape_predictor` arrays."""
+    """`ShapePredictor` buffers from `faceres.convert.dlib_format.parse_shape_predictor` arrays."""
 
     def fixed(x: np.ndarray, bits: int, dtype: type) -> torch.Tensor:
         return torch.from_numpy(np.round(x.astype(np.float64) * 2.0**bits).astype(dtype))

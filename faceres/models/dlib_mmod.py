@@ -4,7 +4,7 @@ dlib's `examples/dnn_mmod_face_detection_ex.cpp`: three 5x5 stride-2 unpadded co
 (16, 32, 32 channels), three 5x5 convolutions of 45 channels, each followed by batch norm (frozen,
 folded into the convolution) and ReLU, then a 9x9 convolution to one score map. A score > 0 at
 output cell (r, c) is an 80x80 detection window centred on input pixel (8c + 14, 8r + 14).
-Image pyramid, thresholding and non-maximum suppression live in `faceres.dlib_detector`.
+Image pyramid, thresholding and non-maximum suppression live in `faceres.detect.dlib`.
 
 A 9x9 convolution to a single map is a poor fit for CPU convolution kernels, so `forward_head`
 computes the same sums as a matrix product to one map per kernel tap, added at the taps' offsets
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
-from .dlib_resnet import DLIB_MEAN, DLIB_STD
+from faceres.models.dlib_resnet import DLIB_MEAN, DLIB_STD
 
 __all__ = ["DlibMMOD"]
 

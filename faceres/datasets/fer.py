@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import DataError
-from .settings import data_dir
+from faceres.errors import DataError
+from faceres.settings import data_dir
 
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """FER2013 classes in the order of the Kaggle csv's `emotion` column."""

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import registry
-from .errors import FaceresError
+from faceres import registry
+from faceres.datasets.fer import cache_dir
+from faceres.errors import FaceresError
 
 DEPTH_SWEEP: dict = {
     "labels": "fer", "epochs": 17, "batch_size": 256, "lr": 0.1, "seed": 0,
@@ -147,8 +148,6 @@ def load_report(config: dict | None = None) -> dict:
     rows = depth_report(config)
     if not rows:
         raise FaceresError("no model of the depth study is in the registry yet")
-    from .data import cache_dir
-
     key = "-".join(registry.get_entry(r["name"])["files"]["model.safetensors"][:8] for r in rows)
     out = cache_dir() / f"study-{key}"
     plots = sorted(out.glob("*.png")) if out.is_dir() else []

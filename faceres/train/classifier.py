@@ -1,7 +1,7 @@
 """Train expression models on FER2013 / FER+: `faceres train expression`.
 
 The whole dataset lives on the training device as uint8; augmentation runs batched there too
-(`faceres.augment`), so two CPU cores are not split between a DataLoader and the model.
+(`faceres.train.augment`), so two CPU cores are not split between a DataLoader and the model.
 
 >>> cfg = TrainConfig(arch="faceres_resnet18_48", name="resnet18-fer", epochs=60)
 >>> summary = train_expression(cfg)                       # doctest: +SKIP
@@ -23,9 +23,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .augment import augment, normalize
-from .data import FaceSet, dataset_key, load_fer2013
-from .settings import PROJECT_ROOT, default_device
+from faceres.datasets.fer import FaceSet, dataset_key, load_fer2013
+from faceres.expression import normalize, predict
+from faceres.settings import PROJECT_ROOT, default_device
+from faceres.train.augment import augment
+from faceres.train.publish import publish_expression_model
 
 TRAIN_SPLIT, VAL_SPLIT = "Training", "PublicTest"
 
@@ -104,25 +106,6 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torc
 
 def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-@torch.inference_mode()
-def predict(model: torch.nn.Module, images: torch.Tensor, mean: float, std: float,
-            batch_size: int = 512, flip: bool = True) -> torch.Tensor:
-    """Softmax probabilities for a uint8 N×1×H×W batch (mean with the mirror image if `flip`)."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = normalize(images[i:i + batch_size].to(device), mean, std)
-        n = len(x)
-        if flip:
-            x = torch.cat([x, x.flip(3)])
-        x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device):
-            p = model(x).float().softmax(1)
-        out.append((p[:n] + p[n:]) / 2 if flip else p)
-    return torch.cat(out).cpu() if out else torch.zeros(0)
 
 
 def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
@@ -297,8 +280,6 @@ def train_expression(cfg: TrainConfig, resume: bool = False, progress: bool = Tr
                "train_error_final": history["train_error_final"],
                "train_seconds": history["train_seconds"], "device": history["device"]}
     if publish:
-        from .eval_expression import publish_expression_model
-
         metrics = {f"{dataset_key(cfg.labels)}-publictest/accuracy": history["val_acc_flip"]}
         model = model.cpu().float().to(memory_format=torch.contiguous_format)
         publish_expression_model(model, cfg.name, history, metrics)

@@ -1,7 +1,7 @@
 """Align a face: five-point similarity transform onto a model's template, cropped to its size.
 
-A template is the `faceres.alignment` block of a model's config: `{"size": [w, h], "<scheme>":
-[[x, y] × 5], ...}`, one point list per landmark scheme (see `faceres.detection.Face`), and
+A template is the `faceres.align` block of a model's config: `{"size": [w, h], "<scheme>":
+[[x, y] × 5], ...}`, one point list per landmark scheme (see `faceres.detect.Face`), and
 optionally `geometry`, the parameters it was built from.
 
 >>> crop = align(rgb, face, loaded.config["faceres"]["alignment"])
@@ -14,8 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .detection import SCHEMES, Face
-from .errors import ModelError
+from faceres.detect import SCHEMES, Face
+from faceres.errors import ModelError
 
 # dlib's mean face (dlib/image_transforms/interpolation.h, get_face_chip_details), points 17-67 of
 # the 68-point iBUG shape in the unit square that dlib's chips are padded around.
@@ -91,14 +91,14 @@ def dlib_chip_template(
 
 
 def model_template(config: dict) -> dict:
-    """A model's alignment template: `faceres.alignment`, else (not yet calibrated) dlib's chip
+    """A model's alignment template: `faceres.align`, else (not yet calibrated) dlib's chip
     geometry when the model declares `faceres.dlib_chip`."""
     meta = config.get("faceres", {})
     if "alignment" in meta:
         return meta["alignment"]
     if "dlib_chip" in meta:
         return dlib_chip_template(meta["dlib_chip"]["size"], meta["dlib_chip"]["padding"])
-    raise ModelError("The model's config declares no alignment template (faceres.alignment).")
+    raise ModelError("The model's config declares no alignment template (faceres.align).")
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -178,7 +178,9 @@ def views(image: np.ndarray, face: Face, template: dict) -> list[np.ndarray]:
     augmentation chosen on LFW View 1)."""
     crops = [align(image, face, template)]
     if face.scheme != "dlib5" and "dlib5_box" in template:
-        from .landmarks import dlib5_in_box  # loads dlib's predictor only when a template asks
+        from faceres.detect.landmarks import (
+            dlib5_in_box,  # loads dlib's predictor only when a template asks
+        )
 
         crops.append(align(image, dlib5_in_box(image, face, template["dlib5_box"]), template))
     return crops

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
+from faceres.errors import ModelError
 
 FLOAT_INF, FLOAT_NINF, FLOAT_NAN = 32000, 32001, 32002
 

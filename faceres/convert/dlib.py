@@ -1,9 +1,9 @@
 """Conversions of dlib's published models into faceres registry entries.
 
-Each `convert_*` function reads a dlib `.dat` file with `faceres.dlib_format`, builds our PyTorch
+Each `convert_*` function reads a dlib `.dat` file with `faceres.convert.dlib_format`, builds our PyTorch
 (or numpy) equivalent and writes `registry/models/<name>/` through `faceres.registry.save_model`.
 
->>> from faceres.convert import convert_dlib_resnet, find_dlib_file
+>>> from faceres.convert.dlib import convert_dlib_resnet, find_dlib_file
 >>> convert_dlib_resnet(find_dlib_file("dlib-resnet"))  # doctest: +SKIP
 PosixPath('.../registry/models/dlib-resnet29-face')
 """
@@ -17,9 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import dlib_detector, landmarks
-from .dlib_format import DlibNet, read_dnn
-from .errors import ModelError
+import faceres.detect.dlib as dlib_detector
+from faceres import registry
+from faceres.convert.dlib_format import DlibNet, parse_shape_predictor, read_dnn
+from faceres.detect import landmarks
+from faceres.errors import ModelError
+from faceres.models.dlib_landmarks import state_from_dlib
 
 SOURCE_FILES = {
     "dlib-resnet": "dlib_face_recognition_resnet_model_v1.dat",
@@ -118,8 +121,6 @@ def dlib_resnet_from_file(path: str | Path) -> nn.Module:
     """
     import timm
 
-    from .models import dlib_resnet  # noqa: F401  (registers dlib_resnet29_face)
-
     net = read_dnn(path)
     if net.loss["type"] != "loss_metric_2" or net.input.get("nr") != 150:
         raise ModelError(f"{path} is not dlib's face recognition ResNet.")
@@ -162,8 +163,6 @@ def convert_dlib_resnet(path: str | Path | None = None, name: str = RESNET_NAME)
     >>> convert_dlib_resnet()  # doctest: +SKIP
     PosixPath('.../registry/models/dlib-resnet29-face')
     """
-    from . import registry
-
     path = Path(path) if path else find_dlib_file("dlib-resnet")
     net = read_dnn(path)
     model = dlib_resnet_from_file(path)
@@ -221,10 +220,6 @@ def convert_dlib_landmarks5(path: str | Path | None = None,
     """
     import timm
 
-    from . import registry
-    from .dlib_format import parse_shape_predictor
-    from .models.dlib_landmarks import state_from_dlib
-
     path = Path(path) if path else find_dlib_file("dlib-landmarks5")
     sp = parse_shape_predictor(path.read_bytes())
     cascade, trees, splits = sp["split_thresholds"].shape
@@ -269,7 +264,7 @@ MMOD_CARD = """# dlib MMOD CNN face detector
 
 dlib's `mmod_human_face_detector.dat`: a small CNN trained with Max-Margin Object Detection
 (Davis E. King, arXiv:1502.00046) that scores 80x80 windows over an image pyramid
-(`pyramid_down<6>`). faceres runs it in PyTorch (`faceres.dlib_detector`, CPU or CUDA): one
+(`pyramid_down<6>`). faceres runs it in PyTorch (`faceres.detect.dlib`, CPU or CUDA): one
 forward pass over dlib's tiled pyramid, windows scoring above 0, boxes mapped back to the image,
 non-maximum suppression, then dlib's 5-point landmarks (`dlib-landmarks5`) in each box.
 
@@ -293,9 +288,6 @@ def convert_dlib_mmod(path: str | Path | None = None,
     PosixPath('.../registry/models/dlib-mmod-face')
     """
     import timm
-
-    from . import registry
-    from .models import dlib_mmod  # noqa: F401  (registers dlib_mmod_face)
 
     path = Path(path) if path else find_dlib_file("dlib-mmod")
     net = read_dnn(path)

@@ -10,12 +10,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from PIL import Image
 
-from . import registry
-from .data import FER_LABELS, FERPLUS_LABELS, FaceSet, dataset_key, load_fer2013, load_image_folder
-from .errors import DataError
+from faceres import registry
+from faceres.datasets.fer import (
+    FERPLUS_LABELS,
+    FaceSet,
+    dataset_key,
+    load_fer2013,
+    load_image_folder,
+)
+from faceres.errors import DataError
+from faceres.expression import analyze_expression, predict
+from faceres.imageio import load_image
+from faceres.train.publish import publish_expression_model
 
 SYNONYMS = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
 """FER+ label → FER2013 label, so either kind of model can be scored on either kind of folder."""
@@ -54,15 +65,11 @@ def score(probs: np.ndarray, targets: np.ndarray, model_names: list[str],
 
 def predict_faces(name: str, faces: FaceSet, flip: bool = True) -> np.ndarray:
     """Class probabilities of registry model `name` for already-cropped grayscale faces."""
-    from .train import predict
-
     loaded = registry.load(name)
     cfg = loaded.config["pretrained_cfg"]
     size = int(cfg["input_size"][-1])
     images = faces.images
     if images.shape[1:] != (size, size):
-        import cv2
-
         images = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
                            for im in images])
     x = torch.from_numpy(images).unsqueeze(1)
@@ -72,8 +79,6 @@ def predict_faces(name: str, faces: FaceSet, flip: bool = True) -> np.ndarray:
 def detect_and_predict(name: str, folder: Path, files: list[str]) -> tuple[np.ndarray, int]:
     """Probabilities for photos (largest detected face of each); rows of images without a face
     are all zero (counted wrong). Returns (probabilities, number without a face)."""
-    from .expression import analyze_expression
-    from .imageio import load_image
 
     labels = model_labels(registry.load(name).config)
     probs = np.zeros((len(files), len(labels)), np.float32)
@@ -129,8 +134,6 @@ def evaluate_expression(name: str, folder: str | Path | None = None, split: str 
 
 
 def _largest_side(root: Path, rel: str) -> int:
-    from PIL import Image
-
     with Image.open(root / rel) as im:
         return max(im.size)
 
@@ -178,77 +181,6 @@ def format_report(report: dict) -> str:
 
 
 # -- registry entries ---------------------------------------------------------------------------
-
-
-def expression_card(name: str, history: dict, metrics: dict) -> str:
-    """Model card body for a trained expression model, from its training history."""
-    cfg = history["config"]
-    arch, plain = cfg["arch"], "_plain" in cfg["arch"]
-    dataset = "FER2013" if cfg["labels"] == "fer" else "FER+ (vote shares)"
-    command = (f"faceres train expression --arch {arch} --labels {cfg['labels']} "
-               f"--epochs {cfg['epochs']} --batch-size {cfg['batch_size']} --lr {cfg['lr']} "
-               f"--seed {cfg['seed']} --out registry/models/{name}"
-               + (f" --twin {cfg['twin']}" if cfg.get("twin") else "")
-               + (" --default" if cfg.get("default") else ""))
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
-    kind = ("plain network: the residual architecture with every shortcut removed (identity "
-            "additions and 1×1 projection shortcuts alike)" if plain else "residual network")
-    return f"""# {name}
-
-Facial expression classifier for 48×48 grayscale face crops framed like FER2013's: a {kind},
-trained from scratch by faceres on {dataset} Training, the epoch selected on PublicTest.
-Twin: `{cfg.get('twin') or 'none'}` (same recipe, same initialisation scheme).
-
-## Results
-
-| metric | value |
-|---|---|
-{rows}
-
-Best epoch {history['best_epoch']} of {cfg['epochs']}; final training error (clean Training set,
-last epoch) {history['train_error_final']:.4f}; {history['train_seconds'] / 60:.1f} min of
-training on {history['device']}.
-
-## Training
-
-```
-{command}
-```
-
-SGD (Nesterov, momentum {cfg['momentum']}, weight decay {cfg['weight_decay']}), batch
-{cfg['batch_size']}, learning rate {cfg['lr']} with {cfg['warmup_epochs']} warm-up epochs then
-cosine decay, label smoothing {cfg['label_smoothing'] if cfg['labels'] == 'fer' else 0}, bf16
-autocast, channels_last. Augmentation on the training device: flip, rotation ±15°, scale
-0.85–1.15, shift ±10%, brightness/contrast ±20%, erasing (p 0.25). Seed {cfg['seed']}.
-Test metrics use flip test-time augmentation; `training.json` holds per-epoch loss, accuracy and
-per-layer gradient norms (at initialisation, during and after training).
-
-Evaluate: `faceres eval expression --model {name} --split PrivateTest`.
-
-## Limits
-
-FER2013 is small, noisy and skewed (few `disgust` images); its faces are mostly frontal, and
-accuracy on other photos, ages, and cultures is lower than the test number. Expressions are not
-emotions: the model sees facial configuration, not feeling.
-"""
-
-
-def publish_expression_model(model: torch.nn.Module, name: str, history: dict, metrics: dict,
-                             alignment: dict | None = None) -> Path:
-    """Save a trained expression model (weights, config, card, training.json) to the registry."""
-    cfg = history["config"]
-    labels = list(FER_LABELS if cfg["labels"] == "fer" else FERPLUS_LABELS)
-    faceres_cfg = {"labels": labels, "datasets": ["fer2013"] + (
-        ["ferplus"] if cfg["labels"] == "ferplus" else []),
-        "residual": "_plain" not in cfg["arch"], "training_labels": cfg["labels"]}
-    if alignment:
-        faceres_cfg["alignment"] = alignment
-    return registry.save_model(
-        model, name, task="expression", config={"label_names": labels, "faceres": faceres_cfg},
-        card=expression_card(name, history, metrics), metrics=metrics, twin=cfg.get("twin"),
-        default=bool(cfg.get("default")), license="mit",
-        source="trained by faceres (faceres train expression)",
-        files={"training.json": json.dumps(history)})
 
 
 def record_metric(name: str, split: str, accuracy: float) -> None:

@@ -1,6 +1,6 @@
 """Identity evaluation on pair lists: LFW (View 1 calibration, View 2 10-fold) and any CSV.
 
-Every image goes through the same detect → align → embed pipeline as `faceres.verify`, embedded
+Every image goes through the same detect → align → embed pipeline as `faceres.identity`, embedded
 once per run. Two documented rules decide which face is used:
 
 - several faces: LFW images are centred on the labelled person, so LFW uses the face whose box
@@ -19,21 +19,39 @@ Similarity is the cosine of L2-normalised embeddings (higher = more similar).
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .alignment import dlib_chip_template, model_template, views
-from .detection import SCHEMES, Face, detect_faces, select_detector, yunet_path
-from .errors import DataError
-from .imageio import load_image
-from .landmarks import dlib5_in_box
-from .verify import embed_views
+from faceres import registry
+from faceres.align import dlib_chip_template, model_template, views
+from faceres.datasets.lfw import (
+    TUNE_DIFFERENT_PAIRS,
+    Pair,
+    image_pairs,
+    lfw_dir,
+    read_lfw_pairs,
+    read_pairs_csv,
+)
+from faceres.detect import BACKENDS, SCHEMES, Face, detect_faces, select_detector
+from faceres.detect.landmarks import dlib5_in_box
+from faceres.errors import DataError
+from faceres.eval.metrics import (
+    FAR_TARGET,
+    accuracy,
+    best_balanced_accuracy,
+    best_threshold,
+    kfold_accuracy,
+    roc_auc,
+    roc_curve,
+    tar_at_far,
+    uncertainty_band,
+)
+from faceres.identity import embed_crops, embed_views, load_identity_model
+from faceres.imageio import load_image
 
 log = logging.getLogger(__name__)
 
@@ -44,95 +62,10 @@ CENTRE_CROP = 0.6
 """Side of the fallback centre crop, as a fraction of the image's shorter side."""
 UNDETECTED_RULE = f"centre crop, side {CENTRE_CROP} x shorter side"
 """How reports describe the embedding of an image without a detected face."""
-FAR_TARGET = 1e-3
-BAND_COVERAGE = 0.95
-"""The uncertain band is the narrowest band around the threshold holding this share of the
-View 1 (DevTrain) errors."""
 TUNE_SCALES = (1.0, 1.05, 1.1, 1.15, 1.2)
 """yunet5 template scales `--tune` tries, each with and without the dlib5 view."""
-TUNE_DIFFERENT_PAIRS = 100_000
-"""Different-person pairs drawn (seeded) from View 1's images for tuning, beside all same-person
-pairs."""
 BOX_FIT_IMAGES = 400
 """View 1 images the dlib detector runs on to fit where its box lies relative to YuNet's."""
-
-
-@dataclass(frozen=True)
-class Pair:
-    """Two images, whether they show the same person, and the fold (None when unfolded)."""
-
-    left: Path
-    right: Path
-    same: bool
-    fold: int | None = None
-
-
-# --- pair lists ------------------------------------------------------------------------------
-
-
-def read_lfw_pairs(path: Path, images: Path) -> list[Pair]:
-    """Pairs of an LFW list (`pairs.txt`: header "10 300", folds of 300 same + 300 different;
-    `pairsDev*.txt`: header "N", N same then N different), paths under `images`.
-
-    >>> len(read_lfw_pairs(lfw / "pairs.txt", lfw / "lfw-deepfunneled"))
-    6000
-    """
-    lines = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
-    if not lines:
-        raise DataError(f"{path} is empty.")
-    header, rows = lines[0], lines[1:]
-    folds, per_fold = (int(header[0]), int(header[1])) if len(header) == 2 else (1, int(header[0]))
-    if len(rows) != folds * 2 * per_fold:
-        raise DataError(f"{path}: expected {folds * 2 * per_fold} pairs, found {len(rows)}.")
-
-    def image(name: str, number: str) -> Path:
-        return images / name / f"{name}_{int(number):04d}.jpg"
-
-    pairs = []
-    for i, row in enumerate(rows):
-        fold = i // (2 * per_fold) if folds > 1 else None
-        if len(row) == 3:
-            pairs.append(Pair(image(row[0], row[1]), image(row[0], row[2]), True, fold))
-        elif len(row) == 4:
-            pairs.append(Pair(image(row[0], row[1]), image(row[2], row[3]), False, fold))
-        else:
-            raise DataError(f"{path}, pair {i + 1}: expected 3 or 4 fields, got {row}.")
-    return pairs
-
-
-_TRUE = {"1", "true", "yes", "same", "match"}
-_FALSE = {"0", "false", "no", "different", "mismatch"}
-
-
-def read_pairs_csv(path: Path, root: Path) -> list[Pair]:
-    """Pairs of a CSV with a header `left,right,same[,fold]`; image paths relative to `root`.
-
-    `same` is 1/0 (or true/false, same/different); `fold` is an optional integer.
-
-    >>> read_pairs_csv("pairs.csv", "photos/")[0]
-    Pair(left=PosixPath('photos/a1.jpg'), right=PosixPath('photos/a2.jpg'), same=True, fold=None)
-    """
-    path, root = Path(path), Path(root)
-    if not path.is_file():
-        raise DataError(f"Pair list not found: {path}")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"left", "right", "same"} - set(reader.fieldnames or [])
-        if missing:
-            raise DataError(f"{path.name} needs columns left,right,same[,fold]; missing {missing}.")
-        pairs = []
-        for line, row in enumerate(reader, start=2):
-            same = row["same"].strip().lower()
-            if same not in _TRUE | _FALSE:
-                raise DataError(f"{path.name}, line {line}: 'same' must be 1/0, got {same!r}.")
-            fold = row.get("fold")
-            pairs.append(
-                Pair(root / row["left"], root / row["right"], same in _TRUE,
-                     int(fold) if fold not in (None, "") else None)
-            )
-    if not pairs:
-        raise DataError(f"{path.name} has no pairs.")
-    return pairs
 
 
 # --- faces and embeddings ---------------------------------------------------------------------
@@ -203,109 +136,6 @@ def pair_scores(pairs: Sequence[Pair], embeddings: dict[Path, np.ndarray]) -> np
     return np.array([float(np.dot(embeddings[p.left], embeddings[p.right])) for p in pairs])
 
 
-# --- metrics ----------------------------------------------------------------------------------
-
-
-def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Threshold maximising accuracy of `score >= threshold` ↔ same, and that accuracy.
-
-    Among equally accurate thresholds the midpoint of the best run of candidates is taken.
-
-    >>> best_threshold(np.array([0.1, 0.4, 0.6, 0.9]), np.array([0, 0, 1, 1]))
-    (0.5, 1.0)
-    """
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
-    order = np.argsort(scores)
-    s, y = scores[order], labels[order]
-    # threshold just above s[k-1]: the k lowest are "different", the rest "same"
-    below_neg = np.concatenate([[0], np.cumsum(~y)])
-    above_pos = np.concatenate([[0], np.cumsum(y[::-1])])[::-1]
-    correct = below_neg + above_pos
-    candidates = np.concatenate([[s[0] - 1e-6], (s[:-1] + s[1:]) / 2, [s[-1] + 1e-6]])
-    best = np.flatnonzero(correct == correct.max())
-    k = int(best[len(best) // 2])
-    return float(candidates[k]), float(correct[k] / len(s))
-
-
-def accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
-    """Share of pairs where `score >= threshold` matches the label."""
-    return float(np.mean((np.asarray(scores) >= threshold) == np.asarray(labels, dtype=bool)))
-
-
-def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> dict:
-    """LFW protocol: each fold's threshold chosen on the other folds; per-fold accuracies,
-    mean, sample std and standard error."""
-    accs, thresholds = [], []
-    for fold in np.unique(folds):
-        test = folds == fold
-        threshold, _ = best_threshold(scores[~test], labels[~test])
-        thresholds.append(threshold)
-        accs.append(accuracy(scores[test], labels[test], threshold))
-    accs_arr = np.array(accs)
-    std = float(accs_arr.std(ddof=1)) if len(accs) > 1 else 0.0
-    return {
-        "accuracy_mean": float(accs_arr.mean()),
-        "accuracy_std": std,
-        "accuracy_se": std / np.sqrt(len(accs)),
-        "fold_accuracies": [float(a) for a in accs],
-        "fold_thresholds": thresholds,
-    }
-
-
-def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """False and true accept rates at every distinct threshold, highest threshold first."""
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
-    order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], labels[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each distinct score
-    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
-    fpr = np.r_[0.0, fp / max(1, (~y).sum())]
-    tpr = np.r_[0.0, tp / max(1, y.sum())]
-    return fpr, tpr, np.r_[np.inf, s[last]]
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (trapezoids; ties count half).
-
-    >>> roc_auc(np.array([0.2, 0.8]), np.array([0, 1]))
-    1.0
-    """
-    fpr, tpr, _ = roc_curve(scores, labels)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-
-
-def tar_at_far(
-    scores: np.ndarray, labels: np.ndarray, far: float = FAR_TARGET
-) -> tuple[float, float]:
-    """True accept rate at the lowest threshold whose false accept rate is ≤ `far`, and that
-    threshold (with 3,000 negatives, FAR 1e-3 allows 3 false accepts)."""
-    fpr, tpr, thresholds = roc_curve(scores, labels)
-    k = int(np.flatnonzero(fpr <= far)[-1])
-    return float(tpr[k]), float(thresholds[k])
-
-
-def best_balanced_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The best mean of true accept and true reject rates over all thresholds (for unbalanced
-    pair sets).
-
-    >>> best_balanced_accuracy(np.array([0.1, 0.4, 0.6, 0.9, 0.2]), np.array([0, 0, 1, 1, 0]))
-    1.0
-    """
-    fpr, tpr, _ = roc_curve(scores, labels)
-    return float(np.max(tpr + 1 - fpr) / 2)
-
-
-def uncertainty_band(
-    scores: np.ndarray, labels: np.ndarray, threshold: float, coverage: float = BAND_COVERAGE
-) -> float:
-    """Half-width of the narrowest band around `threshold` holding `coverage` of the errors."""
-    scores, labels = np.asarray(scores), np.asarray(labels, dtype=bool)
-    wrong = (scores >= threshold) != labels
-    if not wrong.any():
-        return 0.0
-    return float(np.quantile(np.abs(scores[wrong] - threshold), coverage))
-
-
 def save_roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> Path:
     """ROC curves (label → (fpr, tpr)) on a log-FAR axis, saved as PNG."""
     import matplotlib
@@ -353,44 +183,8 @@ def pair_metrics(pairs: Sequence[Pair], scores: np.ndarray) -> dict:
 
 def model_embedder(model: str) -> tuple[Embedder, dict, str]:
     """Embedder, alignment template and resolved name of registry identity model `model`."""
-    from .verify import embed_crops, load_identity_model
-
     loaded = load_identity_model(model)
     return (lambda crops: embed_crops(crops, loaded)), model_template(loaded.config), loaded.name
-
-
-def lfw_dir(data: Path | None = None) -> Path:
-    """The LFW folder (`pairs.txt`, `pairsDev*.txt`, `lfw-deepfunneled/`)."""
-    from .settings import data_dir
-
-    root = Path(data) if data else data_dir(required=True) / "lfw"
-    if (root / "lfw").is_dir() and not (root / "pairs.txt").is_file():
-        root = root / "lfw"
-    if not (root / "pairs.txt").is_file():
-        raise DataError(f"LFW not found in {root}: expected pairs.txt, pairsDevTrain.txt, "
-                        "pairsDevTest.txt and lfw-deepfunneled/.")
-    return root
-
-
-def image_pairs(paths: Sequence[Path], different: int = TUNE_DIFFERENT_PAIRS,
-                seed: int = 0) -> list[Pair]:
-    """Every same-person pair among LFW image `paths` (the folder names the person) and
-    `different` seeded different-person pairs: View 1's 4,992 images give 3,192 same-person
-    pairs, twice the 1,600 View 1 lists, so tuning choices are less noisy."""
-    people: dict[str, list[Path]] = {}
-    for path in paths:
-        people.setdefault(path.parent.name, []).append(path)
-    pairs = [Pair(group[i], group[j], True) for group in people.values()
-             for i in range(len(group)) for j in range(i + 1, len(group))]
-    if len(people) < 2:
-        return pairs
-    rng = np.random.default_rng(seed)
-    wanted = len(pairs) + different
-    while len(pairs) < wanted:
-        left, right = rng.integers(0, len(paths), 2)
-        if paths[left].parent != paths[right].parent:
-            pairs.append(Pair(paths[left], paths[right], False))
-    return pairs
 
 
 def fit_dlib5_box(faces: dict[Path, Face | None], sample: int = BOX_FIT_IMAGES,
@@ -531,8 +325,6 @@ def evaluate_lfw(
 
 def write_calibration(model: str, template: dict, threshold: float, band: float, report: dict):
     """Store View 1's template, threshold and band, and View 2's metrics, in the registry."""
-    from . import registry
-
     registry.update_config(
         model, alignment=template, threshold=round(threshold, 6), band=round(band, 6),
         similarity="cosine",
@@ -548,8 +340,6 @@ def write_calibration(model: str, template: dict, threshold: float, band: float,
 def record_lfw_metrics(model: str, report: dict) -> None:
     """Put an LFW report's View 2 numbers (and detection rate) into `model`'s index entry, keyed
     by the detector that found the faces."""
-    from . import registry
-
     view2, det = report["view2"], report["detector"]
     metrics = dict(registry.get_entry(model).get("metrics") or {})
     metrics.update({
@@ -603,7 +393,7 @@ def evaluate_detectors(
     model: str,
     data: Path | None = None,
     out_dir: Path = Path("runs/eval"),
-    detectors: Sequence[str] = ("yunet", "dlib"),
+    detectors: Sequence[str] = tuple(BACKENDS),
     embedder: Embedder | None = None,
     template: dict | None = None,
     write: bool = False,
@@ -617,7 +407,7 @@ def evaluate_detectors(
     """
     results: dict[str, dict] = {}
     for name in detectors:
-        if name == "yunet" and yunet_path() is None:
+        if not BACKENDS[name].available():
             results[name] = {"available": False}
             continue
         report = evaluate_lfw(model, data, out_dir, detector=name, write=False,

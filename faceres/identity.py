@@ -6,7 +6,7 @@ template, and dlib's own chip where the template asks for it) → embed
 is more similar; the verdict compares it with the threshold calibrated on LFW View 1 and stored in
 the model's config (`faceres.threshold`), with an "uncertain" band of `faceres.band` either side.
 
->>> from faceres.verify import verify
+>>> from faceres.identity import verify
 >>> result = verify("a.jpg", "b.jpg")
 >>> result.verdict, round(result.similarity, 3), result.threshold
 ('same', 0.977, 0.914234)
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import registry
-from .alignment import model_template, views
-from .detection import Face, detect_faces
-from .errors import ModelError, NoFaceError
-from .imageio import ImageInput, load_image
+from faceres import registry
+from faceres.align import model_template, views
+from faceres.detect import Face, detect_faces
+from faceres.errors import ModelError, NoFaceError
+from faceres.imageio import ImageInput, load_image
 
 DEFAULT_BAND = 0.02
 """Half-width of the "uncertain" band when a model's config declares none."""

@@ -7,7 +7,7 @@ forward pass), keeps windows scoring above the threshold, maps them back to imag
 removes overlaps (non-maximum suppression with the IoU threshold stored in the model), then
 places dlib's five landmarks in each box.
 
-Images whose longer side exceeds `faceres.detection.DETECT_MAX_SIDE` (640) are downscaled for the
+Images whose longer side exceeds `faceres.detect.face.DETECT_MAX_SIDE` (640) are downscaled for the
 pyramid, as for YuNet, and the boxes mapped back; landmarks are placed in the full image. The
 80x80 window then finds faces of about 80 px × (longer side / 640) and larger: 80 px up to
 640×480, 160 px in a 1280×960 photo. The network runs channels-last (oneDNN's preferred layout,
@@ -30,10 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import registry, settings
-from .detection import DETECT_MAX_SIDE, Face
-from .models.dlib_resnet import DLIB_AVG_RGB
+from faceres import registry, settings
+from faceres.detect.face import DETECT_MAX_SIDE, Face
+from faceres.detect.landmarks import load_shape_predictor
+from faceres.models.dlib_resnet import DLIB_AVG_RGB
 
+NAME = "dlib"
 REGISTRY_NAME = "dlib-mmod-face"
 PYRAMID_RATE = 5 / 6  # dlib's pyramid_down<6>
 PYRAMID_PADDING = 10
@@ -148,8 +150,6 @@ class DlibFaceDetector:
     """
 
     def __init__(self, device: str | torch.device | None = None, max_side: int = DETECT_MAX_SIDE):
-        from .landmarks import load_shape_predictor
-
         loaded = registry.load(REGISTRY_NAME, device=device)
         self.device, self.max_side = loaded.device, max_side
         self.net = loaded.model.to(memory_format=torch.channels_last)  # in place; same results
@@ -209,6 +209,11 @@ class DlibFaceDetector:
 @functools.lru_cache(maxsize=4)
 def _detector(device: str) -> DlibFaceDetector:
     return DlibFaceDetector(device)
+
+
+def available() -> bool:
+    """Always: the converted weights are committed in the registry."""
+    return True
 
 
 def detect(image: np.ndarray, threshold: float = 0.0) -> list[Face]:

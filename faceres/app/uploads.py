@@ -28,8 +28,8 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from .errors import ImageError
-from .imageio import MAX_FILE_BYTES, load_image
+from faceres.errors import ImageError
+from faceres.imageio import MAX_FILE_BYTES, load_image
 
 REFUSED = ("Photos are read only from this request's own uploads, and not kept: upload the photo "
            "again (server files, links and earlier uploads are refused).")

@@ -13,13 +13,6 @@ import torch
 import torch.nn.functional as F
 
 
-def normalize(x: torch.Tensor, mean: float = 0.5, std: float = 0.25) -> torch.Tensor:
-    """Images (uint8, or float in [0, 1]) → standardised float32."""
-    if x.dtype == torch.uint8:
-        x = x.float() / 255.0
-    return (x - mean) / std
-
-
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device) -> torch.Tensor:
     return torch.rand(n, generator=gen, device=device) * (hi - lo) + lo
 

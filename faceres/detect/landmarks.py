@@ -4,7 +4,7 @@ The model, `faceres.models.dlib_landmarks.ShapePredictor` (timm `dlib_shape_pred
 five points in face boxes: the outer and inner corners of the eye on the image's right, of the
 eye on the image's left, then the base of the nose.
 
->>> from faceres.landmarks import load_shape_predictor
+>>> from faceres.detect.landmarks import load_shape_predictor
 >>> load_shape_predictor().predict(image, [(80, 60, 240, 220)]).shape  # doctest: +SKIP
 (1, 5, 2)
 """
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .detection import Face
-from .models.dlib_landmarks import ShapePredictor
+from faceres import registry
+from faceres.detect.face import Face
+from faceres.models.dlib_landmarks import ShapePredictor
 
 REGISTRY_NAME = "dlib-landmarks5"
 
@@ -26,8 +27,6 @@ def load_shape_predictor(device: str | None = None) -> ShapePredictor:
     >>> load_shape_predictor().initial_shape.shape
     torch.Size([5, 2])
     """
-    from . import registry
-
     return registry.load(REGISTRY_NAME, device=device or "cpu").model
 
 

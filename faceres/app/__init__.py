@@ -1,0 +1,39 @@
+"""The faceres demo: one `gr.Blocks` with the Verify, Expression, ResNet vs plain and Models tabs.
+
+One module per tab (`verify_tab`, `expression_tab`, `compare_tab`, `models_tab`), each with its
+handlers (plain functions, callable from tests and, through their `api_name`, from
+`gradio_client`) and a `build()` that lays the tab out. `uploads` holds what a request may read
+(its own uploads only); `render` the HTML and pictures sent back (inline, never written).
+
+>>> from faceres.app import build_demo
+>>> build_demo().queue(default_concurrency_limit=2).launch()   # what `python app.py` does
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from faceres.app import compare_tab, expression_tab, models_tab, verify_tab
+from faceres.app.uploads import UploadsOnly
+
+DELETE_CACHE = (60, 300)
+"""Every 60 s, Gradio deletes its temporary files older than 300 s (uploads never submitted)."""
+TABS = {"Verify": verify_tab, "Expression": expression_tab, "ResNet vs plain": compare_tab,
+        "Models": models_tab}
+"""Tab title → module with `build()`; a new tab is one module and one entry here."""
+
+
+def build_demo() -> gr.Blocks:
+    """The whole demo as one `gr.Blocks` (not launched, no queue set).
+
+    >>> demo = build_demo()
+    >>> demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1")
+    """
+    with UploadsOnly(title="faceres", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
+        gr.Markdown("# faceres\nResidual networks for faces: verification, expressions, and why "
+                    "skip connections matter. Photos are processed in memory and not kept.")
+        with gr.Tabs():
+            for title, tab in TABS.items():
+                with gr.Tab(title):
+                    tab.build()
+    return demo

@@ -1,0 +1,54 @@
+"""What every tab shares: errors shown in the UI, the registry's model choices, timing text, and
+the photo input.
+
+>>> model_choices("identity")
+['dlib-resnet29-face']
+"""
+
+from __future__ import annotations
+
+import functools
+
+import gradio as gr
+
+from faceres import registry
+from faceres.errors import FaceresError
+
+
+def user_errors(fn):
+    """Turn a `FaceresError` (bad input, missing model) into a visible `gr.Error`, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FaceresError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except MemoryError:
+            raise gr.Error("Out of memory: try a smaller photo.", print_exception=False) from None
+
+    return wrapper
+
+def ms_text(timings: dict[str, float]) -> str:
+    """Stage timings as "decode 2 ms · detect 10 ms · ..."."""
+    return " · ".join(f"{k} {v:.0f} ms" for k, v in timings.items())
+
+
+
+def model_choices(task: str) -> list[str]:
+    """Names of the registry's models for `task`, the default one first."""
+    entries = registry.list_models(task)
+    return [e["name"] for e in sorted(entries, key=lambda e: not e.get("default"))]
+
+
+def missing_models(what: str, feature: str) -> str:
+    """What a tab says instead of inputs when its models are not in the registry."""
+    return (f"**{what} is in the registry yet**, so {feature} is not available here. "
+            "Add one (see the README, 'Models'), then restart the app.")
+
+
+
+def photo_input(label: str, elem_id: str) -> gr.Image:
+    """A photo input (upload, webcam or clipboard) whose value is the upload's FileData."""
+    return gr.Image(label=label, type="filepath", image_mode=None, height=320,
+                    sources=["upload", "webcam", "clipboard"], elem_id=elem_id)

@@ -1,0 +1,82 @@
+"""The Expression tab: every face of a photo boxed and labelled, with its class probabilities.
+
+>>> analyze_photo(upload)[-1]["faces"][0]["label"]
+'happy'
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gradio as gr
+
+from faceres.app.common import missing_models, model_choices, ms_text, photo_input, user_errors
+from faceres.app.render import draw_faces, image_html
+from faceres.app.uploads import take_photo
+from faceres.expression import analyze_expression
+
+MAX_FACE_LABELS = 6
+"""Faces of one photo given their own probability panel (largest first)."""
+
+
+@user_errors
+def analyze_photo(photo: Any, model: str | None = None) -> tuple:
+    """Expression tab: every face boxed and labelled, probabilities for the largest ones.
+
+    Returns (annotated photo HTML, `MAX_FACE_LABELS` gr.Label updates, summary Markdown,
+    details dict).
+    """
+    start = time.perf_counter()
+    image = take_photo(photo)
+    read_ms = 1000 * (time.perf_counter() - start)
+    r = analyze_expression(image, model=model or None)
+    timings = {"read": read_ms, **r.timings}
+    faces = r.faces
+    drawn = draw_faces(image, [f.face for f in faces],
+                       [f"{i + 1}: {f.label} {f.probabilities[f.label]:.0%}"
+                        for i, f in enumerate(faces)])
+    labels = [
+        gr.Label(value=dict(f.probabilities), label=f"Face {i + 1}: {f.label}", visible=True)
+        for i, f in enumerate(faces[:MAX_FACE_LABELS])
+    ]
+    labels += [gr.Label(value=None, visible=False)] * (MAX_FACE_LABELS - len(labels))
+    if not faces:
+        summary = "No face found. Try a photo where the face is larger, frontal and well lit."
+    else:
+        shown = "" if len(faces) <= MAX_FACE_LABELS else (
+            f" (probabilities for the {MAX_FACE_LABELS} largest)")
+        summary = f"{len(faces)} face(s){shown} · model `{r.model}` · {ms_text(timings)}"
+    details = {
+        "model": r.model, "detector": r.detector,
+        "faces": [{"box": [round(v, 1) for v in f.face.box], "label": f.label,
+                   "probabilities": {k: round(float(p), 4) for k, p in f.probabilities.items()}}
+                  for f in faces],
+        "timings_ms": {k: round(v, 1) for k, v in timings.items()},
+    }
+    return (image_html(drawn, f"{len(faces)} face(s) with expressions"), *labels, summary,
+            details)
+
+
+def build() -> None:
+    """The tab's inputs, outputs and events (inside a `gr.Tab`)."""
+    models = model_choices("expression")
+    if not models:
+        gr.Markdown(missing_models("No expression model", "expression recognition"))
+        return
+    gr.Markdown("Upload a photo or use the webcam: every face is boxed and labelled with its most "
+                "likely expression, with the probabilities of all seven below.")
+    with gr.Row():
+        with gr.Column():
+            photo = photo_input("Photo", "expression-photo")
+            model = gr.Dropdown(models, value=models[0], label="Expression model")
+            button = gr.Button("Analyse", variant="primary", elem_id="expression-run")
+        with gr.Column():
+            shown = gr.HTML()
+            summary = gr.Markdown(elem_id="expression-summary")
+    with gr.Row():
+        labels = [gr.Label(num_top_classes=7, visible=False) for _ in range(MAX_FACE_LABELS)]
+    with gr.Accordion("Details", open=False):
+        details = gr.JSON()
+    button.click(analyze_photo, [photo, model], [shown, *labels, summary, details],
+                 api_name="expression", preprocess=False)

@@ -1,0 +1,216 @@
+"""The Verify tab: two photos, every face boxed, the chosen faces compared.
+
+What the face pickers need (each face's embedding and aligned crop) travels to the browser with
+the response and comes back with a pick (`pick_faces`): no photo is kept on the server.
+
+>>> verify_photos(upload_a, upload_b)[6]["verdict"]
+'same'
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from faceres.align import model_template, views
+from faceres.app.common import missing_models, model_choices, ms_text, photo_input, user_errors
+from faceres.app.render import JPEG_URI, data_uri, gauge_html, img_tag, photo_html
+from faceres.app.uploads import REFUSED, take_photos
+from faceres.errors import FaceresError
+from faceres.identity import (
+    VerifyResult,
+    decide,
+    embed_crops,
+    embed_views,
+    load_identity_model,
+    pick_face,
+    verify,
+)
+
+MAX_PICK_FACES = 12
+"""Faces of one photo (largest first) whose embedding and crop go to the browser for the picker."""
+NOT_RUN = "Run Verify first: the face pickers compare the faces it found."
+EXPIRED_PAIR = ("Photos are not kept after a comparison: upload the photos again to compare with "
+                "another model (the face pickers work without a new upload).")
+
+
+def _face_picker(count: int, chosen: int, label: str) -> gr.Dropdown:
+    choices = [(f"Face {i + 1}" + (" (largest)" if i == 0 else ""), i) for i in range(count)]
+    return gr.Dropdown(choices=choices, value=chosen, label=label, visible=count > 1)
+
+
+def _face_index(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        index = int(value)
+    except (TypeError, ValueError):
+        raise FaceresError(f"Face index {value!r} is not a number (0: the largest).") from None
+    if index >= MAX_PICK_FACES:
+        raise FaceresError(f"Only the {MAX_PICK_FACES} largest faces of a photo can be compared "
+                           f"(index 0 to {MAX_PICK_FACES - 1}).")
+    return index
+
+
+def reset_picker() -> gr.Dropdown:
+    """A face picker emptied for a new photo (the largest face is used until a run lists them)."""
+    return gr.Dropdown(choices=[], value=None, visible=False)
+
+
+def pickable_faces(images: list[np.ndarray], result: VerifyResult) -> list[dict]:
+    """Per photo, what the face pickers need once the photo is gone: a preview, its size, and for
+    each of its `MAX_PICK_FACES` largest faces the box, the embedding (by `result`'s model) and
+    the aligned crop. The faces `result` compared are not embedded again.
+
+    >>> pickable_faces([a, b], verify(a, b))[0]["faces"][0].keys()
+    dict_keys(['box', 'score', 'detector', 'embedding', 'crop'])
+    """
+    loaded = load_identity_model(result.model)
+    template = model_template(loaded.config)
+    photos = []
+    for i, (image, found) in enumerate(zip(images, result.faces, strict=True)):
+        found = found[:MAX_PICK_FACES]
+        others = [j for j in range(len(found)) if j != result.chosen[i]]
+        other_views = [views(image, found[j], template) for j in others]
+        crops = {j: v[0] for j, v in zip(others, other_views)}
+        embeddings = {}
+        if result.chosen[i] < len(found):
+            crops[result.chosen[i]] = result.crops[i]
+            embeddings[result.chosen[i]] = result.embeddings[i]
+        if others:
+            embeddings.update(zip(others, embed_views(
+                other_views, lambda batch: embed_crops(batch, loaded))))
+        photos.append({
+            "preview": data_uri(image),
+            "size": [image.shape[1], image.shape[0]],
+            "faces": [{"box": [round(v, 1) for v in face.box], "score": round(face.score, 4),
+                       "detector": face.detector,
+                       "embedding": [round(float(v), 6) for v in embeddings[j]],
+                       "crop": data_uri(crops[j])}
+                      for j, face in enumerate(found)],
+        })
+    return photos
+
+
+def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str, dict]:
+    """(verdict HTML, photo 1 HTML, photo 2 HTML, crops HTML, details) of the chosen faces, from
+    what `verify_photos` sent to the browser alone (cosine similarity of the stored embeddings)."""
+    try:
+        photos = faces["photos"]
+        pictures = [photo["preview"] for photo in photos]
+        pictures += [face["crop"] for photo in photos for face in photo["faces"]]
+        chosen = [pick_face(photo["faces"], _face_index(index), f"photo {i + 1}")
+                  for i, (photo, index) in enumerate(zip(photos, (face1, face2), strict=True))]
+        a, b = (np.asarray(photo["faces"][i]["embedding"], np.float64)
+                for photo, i in zip(photos, chosen, strict=True))
+        similarity = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        threshold, band, model = float(faces["threshold"]), float(faces["band"]), faces["model"]
+        shown = [photo_html(photo, i, f"photo {k + 1}: {len(photo['faces'])} face(s), face "
+                                      f"{i + 1} used")
+                 for k, (photo, i) in enumerate(zip(photos, chosen, strict=True))]
+        crops = "".join(
+            f'<figure style="display:inline-block;margin:4px">'
+            f"{img_tag(photo['faces'][i]['crop'], f'aligned face {k + 1}')}"
+            f"<figcaption>photo {k + 1}, face {i + 1}</figcaption></figure>"
+            for k, (photo, i) in enumerate(zip(photos, chosen, strict=True)))
+        images = [{"faces": [{k: v for k, v in face.items() if k not in ("embedding", "crop")}
+                             for face in photo["faces"]], "chosen": i}
+                  for photo, i in zip(photos, chosen, strict=True)]
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise FaceresError(NOT_RUN) from None
+    if not all(isinstance(p, str) and JPEG_URI.fullmatch(p) for p in pictures):
+        raise FaceresError(REFUSED)
+    verdict = decide(similarity, threshold, band)
+    details = {"verdict": verdict, "similarity": round(similarity, 6), "threshold": threshold,
+               "band": band, "model": model, "detector": faces.get("detector"), "images": images}
+    gauge = gauge_html(similarity, threshold, (threshold - band, threshold + band), verdict, model)
+    return gauge, shown[0], shown[1], crops, details
+
+
+@user_errors
+def verify_photos(photo1: Any, photo2: Any, model: str | None = None, face1: int | None = None,
+                  face2: int | None = None) -> tuple:
+    """Verify tab: are the chosen faces of two photos the same person?
+
+    Returns (verdict HTML, photo 1 HTML, photo 2 HTML, aligned crops HTML, face picker 1,
+    face picker 2, details dict, faces): `faces` (model, threshold, band and `pickable_faces`)
+    is all `pick_faces` needs; it goes to the browser and the server keeps none of it.
+
+    >>> verify_photos("a.jpg", "b.jpg")[6]["verdict"]
+    'same'
+    """
+    start = time.perf_counter()
+    images = take_photos([photo1, photo2], EXPIRED_PAIR)
+    read_ms = 1000 * (time.perf_counter() - start)
+    r = verify(images[0], images[1], model=model or None, face1=_face_index(face1),
+               face2=_face_index(face2))
+    start = time.perf_counter()
+    faces = {"model": r.model, "detector": r.detector, "threshold": r.threshold, "band": r.band,
+             "photos": pickable_faces(images, r)}
+    pick_ms = 1000 * (time.perf_counter() - start)
+    stages = {k: v for k, v in r.timings.items() if k != "total"}
+    timings = {"read": read_ms, **stages, "all faces": pick_ms}
+    timings["total"] = sum(timings.values())
+    gauge, shown1, shown2, crops, details = _comparison(faces, *r.chosen)
+    gauge += f'<div style="color:#777;font-size:.9em">{ms_text(timings)}</div>'
+    details["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
+    counts = [len(photo["faces"]) for photo in faces["photos"]]
+    return (gauge, shown1, shown2, crops,
+            _face_picker(counts[0], r.chosen[0], "Face in photo 1"),
+            _face_picker(counts[1], r.chosen[1], "Face in photo 2"), details, faces)
+
+
+@user_errors
+def pick_faces(faces: dict | None, face1: int | None = None, face2: int | None = None) -> tuple:
+    """Verify tab, another face picked: the comparison recomputed from the `faces` that
+    `verify_photos` returned alone (no photo, no model run).
+
+    Returns (verdict HTML, photo 1 HTML, photo 2 HTML, aligned crops HTML, details dict).
+
+    >>> pick_faces(verify_photos("group.jpg", "b.jpg")[7], face1=1)[4]["images"][0]["chosen"]
+    1
+    """
+    if not faces:
+        raise FaceresError(NOT_RUN)
+    return _comparison(faces, face1, face2)
+
+
+def build() -> None:
+    """The tab's inputs, outputs and events (inside a `gr.Tab`)."""
+    models = model_choices("identity")
+    if not models:
+        gr.Markdown(missing_models("No identity model", "face verification"))
+        return
+    gr.Markdown("Two photos: are they the same person? Every face found is boxed; the green one "
+                "is compared (the largest by default, pick another below after a first run). "
+                "Photos are not kept: another model needs them uploaded again.")
+    with gr.Row():
+        with gr.Column():
+            photo1 = photo_input("Photo 1", "verify-photo1")
+            face1 = gr.Dropdown(choices=[], value=None, label="Face in photo 1", visible=False,
+                                elem_id="verify-face1")
+        with gr.Column():
+            photo2 = photo_input("Photo 2", "verify-photo2")
+            face2 = gr.Dropdown(choices=[], value=None, label="Face in photo 2", visible=False,
+                                elem_id="verify-face2")
+    with gr.Row(equal_height=True):
+        model = gr.Dropdown(models, value=models[0], label="Identity model", scale=2)
+        button = gr.Button("Verify", variant="primary", elem_id="verify-run", scale=1)
+    verdict = gr.HTML(elem_id="verify-verdict")
+    with gr.Row():
+        shown1 = gr.HTML()
+        shown2 = gr.HTML()
+    crops = gr.HTML()
+    with gr.Accordion("Details", open=False):
+        details = gr.JSON()
+    faces = gr.JSON(visible=False)  # in the browser only: what a new face pick needs
+    photo1.change(reset_picker, None, face1, api_name="reset_face1", api_visibility="private")
+    photo2.change(reset_picker, None, face2, api_name="reset_face2", api_visibility="private")
+    button.click(verify_photos, [photo1, photo2, model, face1, face2],
+                 [verdict, shown1, shown2, crops, face1, face2, details, faces],
+                 api_name="verify", preprocess=False)
+    gr.on([face1.input, face2.input], pick_faces, [faces, face1, face2],
+          [verdict, shown1, shown2, crops, details], api_name="pick_faces", preprocess=False)

@@ -1,0 +1,1 @@
+"""Converters of third-party weights (dlib's models) into timm models in the registry."""

@@ -1,0 +1,69 @@
+"""Find faces: a box, five landmarks and a score for every face in an RGB image.
+
+Detectors are plug-ins: one module each in this folder (a `NAME`, `available()` and
+`detect(image)`), listed once in `BACKENDS`. Today: OpenCV's YuNet (`faceres.detect.yunet`, its
+ONNX file resolved through the registry) and the converted dlib MMOD detector with dlib's 5-point
+landmarks (`faceres.detect.dlib`, weights committed in the registry). `detector="auto"` (or the
+setting `FACERES_DETECTOR`) takes the first available backend in table order. Every `Face` says
+which detector found it.
+
+>>> from faceres.imageio import load_image
+>>> faces = detect_faces(load_image("group.jpg"), detector="yunet")
+>>> faces[0].box, faces[0].landmarks.shape, faces[0].detector
+((212.0, 80.5, 96.3, 121.4), (5, 2), 'yunet')
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from faceres.detect import dlib, yunet
+from faceres.detect.face import DETECT_MAX_SIDE, SCHEMES, Face
+from faceres.errors import FaceresError, ImageError
+
+BACKENDS = {backend.NAME: backend for backend in (yunet, dlib)}
+"""Detector name → module with `available()` and `detect(image)`; "auto" takes the first available."""
+DETECTORS = ("auto", *BACKENDS)
+"""Every name a user may pass as `detector` (CLI choices, the app's dropdown, evaluations)."""
+
+__all__ = ["BACKENDS", "DETECTORS", "DETECT_MAX_SIDE", "SCHEMES", "Face", "detect_faces",
+           "detector_setting", "select_detector"]
+
+
+def detector_setting() -> str:
+    """The `FACERES_DETECTOR` setting (one of `DETECTORS`), "auto" when unset."""
+    value = os.environ.get("FACERES_DETECTOR", "auto").strip().lower() or "auto"
+    if value not in DETECTORS:
+        raise FaceresError(f"FACERES_DETECTOR={value!r} is not one of {', '.join(DETECTORS)}.")
+    return value
+
+
+def select_detector(detector: str | None = None) -> str:
+    """The backend that `detect_faces` will run for `detector` (None: the setting).
+
+    >>> select_detector("auto")   # "yunet" when its file resolves, else "dlib"
+    'yunet'
+    """
+    choice = (detector or detector_setting()).lower()
+    if choice not in DETECTORS:
+        raise FaceresError(f"Unknown detector {choice!r}; use one of {', '.join(DETECTORS)}.")
+    if choice == "auto":
+        return next((name for name, backend in BACKENDS.items() if backend.available()),
+                    list(BACKENDS)[-1])
+    return choice
+
+
+def detect_faces(image: np.ndarray, detector: str | None = None) -> list[Face]:
+    """Every face in an RGB uint8 image (from `faceres.imageio.load_image`), largest box first.
+
+    `detector` is one of `DETECTORS`; None reads the `FACERES_DETECTOR` setting.
+
+    >>> [f.score for f in detect_faces(rgb, detector="yunet")]
+    [0.93]
+    """
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        raise ImageError("detect_faces expects an H×W×3 RGB array; decode with load_image first.")
+    faces = BACKENDS[select_detector(detector)].detect(image)
+    return sorted(faces, key=lambda f: f.area, reverse=True)

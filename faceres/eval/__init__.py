@@ -1,0 +1,1 @@
+"""Evaluation: metrics shared by identity and expression, LFW protocols, FER2013 / FER+ scores."""

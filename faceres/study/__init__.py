@@ -1,0 +1,1 @@
+"""Studies of residual vs plain networks, from the registry's trained models."""

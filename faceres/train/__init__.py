@@ -1,0 +1,1 @@
+"""Training: the expression classifier loop, its augmentation, and publishing into the registry."""
