@@ -19,6 +19,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+from face_pairs import camera_rgb, lfw_pair, save
 from photos import as_upload, two_faces
 from PIL import Image
 
@@ -63,6 +64,12 @@ def two_faces_jpeg(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("photos") / "two.jpg"
     Image.fromarray(two_faces(skimage_data.astronaut())).save(path, quality=92)
     return path
+
+
+@pytest.fixture(scope="session")
+def camera_jpeg(tmp_path_factory) -> Path:
+    """skimage's cameraman: one face, a different person from the astronaut."""
+    return save(camera_rgb(), tmp_path_factory.mktemp("photos") / "camera.jpg", quality=92)
 
 
 # -- photos: decoding, privacy, drawing ----------------------------------------------------------
@@ -171,8 +178,8 @@ def test_pick_faces_works_from_the_json_alone(monkeypatch):
     def no_photo_or_model(*args, **kwargs):
         raise AssertionError("a face pick must not decode a photo or run a model")
 
-    for name in ("take_photo", "take_photos", "verify", "embed_crops", "load_identity_model"):
-        monkeypatch.setattr(app, name, no_photo_or_model)
+    for name in ("take_photos", "verify", "embed_crops", "load_identity_model"):
+        monkeypatch.setattr(verify_tab, name, no_photo_or_model)
     faces = json.loads(json.dumps(picked_faces()))  # as it comes back from the browser
     verdict, shown1, shown2, crops, details = verify_tab.pick_faces(faces, 0, 0)
     assert details["verdict"] == "same" and details["similarity"] == pytest.approx(1.0)
@@ -206,23 +213,36 @@ def test_gauge_shows_threshold_band_and_verdict():
 # -- handlers with stand-in models (formatting only) ---------------------------------------------
 
 
-def fake_expression(monkeypatch, faces: int):
-    """Replace `analyze_expression` with a stand-in returning `faces` faces."""
+FAKE_LABELS = {"fake": "happy", "m-happy": "happy", "m-sad": "sad", "m-fear": "fear",
+               "m-default": "neutral"}
+"""The expression the stand-in model of each name sees on every face ("m-default": no name)."""
+
+
+def fake_expression(monkeypatch, faces: int) -> list:
+    """Replace `analyze_expression` with a stand-in returning `faces` faces whose probabilities
+    depend on the model asked for (`FAKE_LABELS`; None runs "m-default"), so a handler that shows
+    another model's output is caught. Returns the models asked for, in order."""
     labels = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    asked = []
 
     def analyze_expression(img, model=None):
+        asked.append(model)
+        name = model or "m-default"
+        top = FAKE_LABELS[name]
         found = []
         for i in range(faces):
             probs = dict.fromkeys(labels, 0.05)
-            probs["happy"] = 0.7
+            probs[top] = 0.7
             box = (10.0 + 20 * i, 10.0, 16.0, 16.0)
             face = Face(box, np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet")
-            found.append(types.SimpleNamespace(face=face, probabilities=probs, label="happy",
+            found.append(types.SimpleNamespace(face=face, probabilities=probs, label=top,
                                                crop=np.zeros((48, 48), np.uint8)))
-        return types.SimpleNamespace(faces=found, model=model or "fake", detector="yunet",
+        return types.SimpleNamespace(faces=found, model=name, detector="yunet",
                                      timings={"detect": 1.0, "classify": 2.0})
 
-    monkeypatch.setattr(app, "analyze_expression", analyze_expression)
+    for tab in (expression_tab, compare_tab):
+        monkeypatch.setattr(tab, "analyze_expression", analyze_expression)
+    return asked
 
 
 @pytest.mark.parametrize("faces", [0, 1, 8])
@@ -238,27 +258,117 @@ def test_expression_handler_labels_every_face(monkeypatch, face_jpeg, faces):
         assert "6 largest" in summary
 
 
-def test_compare_handler_runs_both_models(monkeypatch, face_jpeg):
-    fake_expression(monkeypatch, 1)
-    res, res_text, plain, plain_text, details = compare_tab.compare_models(str(face_jpeg), "r", "p")
-    assert details["resnet"]["model"] == "r" and details["plain"]["model"] == "p"
-    assert "**happy**" in res_text and "ms" in plain_text
-    assert res.value["label"] == "happy"
+@pytest.mark.parametrize("model", ["m-happy", "m-sad", None])
+def test_expression_handler_shows_the_chosen_models_output(monkeypatch, face_jpeg, model):
+    asked = fake_expression(monkeypatch, 2)
+    html, *rest = expression_tab.analyze_photo(str(face_jpeg), model)
+    labels, (summary, details) = rest[:expression_tab.MAX_FACE_LABELS], rest[expression_tab.MAX_FACE_LABELS:]
+    name = model or "m-default"
+    expected = FAKE_LABELS[name]
+    assert asked == [model]
+    assert details["model"] == name and f"`{name}`" in summary
+    assert [face["label"] for face in details["faces"]] == [expected, expected]
+    assert [face["probabilities"][expected] for face in details["faces"]] == [0.7, 0.7]
+    assert [label.value["label"] for label in labels[:2]] == [expected, expected]
+    assert labels[0].label == f"Face 1: {expected}"
+
+
+@pytest.mark.parametrize("resnet, plain", [("m-happy", "m-sad"), ("m-sad", "m-fear")])
+def test_compare_handler_runs_both_chosen_models(monkeypatch, face_jpeg, resnet, plain):
+    asked = fake_expression(monkeypatch, 1)
+    res, res_text, plain_label, plain_text, details = compare_tab.compare_models(str(face_jpeg), resnet,
+                                                                         plain)
+    assert sorted(asked) == sorted([resnet, plain])
+    for key, name, label, text in (("resnet", resnet, res, res_text),
+                                   ("plain", plain, plain_label, plain_text)):
+        expected = FAKE_LABELS[name]
+        assert details[key]["model"] == name and details[key]["label"] == expected
+        assert details[key]["probabilities"][expected] == 0.7
+        assert label.value["label"] == expected
+        assert f"**{expected}**" in text and f"`{name}`" in text and "ms" in text
+
+
+def test_compare_handler_defaults_to_the_chosen_resnets_twin(monkeypatch, face_jpeg):
+    pairs = compare_tab.twin_pairs()
+    if len(pairs) < 2:
+        pytest.skip("needs two ResNet / plain twin pairs in the registry")
+    asked = fake_expression(monkeypatch, 1)
+    monkeypatch.setitem(FAKE_LABELS, pairs[-1][0], "surprise")
+    monkeypatch.setitem(FAKE_LABELS, pairs[-1][1], "angry")
+    monkeypatch.setitem(FAKE_LABELS, pairs[0][0], "happy")
+    monkeypatch.setitem(FAKE_LABELS, pairs[0][1], "sad")
+    resnet = pairs[-1][0]  # not the first pair: its twin is not the first plain model
+    twin = registry.get_entry(resnet)["twin"]
+    details = compare_tab.compare_models(str(face_jpeg), resnet, None)[-1]
+    assert (details["resnet"]["model"], details["plain"]["model"]) == (resnet, twin)
+    assert (details["resnet"]["label"], details["plain"]["label"]) == ("surprise", "angry")
+    details = compare_tab.compare_models(str(face_jpeg))[-1]  # nothing chosen: the first pair
+    assert (details["resnet"]["model"], details["plain"]["model"]) == pairs[0]
+    assert (details["resnet"]["label"], details["plain"]["label"]) == ("happy", "sad")
+    assert asked == [resnet, twin, *pairs[0]]
 
 
 # -- handlers with the registry's models ---------------------------------------------------------
 
 
 @needs_identity
-def test_verify_same_photo_is_same_person(face_jpeg):
+def test_verify_different_people(face_jpeg, camera_jpeg):
     verdict, shown1, shown2, crops, face1, face2, details, faces = verify_tab.verify_photos(
-        str(face_jpeg), str(face_jpeg))
-    assert details["verdict"] == "same" and "Same person" in verdict
-    assert details["similarity"] > details["threshold"]
+        str(face_jpeg), str(camera_jpeg))
+    assert details["verdict"] == "different" and "Different people" in verdict
+    assert details["similarity"] < details["threshold"] - details["band"]
     assert shown1.startswith("<div") and "<img" in shown1 and crops.count("<img") == 2
-    assert face1.visible is False  # one face: no picker
+    assert face1.visible is False and face2.visible is False  # one face each: no picker
     assert faces["model"] == details["model"] and len(faces["photos"][0]["faces"]) == 1
     assert {"read", "detect", "embed"} <= set(details["timings_ms"])
+
+
+@needs_identity
+@pytest.mark.parametrize("same", [True, False], ids=["same-person", "different-people"])
+def test_verify_two_lfw_photos(same):
+    photo1, photo2 = lfw_pair(same)
+    verdict, *_, details, faces = verify_tab.verify_photos(str(photo1), str(photo2))
+    if same:
+        assert details["verdict"] == "same" and "Same person" in verdict
+        assert details["similarity"] > details["threshold"] + details["band"]
+    else:
+        assert details["verdict"] == "different" and "Different people" in verdict
+        assert details["similarity"] < details["threshold"] - details["band"]
+    # what the face pickers get back gives the same answer without the photos
+    picked = verify_tab.pick_faces(json.loads(json.dumps(faces)), 0, 0)[4]
+    assert picked["verdict"] == details["verdict"]
+    assert picked["similarity"] == pytest.approx(details["similarity"], abs=1e-4)
+
+
+def other_expression_model() -> str:
+    """A registry expression model other than the default, with other classes (FER+) if any."""
+    default, *others = common.model_choices("expression")
+    if not others:
+        pytest.skip("needs a second expression model in the registry")
+
+    def classes(name: str) -> set[str]:
+        config = json.loads(registry.resolve_file(name, "config.json").read_text())
+        return set(config["label_names"])
+
+    return next((name for name in others if classes(name) != classes(default)), others[-1])
+
+
+@needs_expression
+def test_expression_handler_runs_the_chosen_registry_model(face_jpeg):
+    from faceres import analyze_expression
+
+    default, other = common.model_choices("expression")[0], other_expression_model()
+    shown = {}
+    for name in (default, other, None):
+        details = expression_tab.analyze_photo(str(face_jpeg), name)[-1]
+        direct = analyze_expression(str(face_jpeg), model=name).faces
+        assert details["model"] == (name or default) and len(details["faces"]) == 1
+        probs = details["faces"][0]["probabilities"]
+        assert probs == pytest.approx(direct[0].probabilities, abs=1e-4)
+        shown[name] = probs
+    assert shown[None] == shown[default]
+    assert set(shown[other]) != set(shown[default]) or max(
+        abs(shown[other][k] - shown[default][k]) for k in shown[default]) > 0.05
 
 
 @needs_identity
@@ -393,12 +503,24 @@ def test_client_sees_the_api(client):
 
 
 @needs_identity
-def test_client_verify(client, face_jpeg):
+def test_client_verify_different_people(client, face_jpeg, camera_jpeg):
     from gradio_client import handle_file
 
-    out = client.predict(handle_file(str(face_jpeg)), handle_file(str(face_jpeg)),
+    out = client.predict(handle_file(str(face_jpeg)), handle_file(str(camera_jpeg)),
                          common.model_choices("identity")[0], None, None, api_name="/verify")
+    assert out[6]["verdict"] == "different"
+    assert out[6]["similarity"] < out[6]["threshold"] - out[6]["band"]
+
+
+@needs_identity
+def test_client_verify_same_person(client):
+    from gradio_client import handle_file
+
+    photo1, photo2 = lfw_pair(same=True)
+    out = client.predict(handle_file(str(photo1)), handle_file(str(photo2)), None, None, None,
+                         api_name="/verify")
     assert out[6]["verdict"] == "same"
+    assert out[6]["similarity"] > out[6]["threshold"] + out[6]["band"]
 
 
 @needs_identity
@@ -429,7 +551,13 @@ def test_client_bad_input_is_a_message(client, tmp_path):
 def test_client_expression(client, face_jpeg):
     from gradio_client import handle_file
 
-    out = client.predict(handle_file(str(face_jpeg)), common.model_choices("expression")[0],
-                         api_name="/expression")
-    details = out[-1]
-    assert len(details["faces"]) >= 1 and details["faces"][0]["label"]
+    from faceres import analyze_expression
+
+    name = other_expression_model()
+    details = client.predict(handle_file(str(face_jpeg)), name, api_name="/expression")[-1]
+    direct = analyze_expression(str(face_jpeg), model=name)
+    assert details["model"] == name and len(details["faces"]) == len(direct.faces) == 1
+    face = details["faces"][0]
+    assert face["probabilities"] == pytest.approx(direct.faces[0].probabilities, abs=1e-4)
+    names = list(face["probabilities"])
+    assert face["label"] == names[int(np.argmax([face["probabilities"][n] for n in names]))]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+import faceres.eval.fer as eval_expression
 from faceres import registry
 from faceres.eval.fer import evaluate_expression, format_report, score
 from faceres.settings import data_dir
@@ -37,6 +40,68 @@ def test_score_maps_ferplus_names_onto_fer_folders():
                                                     no_face=0))
 
 
+def sklearn_scores(pred: np.ndarray, targets: np.ndarray, classes: int) -> dict:
+    """Accuracy, confusion matrix and per-class precision / recall / support by scikit-learn."""
+    precision, recall, _, support = precision_recall_fscore_support(
+        targets, pred, labels=range(classes), zero_division=0)
+    return {"accuracy": accuracy_score(targets, pred),
+            "confusion": confusion_matrix(targets, pred, labels=range(classes)),
+            "precision": precision, "recall": recall, "support": support}
+
+
+def assert_scores_match(report: dict, expected: dict, data_names) -> None:
+    assert report["accuracy"] == pytest.approx(expected["accuracy"])
+    for i, name in enumerate(data_names):
+        row = report["per_class"][name]
+        assert row["precision"] == pytest.approx(expected["precision"][i]), name
+        assert row["recall"] == pytest.approx(expected["recall"][i]), name
+        assert row["support"] == expected["support"][i], name
+
+
+def test_score_agrees_with_sklearn():
+    rng = np.random.default_rng(7)
+    labels = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    probs = rng.dirichlet(np.ones(7), 500)
+    targets = rng.choice(7, 500, p=[0.2, 0.02, 0.1, 0.3, 0.15, 0.08, 0.15])
+    report = score(probs, targets, labels, tuple(labels))
+    expected = sklearn_scores(probs.argmax(1), targets, 7)
+    np.testing.assert_array_equal(report["confusion"], expected["confusion"])
+    assert_scores_match(report, expected, labels)
+    assert report["n"] == 500
+
+
+def test_score_of_a_ferplus_model_on_fer_folders_agrees_with_sklearn():
+    model_names = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+                   "contempt"]
+    data_names = ("angry", "fear", "happy", "neutral", "sad")
+    # each model class as the data class of the same meaning (-1: none, always wrong)
+    as_data = {0: 3, 1: 2, 2: -1, 3: 4, 4: 0, 5: -1, 6: 1, 7: -1}
+    rng = np.random.default_rng(8)
+    targets = rng.choice(5, 400)
+    probs = rng.dirichlet(np.ones(8), 400)
+    right = rng.random(400) < 0.6  # a model that is mostly right
+    model_class = {d: m for m, d in as_data.items() if d >= 0}
+    probs[right, [model_class[t] for t in targets[right]]] += 1
+    pred = np.array([as_data[int(p)] for p in probs.argmax(1)])
+    assert (pred == targets).mean() > 0.5
+    report = score(probs, targets, model_names, data_names)
+    assert_scores_match(report, sklearn_scores(pred, targets, 5), data_names)
+    # rows: the true data class; columns: the model's own class
+    conf = np.zeros((5, 8), int)
+    for t, p in zip(targets, probs.argmax(1)):
+        conf[t, p] += 1
+    np.testing.assert_array_equal(report["confusion"], conf)
+
+
+def mirrored_probs(loaded, x: torch.Tensor) -> np.ndarray:
+    """Softmax of a loaded registry model (eval mode, float32) on standardised images `x`,
+    averaged with their mirror images."""
+    x = x.to(loaded.device)
+    with torch.no_grad():
+        probs = (loaded.model(x).softmax(1) + loaded.model(x.flip(3)).softmax(1)) / 2
+    return probs.cpu().numpy()
+
+
 @needs_model
 def test_astronaut_gets_one_face_with_probabilities():
     from faceres import analyze_expression
@@ -44,10 +109,17 @@ def test_astronaut_gets_one_face_with_probabilities():
     result = analyze_expression(skdata.astronaut())
     assert len(result.faces) == 1
     face = result.faces[0]
-    labels = registry.load(result.model).config["label_names"]
-    assert list(face.probabilities) == labels and face.label in labels
-    assert abs(sum(face.probabilities.values()) - 1) < 1e-4
+    loaded = registry.load(result.model)
+    labels = loaded.config["label_names"]
+    assert list(face.probabilities) == labels
+    scores = np.array([face.probabilities[name] for name in labels])
+    assert face.label == labels[int(np.argmax(scores))]
+    assert abs(scores.sum() - 1) < 1e-4
     assert face.crop.shape == (48, 48) and face.crop.dtype == np.uint8
+    # the probabilities are the model's on the crop it saw and its mirror image (float32 here)
+    mean, std = (float(loaded.config["pretrained_cfg"][k][0]) for k in ("mean", "std"))
+    x = (torch.from_numpy(face.crop).float()[None, None] / 255 - mean) / std
+    np.testing.assert_allclose(scores, mirrored_probs(loaded, x)[0], atol=0.02)
     assert set(result.timings) >= {"decode", "detect", "align", "classify", "total"}
 
 
@@ -60,10 +132,36 @@ def test_no_face_gives_an_empty_result():
 
 @needs_model
 @needs_fer
-def test_default_model_reaches_its_card_on_privatetest():
+def test_default_model_reaches_its_card_on_privatetest(monkeypatch):
     name = registry.default_model("expression")
+    seen = {}
+
+    def predict_faces(model, faces, flip=True):
+        seen.update(faces=faces, probs=original(model, faces, flip))
+        return seen["probs"]
+
+    original = eval_expression.predict_faces
+    monkeypatch.setattr(eval_expression, "predict_faces", predict_faces)
     report = evaluate_expression(name, split="PrivateTest")
-    card = registry.get_entry(name)["metrics"]["fer2013-privatetest/accuracy"]
     assert report["n"] == 3589 and report["faces"] == "crop"
-    assert abs(report["accuracy"] - card) < 1e-3
+
+    # the scores, recomputed by sklearn from the same predictions and the true classes read from
+    # the file paths (PrivateTest/<class>/<file>)
+    loaded = registry.load(name)
+    labels = list(loaded.config["label_names"])
+    assert report["true_labels"] == report["predicted_labels"] == labels
+    targets = np.array([labels.index(f.split("/")[-2]) for f in seen["faces"].files])
+    assert len(targets) == 3589
+    expected = sklearn_scores(seen["probs"].argmax(1), targets, len(labels))
+    np.testing.assert_array_equal(report["confusion"], expected["confusion"])
+    assert_scores_match(report, expected, labels)
+
+    # those predictions are the model's: 64 images re-run here in float32, mirror image included
+    pick = np.random.default_rng(0).choice(3589, 64, replace=False)
+    mean, std = (float(loaded.config["pretrained_cfg"][k][0]) for k in ("mean", "std"))
+    x = (torch.from_numpy(seen["faces"].images[pick]).float()[:, None] / 255 - mean) / std
+    np.testing.assert_allclose(seen["probs"][pick], mirrored_probs(loaded, x), atol=0.02)
+
+    card = registry.get_entry(name)["metrics"]["fer2013-privatetest/accuracy"]
+    assert abs(report["accuracy"] - card) < 1e-3  # the published number is reproduced
     assert report["accuracy"] >= 0.70

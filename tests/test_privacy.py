@@ -18,6 +18,7 @@ from PIL import Image
 
 from faceres import app
 from faceres.app import compare_tab, expression_tab, uploads, verify_tab
+from tests.face_pairs import camera_rgb
 from tests.test_app import as_upload, has_default, serve_app
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -46,9 +47,9 @@ def test_no_upload_remains_after_requests(tmp_path):
     for folder in (uploads, temp, home):
         folder.mkdir()
     env = {"GRADIO_TEMP_DIR": str(uploads), "TMPDIR": str(temp), "HOME": str(home)}
-    face_jpeg, png, broken = (tmp_path / n for n in ("face.jpg", "face.png", "broken.jpg"))
+    face_jpeg, png, broken = (tmp_path / n for n in ("face.jpg", "camera.png", "broken.jpg"))
     Image.fromarray(skimage_data.astronaut()).save(face_jpeg, quality=92)
-    Image.open(face_jpeg).save(png)
+    Image.fromarray(camera_rgb()).save(png)  # another person (not a photo compared with itself)
     broken.write_bytes(face_jpeg.read_bytes()[:2000])
 
     with serve_app(env) as url:
@@ -58,8 +59,9 @@ def test_no_upload_remains_after_requests(tmp_path):
         if has_default("identity"):
             out = client.predict(handle_file(str(face_jpeg)), handle_file(str(png)), None, None,
                                  None, api_name="/verify")
-            assert out[6]["verdict"] == "same"
-            assert client.predict(out[7], 0, 0, api_name="/pick_faces")[-1]["verdict"] == "same"
+            assert out[6]["verdict"] == "different"
+            picked = client.predict(out[7], 0, 0, api_name="/pick_faces")[-1]
+            assert picked["verdict"] == "different"
             with pytest.raises(AppError, match="truncated or corrupt"):
                 client.predict(handle_file(str(broken)), handle_file(str(face_jpeg)), None, None,
                                None, api_name="/verify")
@@ -107,12 +109,12 @@ def test_no_decoded_photo_outlives_a_request(monkeypatch, tmp_path):
     monkeypatch.setattr(uploads, "load_image", load_image)
     photo, other = tmp_path / "face.jpg", tmp_path / "other.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo, quality=92)
-    Image.fromarray(skimage_data.astronaut()).save(other, quality=90)
+    Image.fromarray(camera_rgb()).save(other, quality=90)  # another person
     outputs = [verify_tab.verify_photos(as_upload(photo, upload_dir), as_upload(other, upload_dir)),
                expression_tab.analyze_photo(as_upload(photo, upload_dir))]
     if compare_tab.twin_pairs():
         outputs.append(compare_tab.compare_models(as_upload(photo, upload_dir)))
-    assert len(decoded) == len(outputs) + 1 and outputs[0][6]["verdict"] == "same"
+    assert len(decoded) == len(outputs) + 1 and outputs[0][6]["verdict"] == "different"
     del outputs  # what Gradio does once the response is sent
     gc.collect()
     assert not [ref for ref in decoded if ref() is not None], "a decoded photo is still held"

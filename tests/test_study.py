@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
 
 import pytest
+import torch
+from torch import nn
 
 from faceres import registry
 from faceres.study.depth import DEPTH_SWEEP, depth_report, findings, format_table, load_report
@@ -33,6 +36,36 @@ def test_report_rows_come_from_the_registry():
         assert (a["epochs"], a["lr"]) == (b["epochs"], b["lr"])
     table = format_table(rows)
     assert table.count("\n") == len(rows) + 1 and "plain56-fer" in table
+
+
+def has_shortcuts(model: nn.Module) -> bool:
+    """Whether the first block of `model` adds its input back: with its last convolution zeroed
+    (and that BatchNorm, if any, made to pass zeros), a residual block returns ReLU(input) and a
+    plain block returns zeros."""
+    block = copy.deepcopy(model.layer1[0]).float().eval()
+    with torch.no_grad():
+        block.conv2.weight.zero_()
+        if isinstance(block.bn2, nn.BatchNorm2d):
+            block.bn2.bias.zero_()
+            block.bn2.running_mean.zero_()
+        x = torch.rand(2, block.conv1.in_channels, 12, 12) + 0.1
+        out = block(x)
+    assert torch.allclose(out, x) or not out.any(), "neither a residual nor a plain block"
+    return bool(out.any())
+
+
+@needs_study
+def test_report_describes_the_registered_networks():
+    """Depth, shortcuts and BatchNorm of each row, found again in the registered network: its
+    weight layers on the main path (3×3 convolutions and the classifier; 1×1 projections are
+    shortcuts), whether a block adds its input back, and whether it has BatchNorm layers."""
+    for row in depth_report():
+        model = registry.load(row["name"], device="cpu").model
+        layers = [m for m in model.modules() if isinstance(m, nn.Linear)
+                  or (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))]
+        assert row["depth"] == len(layers), row["name"]
+        assert row["batchnorm"] == any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        assert row["residual"] == has_shortcuts(model), row["name"]
 
 
 @needs_study

@@ -89,19 +89,17 @@ def tiled_pyramid(
     image: torch.Tensor, mean: torch.Tensor, scale: float
 ) -> tuple[torch.Tensor, list[tuple[int, int, int, int]]]:
     """dlib's tiled pyramid of the RGB float image (1, 3, H, W) in 0..255, normalised for the
-    network: (1, 3, h, w) of (pixel - mean) * scale, black pixels between levels. Each level is
-    resized bilinearly from the previous one and rounded to 8 bits (a convex combination of
-    0..255 values, so no clamping is needed). Laid out channels-last."""
+    network: (1, 3, h, w) of (pixel - mean) * scale, zeros (the mean colour) between levels, as
+    dlib pads. Each level is resized bilinearly, in float, from the previous normalised level, as
+    dlib does. Laid out channels-last."""
     tiles, out_h, out_w = pyramid_layout(image.shape[2], image.shape[3])
     mean = mean.view(1, 3, 1, 1)
-    canvas = image.new_empty(1, out_h, out_w, 3).permute(0, 3, 1, 2)
-    canvas[:] = -mean * scale
-    level = image
+    canvas = image.new_zeros(1, out_h, out_w, 3).permute(0, 3, 1, 2)
+    level = (image - mean) * scale
     for i, (top, left, h, w) in enumerate(tiles):
         if i:
             level = F.interpolate(level, size=(h, w), mode="bilinear", align_corners=True)
-            level = level.round_()
-        torch.mul(level - mean, scale, out=canvas[..., top : top + h, left : left + w])
+        canvas[..., top : top + h, left : left + w] = level
     return canvas, tiles
 
 
@@ -180,7 +178,7 @@ class DlibFaceDetector:
         stride, offset = self.net.stride, self.net.offset
         cx = cols.cpu().numpy() * stride + offset
         cy = rows.cpu().numpy() * stride + offset
-        half_w, half_h = self.window[0] / 2, self.window[1] / 2
+        half_w, half_h = (self.window[0] - 1) / 2, (self.window[1] - 1) / 2
         boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], 1).astype(float)
         boxes = np.floor(tiles_to_image(boxes.reshape(-1, 4), tiles) + 0.5)
         keep = non_max_suppression(boxes, values, self.nms_iou)
