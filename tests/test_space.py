@@ -73,7 +73,7 @@ def test_built_space_imports_its_app_and_builds_the_blocks(tmp_path, capsys):
     run = subprocess.run([sys.executable, "-c", IMPORT_APP], cwd=out, env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "built Blocks" in run.stdout
+    assert "built UploadsOnly" in run.stdout  # the app's gr.Blocks, which reads only uploads
 
 
 def test_build_refuses_a_non_empty_folder_and_unpinned_models_without_weights(tiny_registry,
@@ -88,4 +88,4 @@ def test_build_refuses_a_non_empty_folder_and_unpinned_models_without_weights(ti
     registry.update_entry("tiny", repo_id="faceres-test/tiny", revision="a" * 40)
     out = space.build(tmp_path / "space", weights=False)
     assert not (out / "registry" / "models").exists()
-    assert (out / "app.py").is_file() and (out / "faceres" / "registry.py").is_file()
+    assert (out / "app.py").is_file() and (out / "faceres" / "registry" / "__init__.py").is_file()
