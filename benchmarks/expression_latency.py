@@ -4,6 +4,8 @@ Prints the median (and 90th percentile) of each stage: decode, detect, align, cl
 The photo is scikit-image's astronaut, scaled into a 640×480 JPEG (decoding is measured too).
 
     python benchmarks/expression_latency.py [--model NAME] [--detector yunet|dlib] [--runs 50]
+
+The result is written to benchmarks/results/expression_latency.json (`--out`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import io
 
 from PIL import Image
-from stages import parse_args, print_json, print_stages, setup, time_stages
+from stages import parse_args, print_stages, record, setup, time_stages
 
 from faceres.expression import analyze_expression
 
@@ -28,17 +30,25 @@ def photo() -> bytes:
 
 
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0], "expression model (default: the registry's default)")
+    args = parse_args(
+        __doc__.splitlines()[0],
+        "expression model (default: the registry's default)",
+        "expression_latency",
+    )
 
     image = photo()
     result, median, p90 = time_stages(
         lambda: analyze_expression(image, model=args.model, detector=args.detector),
-        args.runs, args.warmup)
+        args.runs,
+        args.warmup,
+    )
+    record(result, args, median, p90, faces=[{"label": f.label} for f in result.faces])
     if args.json:
-        print_json(result, args, median, p90)
         return
-    print(f"analyze_expression on a 640x480 JPEG (scikit-image astronaut), model {result.model}, "
-          f"detector {result.detector}, {setup(args)}")
+    print(
+        f"analyze_expression on a 640x480 JPEG (scikit-image astronaut), model {result.model}, "
+        f"detector {result.detector}, {setup(args)}"
+    )
     print_stages(median, p90)
     faces = ", ".join(f"{f.label} {f.probabilities[f.label]:.2f}" for f in result.faces)
     print(f"faces: {len(result.faces)} ({faces})")

@@ -6,6 +6,8 @@ latency and the error count, overall and per endpoint; exits non-zero when any r
 
     python app.py &                                  # the app, queue and concurrency as deployed
     python benchmarks/load.py --clients 8 --duration 60 [--url http://127.0.0.1:7860/] [--json]
+
+The summary is written to benchmarks/results/load.json (`--out`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
+
+from record import add_out_argument, save
 
 ENDPOINTS = ("/verify", "/expression")
 
@@ -40,13 +44,22 @@ def call(client, endpoint: str, photo: str):
     from gradio_client import handle_file
 
     if endpoint == "/verify":
-        return client.predict(handle_file(photo), handle_file(photo), None, None, None,
-                              api_name=endpoint)
+        return client.predict(
+            handle_file(photo), handle_file(photo), None, None, None, api_name=endpoint
+        )
     return client.predict(handle_file(photo), None, api_name=endpoint)
 
 
-def run_client(url: str, index: int, photo: bytes, folder: Path, deadline: float,
-               endpoints: list[str], results: list, lock: threading.Lock) -> None:
+def run_client(
+    url: str,
+    index: int,
+    photo: bytes,
+    folder: Path,
+    deadline: float,
+    endpoints: list[str],
+    results: list,
+    lock: threading.Lock,
+) -> None:
     """Loop until `deadline`: one request at a time, alternating the endpoints."""
     from gradio_client import Client
 
@@ -103,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument("--image", help="face photo to send (default: skimage's astronaut)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
+    add_out_argument(parser, "load")
     args = parser.parse_args(argv)
 
     from gradio_client import Client
@@ -119,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         photo = face_photo(folder, args.image)
         start = time.monotonic()
         threads = [
-            threading.Thread(target=run_client, args=(args.url, i, photo, folder,
-                                                      start + args.duration, endpoints,
-                                                      results, lock))
+            threading.Thread(
+                target=run_client,
+                args=(args.url, i, photo, folder, start + args.duration, endpoints, results, lock),
+            )
             for i in range(args.clients)
         ]
         for t in threads:
@@ -132,8 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     if not results:
         print("no request completed")
         return 1
-    summary = {"url": args.url, "clients": args.clients, "duration_s": round(wall, 1),
-               "endpoints": endpoints, **summarise(results, wall)}
+    summary = {
+        "url": args.url,
+        "clients": args.clients,
+        "duration_s": round(wall, 1),
+        "endpoints": endpoints,
+        **summarise(results, wall),
+    }
+    save(summary, args.out)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -141,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in ["all", *endpoints]:
             if name in summary:
                 s = summary[name]
-                print(f"{name:12s} {s['requests']:5d} requests  {s['throughput_rps']:6.2f} req/s  "
-                      f"p50 {s['p50_ms']} ms  p95 {s['p95_ms']} ms  errors {s['errors']}")
+                print(
+                    f"{name:12s} {s['requests']:5d} requests  {s['throughput_rps']:6.2f} req/s  "
+                    f"p50 {s['p50_ms']} ms  p95 {s['p95_ms']} ms  errors {s['errors']}"
+                )
         for error in summary["first_errors"]:
             print(f"error: {error}")
     return 1 if summary["all"]["errors"] else 0

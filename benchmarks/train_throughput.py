@@ -5,6 +5,8 @@ warm-up, on random 48×48 images, and prints images/s and the projected time of 
 over FER2013 Training (28,709 images).
 
     python benchmarks/train_throughput.py --arch faceres_resnet18_48 [--device cpu] [--epochs 60]
+
+Prints one JSON line, also written to benchmarks/results/train_throughput.json (`--out`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import time
 
 import torch
+from record import add_out_argument, save
 
 from faceres.settings import default_device
 from faceres.train.classifier import TrainConfig, build_model, step_seconds
@@ -28,6 +31,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--steps", type=int, default=20)
+    add_out_argument(parser, "train_throughput")
     args = parser.parse_args()
 
     device = default_device(args.device)
@@ -39,13 +43,20 @@ def main() -> None:
     t0 = time.perf_counter()
     step = step_seconds(model, x, y, cfg, 0.5, 0.25, steps=args.steps)
     seconds_per_epoch = step * steps_per_epoch
-    print(json.dumps({
-        "arch": args.arch, "device": str(device), "threads": torch.get_num_threads(),
+    data = {
+        "arch": args.arch,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
+        "steps": args.steps,
         "images_per_second": round(args.batch_size / step, 1),
         "projected_hours": round(args.epochs * seconds_per_epoch / 3600, 2),
         "note": "training steps only; validation adds about 5% per epoch",
-        "epochs": args.epochs, "measured_seconds": round(time.perf_counter() - t0, 1),
-    }))
+        "epochs": args.epochs,
+        "measured_seconds": round(time.perf_counter() - t0, 1),
+    }
+    save(data, args.out)
+    print(json.dumps(data))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ The photos are two LFW images when `FACERES_DATA` holds LFW, else scikit-image's
 a rotated, re-lit copy, both resized to 250×250.
 
     python benchmarks/verify_latency.py [--model NAME] [--detector yunet|dlib] [--runs 50]
+
+The result is written to benchmarks/results/verify_latency.json (`--out`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import io
 
 import numpy as np
 from PIL import Image
-from stages import parse_args, print_json, print_stages, setup, time_stages
+from stages import parse_args, print_stages, record, setup, time_stages
 
 from faceres.identity import verify
 from faceres.settings import data_dir
@@ -40,16 +42,31 @@ def photos() -> tuple[bytes, bytes, str]:
 
 
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0], "identity model (default: the registry's default)")
+    args = parse_args(
+        __doc__.splitlines()[0],
+        "identity model (default: the registry's default)",
+        "verify_latency",
+    )
 
     a, b, source = photos()
     result, median, p90 = time_stages(
-        lambda: verify(a, b, model=args.model, detector=args.detector), args.runs, args.warmup)
+        lambda: verify(a, b, model=args.model, detector=args.detector), args.runs, args.warmup
+    )
+    record(
+        result,
+        args,
+        median,
+        p90,
+        photos=source,
+        verdict=result.verdict,
+        similarity=result.similarity,
+    )
     if args.json:
-        print_json(result, args, median, p90)
         return
-    print(f"verify on two 250x250 JPEGs ({source}), model {result.model}, detector "
-          f"{result.detector}, {setup(args)}")
+    print(
+        f"verify on two 250x250 JPEGs ({source}), model {result.model}, detector "
+        f"{result.detector}, {setup(args)}"
+    )
     print_stages(median, p90)
     print(f"verdict {result.verdict}, similarity {result.similarity:.4f}")
 
