@@ -17,7 +17,7 @@ deselected (listed in the report). A mutant is *killed* when pytest fails or tim
 *survives* when every test passes. Prints a table per module and the survivors; writes JSON.
 
     python benchmarks/mutants.py                            # all modules, 20 mutants each + issue
-    python benchmarks/mutants.py --modules verify,alignment --limit 5 --no-issue
+    python benchmarks/mutants.py --modules identity,align --limit 5 --no-issue
     python benchmarks/mutants.py --issue-only               # the named mutants only
     python benchmarks/mutants.py --list                     # show the mutants, run nothing
 """
@@ -54,8 +54,8 @@ class Module:
 
 
 MODULES: dict[str, Module] = {
-    "eval_identity": Module(
-        "faceres/eval_identity.py",
+    "eval.metrics": Module(
+        "faceres/eval/metrics.py",
         (
             "best_threshold",
             "accuracy",
@@ -65,17 +65,17 @@ MODULES: dict[str, Module] = {
             "tar_at_far",
             "best_balanced_accuracy",
             "uncertainty_band",
-            "pair_metrics",
         ),
         ("tests/test_eval_identity.py",),
     ),
-    "verify": Module(
-        "faceres/verify.py",
+    "eval.lfw": Module("faceres/eval/lfw.py", ("pair_metrics",), ("tests/test_eval_identity.py",)),
+    "identity": Module(
+        "faceres/identity.py",
         ("decide", "pick_face", "embed_views"),
         ("tests/test_verify.py",),
     ),
-    "alignment": Module(
-        "faceres/alignment.py",
+    "align": Module(
+        "faceres/align.py",
         (
             "dlib_mean_face_yunet5",
             "dlib_chip_template",
@@ -86,14 +86,14 @@ MODULES: dict[str, Module] = {
         ("tests/test_alignment.py",),
     ),
     "registry": Module(
-        "faceres/registry.py",
+        "faceres/registry/resolve.py",
         ("sha256_file", "_hash_folder", "_check_folder", "verify"),
         ("tests/test_registry.py",),
     ),
     # issue mutants only (no generated ones: their functions need models or a GPU)
-    "app": Module("faceres/app.py", (), ("tests/test_app.py",)),
+    "app": Module("faceres/app/expression_tab.py", (), ("tests/test_app.py",)),
     "train": Module(
-        "faceres/train.py", (), ("tests/test_train.py", "tests/test_expression_models.py")
+        "faceres/train/classifier.py", (), ("tests/test_train.py", "tests/test_expression_models.py")
     ),
 }
 
@@ -114,9 +114,9 @@ VERIFY_TESTS = ("tests/test_verify.py", "tests/test_eval_identity.py", "tests/te
 ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "no-per-view-l2",
-        "verify.embed_crops returns raw (un-normalised) embeddings, so embed_views sums views "
+        "identity.embed_crops returns raw (un-normalised) embeddings, so embed_views sums views "
         "of unequal length",
-        "faceres/verify.py",
+        "faceres/identity.py",
         "    return torch.nn.functional.normalize(out, dim=1).cpu().numpy()",
         "    return out.cpu().numpy()",
         VERIFY_TESTS,
@@ -124,7 +124,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "verify-band-zero",
         "verify ignores the calibrated band (band = 0: never 'uncertain')",
-        "faceres/verify.py",
+        "faceres/identity.py",
         'band = float(meta.get("band", DEFAULT_BAND))',
         "band = 0.0",
         VERIFY_TESTS,
@@ -132,7 +132,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "uncertainty-band-zero",
         "eval_identity.uncertainty_band always returns 0",
-        "faceres/eval_identity.py",
+        "faceres/eval/metrics.py",
         "    return float(np.quantile(np.abs(scores[wrong] - threshold), coverage))",
         "    return 0.0",
         ("tests/test_eval_identity.py",),
@@ -140,7 +140,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "kfold-threshold-sees-test-fold",
         "kfold_accuracy picks each fold's threshold on all folds, the test fold included",
-        "faceres/eval_identity.py",
+        "faceres/eval/metrics.py",
         "best_threshold(scores[~test], labels[~test])",
         "best_threshold(scores, labels)",
         ("tests/test_eval_identity.py",),
@@ -148,7 +148,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "tar-at-far-zero",
         "tar_at_far returns a TAR of 0",
-        "faceres/eval_identity.py",
+        "faceres/eval/metrics.py",
         "    return float(tpr[k]), float(thresholds[k])",
         "    return 0.0, float(thresholds[k])",
         ("tests/test_eval_identity.py",),
@@ -156,7 +156,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "app-expression-ignores-model",
         "the app's expression handler runs the default model whatever model was chosen",
-        "faceres/app.py",
+        "faceres/app/expression_tab.py",
         "r = analyze_expression(image, model=model or None)",
         "r = analyze_expression(image, model=None)",
         ("tests/test_app.py", "tests/test_expression_api.py"),
@@ -164,7 +164,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "train-no-optimiser-step",
         "the training loop never calls optimiser.step() (weights never change)",
-        "faceres/train.py",
+        "faceres/train/classifier.py",
         "                norms.append(grad_norms(model, names))\n            opt.step()\n",
         "                norms.append(grad_norms(model, names))\n            pass\n",
         ("tests/test_train.py", "tests/test_expression_models.py", "tests/test_study.py"),
@@ -172,7 +172,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "align-with-other-landmarks",
         "verify aligns each image with the other image's landmarks",
-        "faceres/verify.py",
+        "faceres/identity.py",
         "for image, found, i in zip(images, faces, chosen, strict=True)]",
         "for image, found, i in zip(images, faces[::-1], chosen[::-1], strict=True)]",
         VERIFY_TESTS,
@@ -180,7 +180,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "tta-vertical-flip-identity",
         "identity test-time augmentation flips vertically (upside down) instead of mirroring",
-        "faceres/verify.py",
+        "faceres/identity.py",
         "torch.cat([batch, batch.flip(3)])",
         "torch.cat([batch, batch.flip(2)])",
         VERIFY_TESTS,
@@ -188,7 +188,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "tta-vertical-flip-expression",
         "expression test-time augmentation flips vertically instead of mirroring",
-        "faceres/train.py",
+        "faceres/expression.py",
         "x = torch.cat([x, x.flip(3)])",
         "x = torch.cat([x, x.flip(2)])",
         ("tests/test_train.py", "tests/test_expression_models.py", "tests/test_expression_api.py"),
@@ -196,7 +196,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "tune-reads-view2",
         "`faceres eval lfw --tune` tunes the template on View 2's images instead of View 1's",
-        "faceres/eval_identity.py",
+        "faceres/eval/lfw.py",
         "view1 = list(dict.fromkeys(p for pair in (*dev_train, *dev_test)",
         "view1 = list(dict.fromkeys(p for pair in (*view2,)",
         ("tests/test_eval_identity.py",),

@@ -18,6 +18,7 @@ checker notices; `test_wrong_figure_in_a_scratch_readme` does it to a file copy.
 
 from __future__ import annotations
 
+from faceres.settings import PROJECT_ROOT
 import json
 import re
 import subprocess
@@ -132,7 +133,7 @@ def git_metrics(commit: str, model: str) -> dict:
 
 @cache
 def study_rows() -> tuple[dict, ...]:
-    from faceres.study import depth_report
+    from faceres.study.depth import depth_report
 
     return tuple(depth_report())
 
@@ -161,7 +162,7 @@ def lfw_root() -> Path:
 @cache
 def view1_counts() -> tuple[int, int, int]:
     """(images, same-person pairs among them, DevTest pairs) of LFW View 1."""
-    from faceres.eval_identity import image_pairs, read_lfw_pairs
+    from faceres.eval.lfw import image_pairs, read_lfw_pairs
 
     root = lfw_root()
     images = root / "lfw-deepfunneled"
@@ -175,7 +176,7 @@ def ferplus_counts() -> tuple[int, int]:
     """(kept, all) FER2013 PrivateTest images under FER+ majority labels."""
     import csv
 
-    from faceres.data import _FERPLUS_VOTE_COLUMNS, ferplus_targets
+    from faceres.datasets.fer import _FERPLUS_VOTE_COLUMNS, ferplus_targets
 
     data = settings.data_dir()
     index = data / "fer2013" / "index.csv" if data else None
@@ -690,13 +691,13 @@ CLAIMS: list[Claim] = [
 
 
 def _tune_scales() -> tuple[float, ...]:
-    from faceres.eval_identity import TUNE_SCALES
+    from faceres.eval.lfw import TUNE_SCALES
 
     return TUNE_SCALES
 
 
 def _different_pairs() -> int:
-    from faceres.eval_identity import TUNE_DIFFERENT_PAIRS
+    from faceres.eval.lfw import TUNE_DIFFERENT_PAIRS
 
     return TUNE_DIFFERENT_PAIRS
 
@@ -753,7 +754,7 @@ def _history(run: str, detector: str = "yunet") -> list[float]:
 
 
 def _study_table() -> str:
-    from faceres.study import format_table
+    from faceres.study.depth import format_table
 
     return format_table(list(study_rows())) + "\n"
 
@@ -765,7 +766,7 @@ def _max_pixels() -> int:
 
 
 def _detect_max_side() -> int:
-    from faceres.detection import DETECT_MAX_SIDE
+    from faceres.detect import DETECT_MAX_SIDE
 
     return DETECT_MAX_SIDE
 

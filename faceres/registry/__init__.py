@@ -24,11 +24,17 @@ from faceres.registry.index import (
     registry_dir,
 )
 from faceres.registry.load import LoadedModel, load, load_task
-from faceres.registry.publish import push, save_model, update_config, update_entry
+from faceres.registry.publish import (
+    push,
+    save_model,
+    update_card_section,
+    update_config,
+    update_entry,
+)
 from faceres.registry.resolve import pull, resolve, resolve_file, sha256_file, verify
 
 __all__ = [
     "ENTRY_KEYS", "TASKS", "LoadedModel", "default_model", "get_entry", "list_models", "load",
     "load_task", "pull", "push", "registry_dir", "resolve", "resolve_file", "save_model",
-    "sha256_file", "update_config", "update_entry", "verify",
+    "sha256_file", "update_card_section", "update_config", "update_entry", "verify",
 ]

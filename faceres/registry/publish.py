@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
+import os
+import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,38 @@ from faceres.registry.index import (
 )
 from faceres.registry.load import _forget
 from faceres.registry.resolve import _check_folder, _check_hub, _hash_folder
+
+
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write `content` to `path` through a temporary file in the same folder and a rename, so a
+    reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content.encode("utf-8") if isinstance(content, str) else content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def card_sections(body: str) -> dict[str, str]:
+    """A card body split at its `## ` headings: heading line → section text (the text before the
+    first heading under the key "")."""
+    parts = re.split(r"(?m)^(?=## )", body)
+    return {(part.splitlines()[0] if part.startswith("## ") else ""): part.rstrip() + "\n"
+            for part in parts if part.strip()}
+
+
+def merge_card(old: str, new: str) -> str:
+    """`new` card body, followed by the sections of `old` whose headings `new` lacks (a study
+    section written by another command survives a re-save)."""
+    kept = {h: text for h, text in card_sections(old).items() if h}
+    fresh = card_sections(new)
+    extra = [text for heading, text in kept.items() if heading not in fresh]
+    return "\n".join([new.rstrip() + "\n", *extra]).rstrip() + "\n"
+
 
 # -- writing -----------------------------------------------------------------------------------
 
@@ -75,7 +109,7 @@ def _refresh_card_metrics(folder: Path, task: str, metrics: Mapping[str, float])
         return
     card = ModelCard.load(path)
     card.data.eval_results = _eval_results(task, list(card.data.datasets or []), metrics) or None
-    card.save(path)
+    write_atomic(path, str(card))
 
 
 def _description(card: str) -> str:
@@ -120,22 +154,30 @@ def save_model(
             raise ValueError(f"extra file {rel!r} must be a relative path inside the folder")
         if Path(rel).suffix in _PICKLE_SUFFIXES:
             raise ValueError(f"extra file {rel!r}: pickle formats are not allowed")
+    from huggingface_hub import ModelCard
+
     config = copy.deepcopy(config)
     config.setdefault("faceres", {})["task"] = task
-    readme = _model_card(name, task, config, card, metrics, license)
     folder = registry_dir() / "models" / name
-    if folder.exists():
-        shutil.rmtree(folder)
-    half = copy.deepcopy(model).cpu().half()
-    save_for_hf(half, folder, model_config=config, safe_serialization=True)
-    (folder / "README.md").write_text(readme, encoding="utf-8")
-    for rel, content in (files or {}).items():
-        path = folder / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, str):
-            path.write_text(content, encoding="utf-8")
-        else:
-            path.write_bytes(content)
+    if (folder / "README.md").is_file():
+        card = merge_card(ModelCard.load(folder / "README.md").text, card)
+    readme = _model_card(name, task, config, card, metrics, license)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{name}-") as tmp:
+        staged = Path(tmp)
+        save_for_hf(copy.deepcopy(model).cpu().half(), staged, model_config=config,
+                    safe_serialization=True)
+        (staged / "README.md").write_text(readme, encoding="utf-8")
+        for rel, content in (files or {}).items():
+            (staged / rel).parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(staged / rel, content)
+        new_files = _hash_folder(staged)
+        folder.mkdir(exist_ok=True)
+        for stale in set(_hash_folder(folder)) - set(new_files):
+            (folder / stale).unlink()
+        for rel in new_files:  # each file replaced by a rename: never half written
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged / rel, folder / rel)
     architecture = json.loads((folder / "config.json").read_text(encoding="utf-8"))["architecture"]
     with _index_lock():
         entries = _read_index()
@@ -205,9 +247,30 @@ def update_config(name: str, **faceres_fields: Any) -> dict:
     path = registry_dir() / entry["path"] / "config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
     config.setdefault("faceres", {}).update(faceres_fields)
-    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    write_atomic(path, json.dumps(config, indent=2) + "\n")
     update_entry(name)
     return config
+
+
+def update_card_section(name: str, heading: str, text: str) -> None:
+    """Put `text` under `## heading` in `name`'s model card (replacing that section, keeping every
+    other one and the front matter), then re-hash the folder.
+
+    >>> update_card_section("resnet20-fer", "Depth study", table_markdown)
+    """
+    from huggingface_hub import ModelCard
+
+    entry = get_entry(name)
+    if not entry.get("path"):
+        raise ModelError(f"{name} is not a committed registry folder; its card cannot change.")
+    path = registry_dir() / entry["path"] / "README.md"
+    card = ModelCard.load(path)
+    section = f"## {heading}\n\n{text.strip()}\n"
+    sections = card_sections(card.text)
+    sections[f"## {heading}"] = section
+    card.text = "\n".join(part.rstrip() + "\n" for part in sections.values()).rstrip() + "\n"
+    write_atomic(path, str(card))
+    update_entry(name)
 
 
 def push(name: str, repo_id: str, token: str | None = None) -> str:

@@ -172,23 +172,17 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-STUDY_HEADING = "## Depth study"
+STUDY_HEADING = "Depth study"
 
 
 def write_study_cards(rows: list[dict]) -> None:
-    """Put the study table and findings into the model card of every model of the study
-    (replacing an earlier study section), then re-hash each folder."""
-    section = (f"{STUDY_HEADING}\n\nThis model is part of faceres' ResNet-vs-plain depth study "
-               "(`faceres study depth --report`); one recipe per pair:\n\n"
-               f"{format_table(rows)}\n\n" + "\n".join(f"- {line}" for line in findings(rows))
-               + "\n")
+    """Put the study table and findings into the model card of every model of the study, as its
+    "Depth study" section (replacing an earlier one; the rest of each card is kept)."""
+    text = ("This model is part of faceres' ResNet-vs-plain depth study "
+            "(`faceres study depth --report`); one recipe per pair:\n\n"
+            f"{format_table(rows)}\n\n" + "\n".join(f"- {line}" for line in findings(rows)))
     for row in rows:
-        path = registry.resolve(row["name"]) / "README.md"
-        text = path.read_text(encoding="utf-8")
-        if STUDY_HEADING in text:
-            text = text[:text.index(STUDY_HEADING)].rstrip() + "\n"
-        path.write_text(f"{text.rstrip()}\n\n{section}", encoding="utf-8")
-        registry.update_entry(row["name"])
+        registry.update_card_section(row["name"], STUDY_HEADING, text)
 
 
 def _pyplot():
