@@ -22,12 +22,12 @@ import numpy as np
 from record import add_out_argument, save
 
 from faceres import registry
-from faceres.alignment import model_template, views
-from faceres.convert import dlib_resnet_from_file, find_dlib_file
-from faceres.detection import detect_faces
-from faceres.eval_identity import choose_face, lfw_dir, read_lfw_pairs
+from faceres.align import model_template, views
+from faceres.convert.dlib import dlib_resnet_from_file, find_dlib_file
+from faceres.detect import detect_faces
+from faceres.eval.lfw import choose_face, lfw_dir, read_lfw_pairs
 from faceres.imageio import load_image
-from faceres.verify import embed_crops
+from faceres.identity import embed_crops
 
 MODEL = "dlib-resnet29-face"
 
