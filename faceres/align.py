@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from faceres.detect import SCHEMES, Face
+from faceres.detect.landmarks import dlib5_in_box
 from faceres.errors import ModelError
 
 # dlib's mean face (dlib/image_transforms/interpolation.h, get_face_chip_details), points 17-67 of
@@ -178,9 +179,5 @@ def views(image: np.ndarray, face: Face, template: dict) -> list[np.ndarray]:
     augmentation chosen on LFW View 1)."""
     crops = [align(image, face, template)]
     if face.scheme != "dlib5" and "dlib5_box" in template:
-        from faceres.detect.landmarks import (
-            dlib5_in_box,  # loads dlib's predictor only when a template asks
-        )
-
         crops.append(align(image, dlib5_in_box(image, face, template["dlib5_box"]), template))
     return crops

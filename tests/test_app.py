@@ -25,7 +25,7 @@ from PIL import Image
 
 from faceres import app, registry
 from faceres.app import common, compare_tab, expression_tab, models_tab, render, uploads, verify_tab
-from faceres.detect import Face
+from faceres.detect import BACKENDS, Face
 from faceres.errors import ImageError, ModelError
 from faceres.settings import PROJECT_ROOT
 
@@ -225,7 +225,7 @@ def fake_expression(monkeypatch, faces: int) -> list:
     labels = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     asked = []
 
-    def analyze_expression(img, model=None):
+    def analyze_expression(img, model=None, detector=None):
         asked.append(model)
         name = model or "m-default"
         top = FAKE_LABELS[name]
@@ -321,6 +321,21 @@ def test_verify_different_people(face_jpeg, camera_jpeg):
     assert face1.visible is False and face2.visible is False  # one face each: no picker
     assert faces["model"] == details["model"] and len(faces["photos"][0]["faces"]) == 1
     assert {"read", "detect", "embed"} <= set(details["timings_ms"])
+
+
+@needs_identity
+@pytest.mark.parametrize("detector", ["yunet", "dlib"])
+def test_handlers_use_the_detector_asked_for(face_jpeg, camera_jpeg, detector):
+    if detector == "yunet" and not BACKENDS["yunet"].available():
+        pytest.skip("YuNet's model file does not resolve here (FACERES_DATA)")
+    details = verify_tab.verify_photos(str(face_jpeg), str(camera_jpeg), detector=detector)[6]
+    assert details["detector"] == detector
+    assert {f["detector"] for image in details["images"] for f in image["faces"]} == {detector}
+    if has_default("expression"):
+        assert expression_tab.analyze_photo(str(face_jpeg), detector=detector)[-1][
+            "detector"] == detector
+    with pytest.raises(gr.Error, match="Unknown detector"):
+        verify_tab.verify_photos(str(face_jpeg), str(camera_jpeg), detector="haar")
 
 
 @needs_identity

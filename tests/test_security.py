@@ -208,10 +208,10 @@ def upload(url: str, path: Path) -> str:
 
 def file_events(picture: dict) -> dict[str, list]:
     """Every event that takes a file, with `picture` in each of its file slots."""
-    return {"verify": [picture, picture, None, None, None],
-            "verify (photo 2)": [None, picture, None, None, None],
-            "expression": [picture, None],
-            "compare": [picture, None, None]}
+    return {"verify": [picture, picture, None, None, None, None],
+            "verify (photo 2)": [None, picture, None, None, None, None],
+            "expression": [picture, None, None],
+            "compare": [picture, None, None, None]}
 
 
 def attacks(server: dict) -> dict[str, dict]:
@@ -268,11 +268,11 @@ def test_an_upload_serves_one_request_only(server, tmp_path):
     Image.fromarray(skimage_data.astronaut()).save(photo, quality=90)
     path = upload(server["url"], photo)
     mine = {"path": path, "orig_name": "mine.jpg", "meta": FILE_DATA}
-    name, payload = call(server["url"], "expression", [mine, None])
+    name, payload = call(server["url"], "expression", [mine, None, None])
     assert name == "complete" and json.loads(payload)[-1]["faces"], payload[:300]
     # The same path named again (another client who learnt it, or a replay) is refused, and the
     # file is gone from the upload folder.
-    name, payload = call(server["url"], "expression", [mine, None])
+    name, payload = call(server["url"], "expression", [mine, None, None])
     assert name == "error" and json.loads(payload)["error"] == REFUSED
     assert not Path(path).exists()
 
@@ -282,7 +282,7 @@ def test_pick_faces_accepts_only_the_pictures_it_made(server, tmp_path):
     photo = tmp_path / "mine.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo, quality=90)
     ref = {"path": upload(server["url"], photo), "meta": FILE_DATA}
-    name, payload = call(server["url"], "verify", [ref, ref, None, None, None])
+    name, payload = call(server["url"], "verify", [ref, ref, None, None, None, None])
     faces = json.loads(payload)[7]
     Recorder.hits.clear()
     for picture in (f"{server['web']}/p.jpg", f"file://{SECRET_JPEG}", '" onerror="alert(1)'):
@@ -319,20 +319,20 @@ def test_bombs_and_oversized_inputs_get_a_message(server, tmp_path):
     bomb.write_bytes(png_bomb())
     assert bomb.stat().st_size < 200_000
     ref = {"path": upload(server["url"], bomb), "meta": FILE_DATA}
-    name, payload = call(server["url"], "expression", [ref, None])
+    name, payload = call(server["url"], "expression", [ref, None, None])
     assert name == "error" and "too large" in json.loads(payload)["error"]
     inline = {"path": None, "url": "data:image/png;base64," + base64.b64encode(
         png_bomb()).decode(), "meta": FILE_DATA}
-    name, payload = call(server["url"], "expression", [inline, None])
+    name, payload = call(server["url"], "expression", [inline, None, None])
     assert name == "error" and "too large" in json.loads(payload)["error"]
     huge = {"path": None, "url": "data:image/jpeg;base64," + "A" * (uploads.MAX_DATA_URI + 4),
             "meta": FILE_DATA}
-    name, payload = call(server["url"], "expression", [huge, None])
+    name, payload = call(server["url"], "expression", [huge, None, None])
     assert name == "error" and "too large" in json.loads(payload)["error"]
     photo = tmp_path / "a.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo)
     two = [{"path": upload(server["url"], photo), "meta": FILE_DATA}] * 2
-    name, payload = call(server["url"], "expression", [two, None])
+    name, payload = call(server["url"], "expression", [two, None, None])
     assert name == "error" and json.loads(payload)["error"] == REFUSED
     assert not any(server["gradio"].rglob("bomb.png"))
 
@@ -344,7 +344,7 @@ def test_a_burst_from_one_client_is_queued_not_crashed(server):
     inline = {"path": None, "meta": FILE_DATA,
               "url": "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()}
     with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda _: call(server["url"], "expression", [inline, None]),
+        answers = list(pool.map(lambda _: call(server["url"], "expression", [inline, None, None]),
                                 range(32)))
     for name, payload in answers:
         assert name == "complete" or (name == "error" and json.loads(payload).get("error")), (

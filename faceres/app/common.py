@@ -12,6 +12,7 @@ import functools
 import gradio as gr
 
 from faceres import registry
+from faceres.detect import DETECTORS
 from faceres.errors import FaceresError
 
 
@@ -52,3 +53,9 @@ def photo_input(label: str, elem_id: str) -> gr.Image:
     """A photo input (upload, webcam or clipboard) whose value is the upload's FileData."""
     return gr.Image(label=label, type="filepath", image_mode=None, height=320,
                     sources=["upload", "webcam", "clipboard"], elem_id=elem_id)
+
+
+def detector_input() -> gr.Dropdown:
+    """The face detector picker: every name of `faceres.detect.DETECTORS`, "auto" first."""
+    return gr.Dropdown(list(DETECTORS), value="auto", label="Face detector",
+                       info="auto: YuNet when its model file is here, else dlib's detector")

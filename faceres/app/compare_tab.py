@@ -13,7 +13,14 @@ import gradio as gr
 import numpy as np
 
 from faceres import registry
-from faceres.app.common import missing_models, model_choices, ms_text, photo_input, user_errors
+from faceres.app.common import (
+    detector_input,
+    missing_models,
+    model_choices,
+    ms_text,
+    photo_input,
+    user_errors,
+)
 from faceres.app.uploads import take_photo
 from faceres.errors import FaceresError
 from faceres.expression import analyze_expression
@@ -40,16 +47,13 @@ def twin_pairs() -> list[tuple[str, str]]:
     """(residual, plain) expression model pairs from the registry, the default model's first."""
     entries = {e["name"]: e for e in registry.list_models()}
     return [(name, entries[name]["twin"]) for name in model_choices("expression")
-            if entries[name].get("twin") in entries and not _is_plain(entries[name])]
+            if entries[name].get("twin") in entries
+            and registry.model_config(name)["faceres"].get("residual")]
 
 
-def _is_plain(entry: dict) -> bool:
-    return "plain" in entry["architecture"].lower() or "plain" in entry["name"].lower()
-
-
-def _run_one(image: np.ndarray, model: str) -> tuple[gr.Label, str, dict]:
+def _run_one(image: np.ndarray, model: str, detector: str | None) -> tuple[gr.Label, str, dict]:
     start = time.perf_counter()
-    r = analyze_expression(image, model=model)
+    r = analyze_expression(image, model=model, detector=detector)
     total_ms = 1000 * (time.perf_counter() - start)
     if not r.faces:
         raise FaceresError("No face found in the photo; try a larger, frontal face.")
@@ -63,8 +67,10 @@ def _run_one(image: np.ndarray, model: str) -> tuple[gr.Label, str, dict]:
 
 
 @user_errors
-def compare_models(photo: Any, resnet: str | None = None, plain: str | None = None) -> tuple:
-    """ResNet vs plain tab: the largest face through a ResNet and its plain twin.
+def compare_models(photo: Any, resnet: str | None = None, plain: str | None = None,
+                   detector: str | None = None) -> tuple:
+    """ResNet vs plain tab: the largest face (found by `detector`, default auto) through a ResNet
+    and its plain twin.
 
     Returns (ResNet label, ResNet summary, plain label, plain summary, details dict).
     """
@@ -75,8 +81,8 @@ def compare_models(photo: Any, resnet: str | None = None, plain: str | None = No
         resnet = resnet or pairs[0][0]
         plain = plain or registry.get_entry(resnet).get("twin") or pairs[0][1]
     image = take_photo(photo)
-    res_label, res_text, res_detail = _run_one(image, resnet)
-    plain_label, plain_text, plain_detail = _run_one(image, plain)
+    res_label, res_text, res_detail = _run_one(image, resnet, detector or None)
+    plain_label, plain_text, plain_detail = _run_one(image, plain, detector or None)
     return (res_label, res_text, plain_label, plain_text,
             {"resnet": res_detail, "plain": plain_detail})
 
@@ -112,6 +118,7 @@ def build() -> None:
             with gr.Column():
                 resnet = gr.Dropdown(residual, value=pairs[0][0], label="ResNet")
                 plain = gr.Dropdown(plains, value=pairs[0][1], label="Plain twin")
+                detector = detector_input()
                 button = gr.Button("Compare", variant="primary")
         with gr.Row():
             with gr.Column():
@@ -123,7 +130,7 @@ def build() -> None:
         with gr.Accordion("Details", open=False):
             details = gr.JSON()
         resnet.change(plain_twin, resnet, plain, api_name="plain_twin")
-        button.click(compare_models, [photo, resnet, plain],
+        button.click(compare_models, [photo, resnet, plain, detector],
                      [res_label, res_text, plain_label, plain_text, details],
                      api_name="compare", preprocess=False)
     gr.Markdown(EXPLANATION)

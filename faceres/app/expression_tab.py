@@ -11,7 +11,14 @@ from typing import Any
 
 import gradio as gr
 
-from faceres.app.common import missing_models, model_choices, ms_text, photo_input, user_errors
+from faceres.app.common import (
+    detector_input,
+    missing_models,
+    model_choices,
+    ms_text,
+    photo_input,
+    user_errors,
+)
 from faceres.app.render import draw_faces, image_html
 from faceres.app.uploads import take_photo
 from faceres.expression import analyze_expression
@@ -21,8 +28,9 @@ MAX_FACE_LABELS = 6
 
 
 @user_errors
-def analyze_photo(photo: Any, model: str | None = None) -> tuple:
-    """Expression tab: every face boxed and labelled, probabilities for the largest ones.
+def analyze_photo(photo: Any, model: str | None = None, detector: str | None = None) -> tuple:
+    """Expression tab: every face (found by `detector`, default auto) boxed and labelled,
+    probabilities for the largest ones.
 
     Returns (annotated photo HTML, `MAX_FACE_LABELS` gr.Label updates, summary Markdown,
     details dict).
@@ -30,7 +38,7 @@ def analyze_photo(photo: Any, model: str | None = None) -> tuple:
     start = time.perf_counter()
     image = take_photo(photo)
     read_ms = 1000 * (time.perf_counter() - start)
-    r = analyze_expression(image, model=model or None)
+    r = analyze_expression(image, model=model or None, detector=detector or None)
     timings = {"read": read_ms, **r.timings}
     faces = r.faces
     drawn = draw_faces(image, [f.face for f in faces],
@@ -70,6 +78,7 @@ def build() -> None:
         with gr.Column():
             photo = photo_input("Photo", "expression-photo")
             model = gr.Dropdown(models, value=models[0], label="Expression model")
+            detector = detector_input()
             button = gr.Button("Analyse", variant="primary", elem_id="expression-run")
         with gr.Column():
             shown = gr.HTML()
@@ -78,5 +87,5 @@ def build() -> None:
         labels = [gr.Label(num_top_classes=7, visible=False) for _ in range(MAX_FACE_LABELS)]
     with gr.Accordion("Details", open=False):
         details = gr.JSON()
-    button.click(analyze_photo, [photo, model], [shown, *labels, summary, details],
+    button.click(analyze_photo, [photo, model, detector], [shown, *labels, summary, details],
                  api_name="expression", preprocess=False)

@@ -16,7 +16,14 @@ import gradio as gr
 import numpy as np
 
 from faceres.align import model_template, views
-from faceres.app.common import missing_models, model_choices, ms_text, photo_input, user_errors
+from faceres.app.common import (
+    detector_input,
+    missing_models,
+    model_choices,
+    ms_text,
+    photo_input,
+    user_errors,
+)
 from faceres.app.render import JPEG_URI, data_uri, gauge_html, img_tag, photo_html
 from faceres.app.uploads import REFUSED, take_photos
 from faceres.errors import FaceresError
@@ -132,8 +139,9 @@ def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str
 
 @user_errors
 def verify_photos(photo1: Any, photo2: Any, model: str | None = None, face1: int | None = None,
-                  face2: int | None = None) -> tuple:
-    """Verify tab: are the chosen faces of two photos the same person?
+                  face2: int | None = None, detector: str | None = None) -> tuple:
+    """Verify tab: are the chosen faces of two photos the same person? (faces found by
+    `detector`, default auto)
 
     Returns (verdict HTML, photo 1 HTML, photo 2 HTML, aligned crops HTML, face picker 1,
     face picker 2, details dict, faces): `faces` (model, threshold, band and `pickable_faces`)
@@ -146,7 +154,7 @@ def verify_photos(photo1: Any, photo2: Any, model: str | None = None, face1: int
     images = take_photos([photo1, photo2], EXPIRED_PAIR)
     read_ms = 1000 * (time.perf_counter() - start)
     r = verify(images[0], images[1], model=model or None, face1=_face_index(face1),
-               face2=_face_index(face2))
+               face2=_face_index(face2), detector=detector or None)
     start = time.perf_counter()
     faces = {"model": r.model, "detector": r.detector, "threshold": r.threshold, "band": r.band,
              "photos": pickable_faces(images, r)}
@@ -198,6 +206,7 @@ def build() -> None:
                                 elem_id="verify-face2")
     with gr.Row(equal_height=True):
         model = gr.Dropdown(models, value=models[0], label="Identity model", scale=2)
+        detector = detector_input()
         button = gr.Button("Verify", variant="primary", elem_id="verify-run", scale=1)
     verdict = gr.HTML(elem_id="verify-verdict")
     with gr.Row():
@@ -209,7 +218,7 @@ def build() -> None:
     faces = gr.JSON(visible=False)  # in the browser only: what a new face pick needs
     photo1.change(reset_picker, None, face1, api_name="reset_face1", api_visibility="private")
     photo2.change(reset_picker, None, face2, api_name="reset_face2", api_visibility="private")
-    button.click(verify_photos, [photo1, photo2, model, face1, face2],
+    button.click(verify_photos, [photo1, photo2, model, face1, face2, detector],
                  [verdict, shown1, shown2, crops, face1, face2, details, faces],
                  api_name="verify", preprocess=False)
     gr.on([face1.input, face2.input], pick_faces, [faces, face1, face2],

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from faceres.datasets.fer import FER_SPLITS
-from faceres.detect import DETECTORS
+from faceres.detect import BACKENDS, DETECTORS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,15 +34,16 @@ def _add_lfw(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "lfw", help="LFW: View 1 calibration, View 2 10-fold accuracy, TAR@FAR, AUC",
         description="Calibrate the threshold (and with --tune, the alignment template) on LFW "
-                    "View 1, report View 2 (10 folds, each threshold chosen on the other nine), "
-                    "and write the calibration into the model's config.",
+                    "View 1 and report View 2 (10 folds, each threshold chosen on the other "
+                    "nine); read-only unless --update-registry.",
     )
     _common(p)
     p.add_argument("--data", type=Path, help="LFW folder (default: $FACERES_DATA/lfw)")
     p.add_argument("--tune", action="store_true",
                    help="tune the alignment template on View 1's images first (YuNet only)")
-    p.add_argument("--no-write", dest="write", action="store_false",
-                   help="do not write the calibration into the registry")
+    p.add_argument("--update-registry", dest="write", action="store_true",
+                   help="write the calibration and View 2 metrics into the model's registry "
+                        "config, card and index entry")
     p.set_defaults(func=run_lfw)
 
 
@@ -106,9 +107,10 @@ def _add_detect(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", help="identity model from the registry (default: the default one)")
     p.add_argument("--data", type=Path, help="LFW folder (default: $FACERES_DATA/lfw)")
-    p.add_argument("--detectors", default="yunet,dlib", help="comma-separated (default yunet,dlib)")
-    p.add_argument("--no-write", dest="write", action="store_false",
-                   help="do not write the numbers into the model's registry entry")
+    p.add_argument("--detectors", default=",".join(BACKENDS),
+                   help=f"comma-separated (default {','.join(BACKENDS)})")
+    p.add_argument("--update-registry", dest="write", action="store_true",
+                   help="write the numbers into the model's card and index entry")
     p.add_argument("--out", type=Path, default=Path("runs/eval"),
                    help="folder for the reports and ROC plots (default runs/eval)")
     p.add_argument("--json", action="store_true", help="print the report as JSON only")
@@ -175,10 +177,10 @@ def run_detect(args: argparse.Namespace) -> int:
     from faceres.eval.lfw import evaluate_detectors
 
     detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
-    unknown = set(detectors) - {"yunet", "dlib"}
+    unknown = set(detectors) - set(BACKENDS)
     if unknown:
         raise FaceresError(
-            f"--detectors takes yunet and/or dlib, not {', '.join(sorted(unknown))}."
+            f"--detectors takes {', '.join(BACKENDS)}, not {', '.join(sorted(unknown))}."
         )
     _setup_logging(args.json)
     report = evaluate_detectors(_model_name(args.model), data=args.data, out_dir=args.out,

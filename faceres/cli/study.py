@@ -19,8 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-budget", type=float,
                    help="seconds per model: lower the epochs to what fits (see train)")
     p.add_argument("--report", action="store_true", help="no training: table from the registry")
-    p.add_argument("--plots", default="docs/study", help="folder for the PNG plots")
-    p.add_argument("--write-cards", action="store_true",
+    p.add_argument("--out", type=Path, default=Path("runs/study"),
+                   help="folder for the PNG plots (default runs/study)")
+    p.add_argument("--update-registry", action="store_true",
                    help="with --report: put the table and findings into the models' cards")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(func=run_depth)
@@ -45,12 +46,12 @@ def run_depth(args: argparse.Namespace) -> int:
         return 0
     from faceres.study.depth import findings, write_study_cards
 
-    if args.report and args.write_cards and rows:
+    if args.report and args.update_registry and rows:
         write_study_cards(rows)
     print(format_table(rows))
     for line in findings(rows):
         print(f"- {line}")
-    if rows and args.plots:
-        for path in save_plots(rows, Path(args.plots)):
+    if rows:
+        for path in save_plots(rows, args.out):
             print(f"saved {path}")
     return 0

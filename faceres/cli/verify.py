@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from faceres.detect import DETECTORS
 
 
@@ -58,8 +60,6 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from faceres.errors import FaceresError
     from faceres.identity import embed, load_identity_model
 

@@ -26,7 +26,7 @@ from faceres.datasets.fer import (
 from faceres.errors import DataError
 from faceres.expression import analyze_expression, predict
 from faceres.imageio import load_image
-from faceres.train.publish import publish_expression_model
+from faceres.train.publish import results_section
 
 SYNONYMS = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
 """FER+ label → FER2013 label, so either kind of model can be scored on either kind of folder."""
@@ -184,12 +184,11 @@ def format_report(report: dict) -> str:
 
 
 def record_metric(name: str, split: str, accuracy: float) -> None:
-    """Write `<dataset>-<split>/accuracy` into `name`'s card and index entry (re-saving it)."""
-    loaded = registry.load(name)
-    folder = registry.resolve(name)
-    history = json.loads((folder / "training.json").read_text())
+    """Merge `<dataset>-<split>/accuracy` into `name`'s index entry, card metadata and card
+    "Results" section (the weights and every other section stay as they are)."""
+    history = json.loads((registry.resolve(name) / "training.json").read_text())
     dataset = dataset_key(history["config"]["labels"])
     metrics = dict(registry.get_entry(name)["metrics"])
     metrics[f"{dataset}-{split.lower()}/accuracy"] = round(float(accuracy), 5)
-    publish_expression_model(loaded.model.float().cpu(), name, history, metrics,
-                             loaded.config["faceres"].get("alignment"))
+    registry.update_entry(name, metrics=metrics)
+    registry.update_card_section(name, "Results", results_section(history, metrics))

@@ -250,7 +250,7 @@ def evaluate_lfw(
     out_dir: Path = Path("runs/eval"),
     detector: str | None = None,
     tune: bool = False,
-    write: bool = True,
+    write: bool = False,
     embedder: Embedder | None = None,
     template: dict | None = None,
 ) -> dict:

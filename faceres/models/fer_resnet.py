@@ -62,6 +62,9 @@ class FaceResNet(nn.Module):
         super().__init__()
         norm_layer = nn.BatchNorm2d if norm else nn.Identity
         self.num_classes, self.drop_rate = num_classes, drop_rate
+        self.residual, self.batchnorm = residual, norm
+        self.depth = 2 * sum(layers) + 2
+        """Weight layers on the main path: the stem, two per block, the classifier."""
         self.conv1 = nn.Conv2d(in_chans, channels[0], 3, padding=1, bias=not norm)
         self.bn1 = norm_layer(channels[0])
         self.act1 = nn.ReLU(inplace=True)

@@ -87,6 +87,16 @@ def load_task(task: str, name: str | None = None, device: str | torch.device | N
     return loaded
 
 
+def model_config(name: str) -> dict:
+    """`name`'s config.json (architecture, pretrained_cfg, the `faceres` block), without building
+    the model.
+
+    >>> model_config("resnet18-fer")["faceres"]["residual"]
+    True
+    """
+    return json.loads((resolve(name) / "config.json").read_text(encoding="utf-8"))
+
+
 def _forget(name: str) -> None:
     with _LOAD_LOCK:
         for key in [k for k in _LOADED if k[1] == name]:

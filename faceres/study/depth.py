@@ -96,10 +96,10 @@ def depth_report(config: dict | None = None) -> list[dict]:
         hist = _history(m["name"])
         metrics = known[m["name"]]["metrics"]
         arch = m["arch"]
+        shape = registry.model_config(m["name"])["faceres"]
         rows.append({
-            "name": m["name"], "arch": arch, "depth": int("".join(filter(str.isdigit,
-                                                                        arch.split("_")[1]))),
-            "residual": "_plain" not in arch, "batchnorm": "nobn" not in arch,
+            "name": m["name"], "arch": arch, "depth": shape["depth"],
+            "residual": shape["residual"], "batchnorm": shape["batchnorm"],
             "epochs": hist["config"]["epochs"], "lr": hist["config"]["lr"],
             "train_error_final": hist["train_error_final"],
             "train_error_running": 1 - hist["epochs"][-1]["train_acc"],

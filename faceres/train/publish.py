@@ -15,17 +15,30 @@ from faceres import registry
 from faceres.datasets.fer import FER_LABELS, FERPLUS_LABELS
 
 
-def expression_card(name: str, history: dict, metrics: dict) -> str:
+def results_section(history: dict, metrics: dict) -> str:
+    """The card's "Results" section body: the metrics table and the training summary."""
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
+    cfg = history["config"]
+    return f"""| metric | value |
+|---|---|
+{rows}
+
+Best epoch {history['best_epoch']} of {cfg['epochs']}; final training error (clean Training set,
+last epoch) {history['train_error_final']:.4f}; {history['train_seconds'] / 60:.1f} min of
+training on {history['device']}.
+"""
+
+
+def expression_card(name: str, history: dict, metrics: dict, residual: bool) -> str:
     """Model card body for a trained expression model, from its training history."""
     cfg = history["config"]
-    arch, plain = cfg["arch"], "_plain" in cfg["arch"]
+    arch, plain = cfg["arch"], not residual
     dataset = "FER2013" if cfg["labels"] == "fer" else "FER+ (vote shares)"
     command = (f"faceres train expression --arch {arch} --labels {cfg['labels']} "
                f"--epochs {cfg['epochs']} --batch-size {cfg['batch_size']} --lr {cfg['lr']} "
                f"--seed {cfg['seed']} --out registry/models/{name}"
                + (f" --twin {cfg['twin']}" if cfg.get("twin") else "")
                + (" --default" if cfg.get("default") else ""))
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
     kind = ("plain network: the residual architecture with every shortcut removed (identity "
             "additions and 1×1 projection shortcuts alike)" if plain else "residual network")
     return f"""# {name}
@@ -36,14 +49,7 @@ Twin: `{cfg.get('twin') or 'none'}` (same recipe, same initialisation scheme).
 
 ## Results
 
-| metric | value |
-|---|---|
-{rows}
-
-Best epoch {history['best_epoch']} of {cfg['epochs']}; final training error (clean Training set,
-last epoch) {history['train_error_final']:.4f}; {history['train_seconds'] / 60:.1f} min of
-training on {history['device']}.
-
+{results_section(history, metrics)}
 ## Training
 
 ```
@@ -75,12 +81,13 @@ def publish_expression_model(model: torch.nn.Module, name: str, history: dict, m
     labels = list(FER_LABELS if cfg["labels"] == "fer" else FERPLUS_LABELS)
     faceres_cfg = {"labels": labels, "datasets": ["fer2013"] + (
         ["ferplus"] if cfg["labels"] == "ferplus" else []),
-        "residual": "_plain" not in cfg["arch"], "training_labels": cfg["labels"]}
+        "residual": model.residual, "batchnorm": model.batchnorm, "depth": model.depth,
+        "training_labels": cfg["labels"]}
     if alignment:
         faceres_cfg["alignment"] = alignment
     return registry.save_model(
         model, name, task="expression", config={"label_names": labels, "faceres": faceres_cfg},
-        card=expression_card(name, history, metrics), metrics=metrics, twin=cfg.get("twin"),
+        card=expression_card(name, history, metrics, model.residual), metrics=metrics, twin=cfg.get("twin"),
         default=bool(cfg.get("default")), license="mit",
         source="trained by faceres (faceres train expression)",
         files={"training.json": json.dumps(history)})

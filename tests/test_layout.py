@@ -1,0 +1,126 @@
+"""The package layout keeps its promises: imports run one way, with no cycle, counting imports
+inside functions too; the inference path never reaches training or evaluation; and imports inside
+functions are kept for heavy optional dependencies."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from faceres.settings import PACKAGE_ROOT
+
+INFERENCE = ("faceres.detect", "faceres.align", "faceres.identity", "faceres.expression",
+             "faceres.registry", "faceres.models", "faceres.app", "faceres.imageio")
+"""What answers a user's photo: none of it may import training or evaluation code."""
+LAZY_ALLOWED = {"matplotlib", "huggingface_hub", "timm", "gradio", "tomllib", "filelock",
+                "faceres"}
+"""Top-level packages that may be imported inside a function (heavy, or needed by one command);
+`faceres` only from the CLI, which imports each command's code when that command runs."""
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE_ROOT.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE_ROOT.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def imports(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str, bool]]:
+    """(faceres module imported, whether inside a function) for every import of a module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    inside = {id(node) for fn in ast.walk(tree)
+              if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+              for node in ast.walk(fn)}
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
+                       for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known and target.startswith("faceres"):
+                target = target.rpartition(".")[0]
+            out.append((target, id(node) in inside))
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: {t for t, _ in imports(name, path, known) if t in known and t != name}
+            for name, path in known.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in edges:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles():
+    assert cycles(graph()) == []
+
+
+def test_the_cycle_check_sees_cycles():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+@pytest.mark.parametrize("start", INFERENCE)
+def test_inference_never_reaches_training_or_evaluation(start):
+    edges = graph()
+    seen, todo = set(), [m for m in edges if m == start or m.startswith(start + ".")]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(edges[module])
+    bad = sorted(m for m in seen if m.startswith(("faceres.train", "faceres.eval")))
+    assert not bad, f"{start} imports {bad}"
+
+
+def test_imports_inside_functions_are_for_heavy_optional_dependencies():
+    known = modules()
+    lazy = sorted({(name, target) for name, path in known.items()
+                   for target, inside in imports(name, path, known) if inside})
+    internal = [(n, t) for n, t in lazy if t.startswith("faceres") and ".cli" not in n]
+    other = [(n, t) for n, t in lazy if t.split(".")[0] not in LAZY_ALLOWED]
+    assert not internal, f"faceres modules imported inside functions: {internal}"
+    assert not other, f"imports inside functions that no heavy dependency justifies: {other}"
