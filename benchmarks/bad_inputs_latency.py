@@ -25,8 +25,8 @@ from record import HERE, add_out_argument, save
 
 from faceres.errors import FaceresError
 from faceres.expression import analyze_expression
-from faceres.imageio import MAX_PIXELS
 from faceres.identity import verify
+from faceres.imageio import MAX_PIXELS
 
 sys.path.insert(0, str(HERE.parent / "tests"))
 from badinputs import EXPECT, make_inputs  # noqa: E402

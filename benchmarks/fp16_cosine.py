@@ -26,8 +26,8 @@ from faceres.align import model_template, views
 from faceres.convert.dlib import dlib_resnet_from_file, find_dlib_file
 from faceres.detect import detect_faces
 from faceres.eval.lfw import choose_face, lfw_dir, read_lfw_pairs
-from faceres.imageio import load_image
 from faceres.identity import embed_crops
+from faceres.imageio import load_image
 
 MODEL = "dlib-resnet29-face"
 

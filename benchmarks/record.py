@@ -74,7 +74,7 @@ def save(result: dict[str, Any], out: Path) -> Path:
         script_name = script.name
     record = {
         "command": " ".join(["python", script_name, *sys.argv[1:]]),
-        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
         "machine": machine(),
         **result,

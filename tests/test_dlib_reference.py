@@ -257,7 +257,7 @@ def detector_fp32():
 
     require_models("dlib-mmod-face", "dlib-landmarks5")
     found = DlibFaceDetector(device="cpu")
-    net = timm.create_model("dlib_mmod_face")
+    net = timm.create_model("faceres_dlib_mmod_face")
     load_conv_affine(net, read_dnn(_dlib_file("dlib-mmod")))
     found.net = net.eval().to(memory_format=torch.channels_last)
     return found

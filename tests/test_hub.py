@@ -171,3 +171,37 @@ def test_offline_cli_names_the_model_and_the_remedy(local_hub, tiny_registry, tm
     assert pulled.stderr.count("\n") == 1
     assert "Model 'tiny' is not available locally" in pulled.stderr
     assert "HF_HUB_OFFLINE" in pulled.stderr and "faceres registry pull tiny" in pulled.stderr
+
+
+TIMM_ONLY = """
+import sys, timm
+try:
+    timm.create_model(sys.argv[1], pretrained=True)
+except RuntimeError as exc:
+    print(exc)
+assert "faceres" not in sys.modules, "timm imported faceres by itself"
+"""
+
+
+@pytest.mark.parametrize("name", ["resnet18-fer", "dlib-resnet29-face"])
+def test_timm_alone_names_the_package_to_install(local_hub, tmp_path, name):
+    """A Hub user without faceres gets timm's error naming a faceres architecture, and the card
+    tells them what to install; with `import faceres` the same repo loads."""
+    folder = settings.PROJECT_ROOT / "registry" / "models" / name
+    repo_id = f"faceres-test/{name}-{uuid.uuid4().hex[:8]}"
+    revision = local_hub.publish(folder, repo_id)
+    env = {**local_hub.env(tmp_path / "hf-home"), "PYTHONPATH": str(settings.PROJECT_ROOT)}
+    run = subprocess.run([sys.executable, "-c", TIMM_ONLY, f"hf-hub:{repo_id}@{revision}"],
+                         env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    architecture = json.loads((folder / "config.json").read_text())["architecture"]
+    assert run.stdout.strip() == f"Unknown model ({architecture})"
+    assert architecture.startswith("faceres_")
+    card = (folder / "README.md").read_text()
+    assert "## How to load" in card and "pip install faceres" in card
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, timm, faceres; "
+         "print(type(timm.create_model(sys.argv[1], pretrained=True)).__name__)",
+         f"hf-hub:{repo_id}@{revision}"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert loaded.returncode == 0 and loaded.stdout.strip(), loaded.stderr

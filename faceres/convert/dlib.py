@@ -1,7 +1,7 @@
 """Conversions of dlib's published models into faceres registry entries.
 
-Each `convert_*` function reads a dlib `.dat` file with `faceres.convert.dlib_format`, builds our PyTorch
-(or numpy) equivalent and writes `registry/models/<name>/` through `faceres.registry.save_model`.
+Each `convert_*` function reads a dlib `.dat` file with `faceres.convert.dlib_format`, builds our
+PyTorch (or numpy) equivalent and writes `registry/models/<name>/` through `faceres.registry.save_model`.
 
 >>> from faceres.convert.dlib import convert_dlib_resnet, find_dlib_file
 >>> convert_dlib_resnet(find_dlib_file("dlib-resnet"))  # doctest: +SKIP
@@ -115,7 +115,7 @@ def load_conv_affine(model: nn.Module, net: DlibNet, fc_name: str | None = None)
 
 
 def dlib_resnet_from_file(path: str | Path) -> nn.Module:
-    """`dlib_resnet29_face` with the weights of dlib's `.dat` file, fp32, eval mode.
+    """`faceres_dlib_resnet29_face` with the weights of dlib's `.dat` file, fp32, eval mode.
 
     >>> model = dlib_resnet_from_file(find_dlib_file("dlib-resnet"))  # doctest: +SKIP
     """
@@ -124,7 +124,7 @@ def dlib_resnet_from_file(path: str | Path) -> nn.Module:
     net = read_dnn(path)
     if net.loss["type"] != "loss_metric_2" or net.input.get("nr") != 150:
         raise ModelError(f"{path} is not dlib's face recognition ResNet.")
-    model = timm.create_model("dlib_resnet29_face")
+    model = timm.create_model("faceres_dlib_resnet29_face")
     load_conv_affine(model, net, fc_name="fc")
     return model.eval()
 
@@ -136,8 +136,8 @@ dlib's face recognition network (`dlib_face_recognition_resnet_model_v1.dat`): a
 that maps a 150x150 RGB face chip to a 128-d descriptor. Two photos show the same person when
 their descriptors are closer than 0.6 (Euclidean), dlib's own rule; dlib reports 99.38% on LFW.
 
-- Architecture: timm model `dlib_resnet29_face` (`faceres/models/dlib_resnet.py`), the network of
-  dlib's `examples/dnn_face_recognition_ex.cpp`, batch norm frozen into per-channel affine layers.
+- Architecture: timm model `faceres_dlib_resnet29_face` (`faceres/models/dlib_resnet.py`), the
+  network of dlib's `examples/dnn_face_recognition_ex.cpp`, batch norm frozen into per-channel affine layers.
 - Input: dlib's face chip (`get_face_chip_details(shape, 150, 0.25)` from the 5-point landmarks),
   pixels scaled as dlib does, `(x - mean_rgb) / 256`.
 - Weights: fp16 (descriptors agree with fp32 to cosine > 0.99999).
@@ -145,9 +145,10 @@ their descriptors are closer than 0.6 (Euclidean), dlib's own rule; dlib reports
 ## Evaluation
 
 The LFW metrics above are View 2 (10 folds) through faceres's own pipeline, keyed by detector:
-`faceres eval lfw --model dlib-resnet29-face --tune` (YuNet; tunes the alignment on View 1's
-images and writes template, threshold and band into `config.json`), then `faceres eval detect`
-(both detectors). Converting again resets the calibration: run both again.
+`faceres eval lfw --model dlib-resnet29-face --tune --update-registry` (YuNet; tunes the
+alignment on View 1's images and writes template, threshold and band into `config.json`), then
+`faceres eval detect --update-registry` (both detectors). Converting again resets the
+calibration: run both again.
 
 ## Source and licence
 
@@ -196,7 +197,7 @@ dlib's `shape_predictor_5_face_landmarks.dat`: a cascade of regression-tree fore
 500 trees of depth 4) that places five points in a face box: the outer and inner corners of both
 eyes and the base of the nose, the input of dlib's face chips (`get_face_chip_details`).
 
-- Architecture: timm model `dlib_shape_predictor5` (`faceres/models/dlib_landmarks.py`),
+- Architecture: timm model `faceres_dlib_shape_predictor5` (`faceres/models/dlib_landmarks.py`),
   vectorised numpy inference over faces and trees; boxes as dlib rectangles (left, top, right,
   bottom).
 - Weights: tree splits (int16 feature indices, integer thresholds, exact since pixel differences
@@ -224,7 +225,7 @@ def convert_dlib_landmarks5(path: str | Path | None = None,
     sp = parse_shape_predictor(path.read_bytes())
     cascade, trees, splits = sp["split_thresholds"].shape
     model = timm.create_model(
-        "dlib_shape_predictor5",
+        "faceres_dlib_shape_predictor5",
         num_parts=sp["initial_shape"].shape[0],
         cascade_depth=cascade,
         num_trees=trees,
@@ -268,8 +269,8 @@ dlib's `mmod_human_face_detector.dat`: a small CNN trained with Max-Margin Objec
 forward pass over dlib's tiled pyramid, windows scoring above 0, boxes mapped back to the image,
 non-maximum suppression, then dlib's 5-point landmarks (`dlib-landmarks5`) in each box.
 
-- Architecture: timm model `dlib_mmod_face` (`faceres/models/dlib_mmod.py`); batch norm folded
-  into the convolutions. Weights fp16.
+- Architecture: timm model `faceres_dlib_mmod_face` (`faceres/models/dlib_mmod.py`); batch norm
+  folded into the convolutions. Weights fp16.
 - Faces smaller than about 80 px are not found (upsample the image first for tiny faces).
 
 ## Source and licence
@@ -293,7 +294,7 @@ def convert_dlib_mmod(path: str | Path | None = None,
     net = read_dnn(path)
     if net.loss["type"] != "loss_mmod_":
         raise ModelError(f"{path} is not a dlib MMOD detector.")
-    model = timm.create_model("dlib_mmod_face")
+    model = timm.create_model("faceres_dlib_mmod_face")
     load_conv_affine(model, net)
     loss = net.loss
     config = {

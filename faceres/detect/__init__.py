@@ -24,7 +24,7 @@ from faceres.detect.face import DETECT_MAX_SIDE, SCHEMES, Face
 from faceres.errors import FaceresError, ImageError
 
 BACKENDS = {backend.NAME: backend for backend in (yunet, dlib)}
-"""Detector name → module with `available()` and `detect(image)`; "auto" takes the first available."""
+"""Detector name → module with `available()` and `detect(image)` ("auto": the first available)."""
 DETECTORS = ("auto", *BACKENDS)
 """Every name a user may pass as `detector` (CLI choices, the app's dropdown, evaluations)."""
 

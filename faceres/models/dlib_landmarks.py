@@ -173,7 +173,7 @@ def state_from_dlib(sp: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 default_cfgs = generate_default_cfgs(
     {
-        "dlib_shape_predictor5.dlib": {
+        "faceres_dlib_shape_predictor5.dlib": {
             "num_classes": 10,
             "input_size": (1, 150, 150),
             "mean": (0.0,),
@@ -188,6 +188,8 @@ default_cfgs = generate_default_cfgs(
 
 
 @register_model
-def dlib_shape_predictor5(pretrained: bool = False, **kwargs) -> ShapePredictor:
+def faceres_dlib_shape_predictor5(pretrained: bool = False, **kwargs) -> ShapePredictor:
     """dlib's 5-point landmark cascade (15 levels x 500 trees of depth 4)."""
-    return build_model_with_cfg(ShapePredictor, "dlib_shape_predictor5", pretrained, **kwargs)
+    return build_model_with_cfg(
+        ShapePredictor, "faceres_dlib_shape_predictor5", pretrained, **kwargs
+    )

@@ -11,7 +11,7 @@ computes the same sums as a matrix product to one map per kernel tap, added at t
 by `F.fold` (2-3x faster on 2 CPU cores; results equal to float rounding).
 
 >>> import timm, torch, faceres
->>> timm.create_model("dlib_mmod_face")(torch.zeros(1, 3, 120, 120)).shape
+>>> timm.create_model("faceres_dlib_mmod_face")(torch.zeros(1, 3, 120, 120)).shape
 torch.Size([1, 1, 12, 12])
 """
 
@@ -77,7 +77,7 @@ class DlibMMOD(nn.Module):
 
 default_cfgs = generate_default_cfgs(
     {
-        "dlib_mmod_face.dlib": {
+        "faceres_dlib_mmod_face.dlib": {
             "num_classes": 1,
             "input_size": (3, 480, 640),
             "mean": DLIB_MEAN,
@@ -93,6 +93,6 @@ default_cfgs = generate_default_cfgs(
 
 
 @register_model
-def dlib_mmod_face(pretrained: bool = False, **kwargs) -> DlibMMOD:
+def faceres_dlib_mmod_face(pretrained: bool = False, **kwargs) -> DlibMMOD:
     """dlib's MMOD CNN face detector network (score map, stride 8, 80x80 window)."""
-    return build_model_with_cfg(DlibMMOD, "dlib_mmod_face", pretrained, **kwargs)
+    return build_model_with_cfg(DlibMMOD, "faceres_dlib_mmod_face", pretrained, **kwargs)

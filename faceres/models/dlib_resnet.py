@@ -9,7 +9,7 @@ size). Batch norm was frozen into per-channel scale + shift (dlib's `affine` lay
 convolution biases folded into the shift.
 
 >>> import timm, torch, faceres
->>> model = timm.create_model("dlib_resnet29_face").eval()
+>>> model = timm.create_model("faceres_dlib_resnet29_face").eval()
 >>> model(torch.zeros(1, 3, 150, 150)).shape
 torch.Size([1, 128])
 """
@@ -150,7 +150,7 @@ def _cfg(**kwargs) -> dict:
 
 default_cfgs = generate_default_cfgs(
     {
-        "dlib_resnet29_face.dlib_v1": _cfg(
+        "faceres_dlib_resnet29_face.dlib_v1": _cfg(
             origin_url="https://github.com/davisking/dlib-models",
             paper_ids="dlib: dnn_face_recognition_ex.cpp",
         ),
@@ -159,6 +159,6 @@ default_cfgs = generate_default_cfgs(
 
 
 @register_model
-def dlib_resnet29_face(pretrained: bool = False, **kwargs) -> DlibResNet:
+def faceres_dlib_resnet29_face(pretrained: bool = False, **kwargs) -> DlibResNet:
     """dlib's 29-layer face recognition ResNet: 150x150 RGB face chip in, 128-d descriptor out."""
-    return build_model_with_cfg(DlibResNet, "dlib_resnet29_face", pretrained, **kwargs)
+    return build_model_with_cfg(DlibResNet, "faceres_dlib_resnet29_face", pretrained, **kwargs)

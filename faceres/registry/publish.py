@@ -55,6 +55,13 @@ def card_sections(body: str) -> dict[str, str]:
             for part in parts if part.strip()}
 
 
+def with_section(body: str, heading: str, text: str) -> str:
+    """`body` with `text` as its `## heading` section (replaced in place, or added at the end)."""
+    sections = card_sections(body)
+    sections[f"## {heading}"] = f"## {heading}\n\n{text.strip()}\n"
+    return "\n".join(part.rstrip() + "\n" for part in sections.values()).rstrip() + "\n"
+
+
 def merge_card(old: str, new: str) -> str:
     """`new` card body, followed by the sections of `old` whose headings `new` lacks (a study
     section written by another command survives a re-save)."""
@@ -65,6 +72,42 @@ def merge_card(old: str, new: str) -> str:
 
 
 # -- writing -----------------------------------------------------------------------------------
+
+_USE = {
+    "identity": 'faceres.verify("a.jpg", "b.jpg", model="{name}").verdict   # same / different',
+    "expression": 'faceres.analyze_expression("photo.jpg", model="{name}").faces[0].label',
+    "detector": 'faceres.detect.detect_faces(rgb, detector="dlib")   # this model\'s detector',
+    "landmarks": 'faceres.detect.detect_faces(rgb, detector="dlib")[0].landmarks',
+}
+HOW_TO_LOAD = "How to load"
+
+
+def how_to_load(name: str, task: str, architecture: str) -> str:
+    """The card's "How to load" section body: faceres, then timm (which needs `import faceres`
+    first: the architecture is registered by faceres)."""
+    use = _USE.get(task, 'faceres.registry.load("{name}").model').format(name=name)
+    return f"""`pip install faceres`, then:
+
+```python
+import faceres
+
+{use}
+loaded = faceres.registry.load("{name}")   # the timm module, sha256-checked
+```
+
+With timm, import faceres first: it registers the architecture `{architecture}` with timm.
+
+```python
+import timm
+import faceres  # noqa: F401
+
+model = timm.create_model("local-dir:registry/models/{name}", pretrained=True)  # a checkout
+model = timm.create_model("hf-hub:REPO_ID@REVISION", pretrained=True)  # from the index entry
+```
+
+Without faceres, timm stops with `Unknown model ({architecture})`: install faceres.
+"""
+
 
 
 def _model_card(name: str, task: str, config: dict, card: str, metrics: Mapping[str, float],
@@ -161,12 +204,14 @@ def save_model(
     folder = registry_dir() / "models" / name
     if (folder / "README.md").is_file():
         card = merge_card(ModelCard.load(folder / "README.md").text, card)
-    readme = _model_card(name, task, config, card, metrics, license)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{name}-") as tmp:
         staged = Path(tmp)
         save_for_hf(copy.deepcopy(model).cpu().half(), staged, model_config=config,
                     safe_serialization=True)
+        architecture = json.loads((staged / "config.json").read_text("utf-8"))["architecture"]
+        card = with_section(card, HOW_TO_LOAD, how_to_load(name, task, architecture))
+        readme = _model_card(name, task, config, card, metrics, license)
         (staged / "README.md").write_text(readme, encoding="utf-8")
         for rel, content in (files or {}).items():
             (staged / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +223,6 @@ def save_model(
         for rel in new_files:  # each file replaced by a rename: never half written
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged / rel, folder / rel)
-    architecture = json.loads((folder / "config.json").read_text(encoding="utf-8"))["architecture"]
     with _index_lock():
         entries = _read_index()
         previous = next((e for e in entries if e["name"] == name), {})
@@ -265,10 +309,7 @@ def update_card_section(name: str, heading: str, text: str) -> None:
         raise ModelError(f"{name} is not a committed registry folder; its card cannot change.")
     path = registry_dir() / entry["path"] / "README.md"
     card = ModelCard.load(path)
-    section = f"## {heading}\n\n{text.strip()}\n"
-    sections = card_sections(card.text)
-    sections[f"## {heading}"] = section
-    card.text = "\n".join(part.rstrip() + "\n" for part in sections.values()).rstrip() + "\n"
+    card.text = with_section(card.text, heading, text)
     write_atomic(path, str(card))
     update_entry(name)
 

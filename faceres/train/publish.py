@@ -87,7 +87,8 @@ def publish_expression_model(model: torch.nn.Module, name: str, history: dict, m
         faceres_cfg["alignment"] = alignment
     return registry.save_model(
         model, name, task="expression", config={"label_names": labels, "faceres": faceres_cfg},
-        card=expression_card(name, history, metrics, model.residual), metrics=metrics, twin=cfg.get("twin"),
+        card=expression_card(name, history, metrics, model.residual), metrics=metrics,
+        twin=cfg.get("twin"),
         default=bool(cfg.get("default")), license="mit",
         source="trained by faceres (faceres train expression)",
         files={"training.json": json.dumps(history)})
