@@ -16,7 +16,25 @@ from faceres.errors import DataError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_ROOT.parent
-REGISTRY_DIR = Path(os.environ.get("FACERES_REGISTRY", PROJECT_ROOT / "registry"))
+SHIPPED_REGISTRY_DIR = PACKAGE_ROOT / "_registry"
+"""The registry an installed wheel carries: the checkout's `registry/index.json`, copied in by
+the build (setup.py), without the model folders (those come from the Hub at pinned revisions).
+A source checkout never has this folder."""
+
+
+def _registry_dir() -> Path:
+    """`$FACERES_REGISTRY`; else, from a source checkout (editable install, the repo as working
+    directory, a built Space), its `registry/`; else, from an installed wheel, the shipped index."""
+    env = os.environ.get("FACERES_REGISTRY")
+    if env:
+        return Path(env)
+    if (SHIPPED_REGISTRY_DIR / "index.json").is_file():
+        return SHIPPED_REGISTRY_DIR
+    return PROJECT_ROOT / "registry"
+
+
+REGISTRY_DIR = _registry_dir()
+"""The registry folder (index.json and models/), chosen on import by `_registry_dir`."""
 
 
 def data_dir(required: bool = False) -> Path | None:

@@ -62,7 +62,8 @@ def _check_folder(entry: dict, folder: Path) -> None:
 def verify(name: str | None = None) -> list[tuple[str, str, str]]:
     """Check every locally present file: rows (model, file, status), status one of "ok",
     "mismatch", "missing" (a committed file is absent) or "not here" (a third-party file
-    that is not on this machine, which is allowed).
+    that is not on this machine, or any weights under an installed wheel's shipped index: both
+    are allowed, and come from the Hub).
 
     >>> [row for row in verify() if row[2] in ("mismatch", "missing")]
     []
@@ -72,8 +73,9 @@ def verify(name: str | None = None) -> list[tuple[str, str, str]]:
         for rel, expected in entry["files"].items():
             if entry.get("path"):
                 path = registry_dir() / entry["path"] / rel
-                if not path.is_file():
-                    rows.append((entry["name"], rel, "missing"))
+                if not path.is_file():  # an installed wheel ships the index, not the weights
+                    shipped = registry_dir() == settings.SHIPPED_REGISTRY_DIR
+                    rows.append((entry["name"], rel, "not here" if shipped else "missing"))
                     continue
                 candidates = [path]
             else:
