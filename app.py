@@ -16,16 +16,29 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options, defaults taken from Gradio's environment variables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                        help="interface to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
-    parser.add_argument("--port", type=int,
-                        default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                        help="port (default: $GRADIO_SERVER_PORT or 7860)")
-    parser.add_argument("--concurrency", type=int,
-                        default=int(os.environ.get("FACERES_APP_CONCURRENCY", "2")),
-                        help="requests run at once; more wait in the queue (default: 2)")
-    parser.add_argument("--queue-size", type=int, default=256,
-                        help="requests that may wait before new ones are refused (default: 256)")
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="interface to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        help="port (default: $GRADIO_SERVER_PORT or 7860)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(os.environ.get("FACERES_APP_CONCURRENCY", "2")),
+        help="requests run at once; more wait in the queue (default: 2)",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=256,
+        help="requests that may wait before new ones are refused (default: 256)",
+    )
     return parser.parse_args(argv)
 
 

@@ -93,7 +93,9 @@ MODULES: dict[str, Module] = {
     # issue mutants only (no generated ones: their functions need models or a GPU)
     "app": Module("faceres/app/expression_tab.py", (), ("tests/test_app.py",)),
     "train": Module(
-        "faceres/train/classifier.py", (), ("tests/test_train.py", "tests/test_expression_models.py")
+        "faceres/train/classifier.py",
+        (),
+        ("tests/test_train.py", "tests/test_expression_models.py"),
     ),
 }
 

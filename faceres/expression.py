@@ -29,14 +29,20 @@ def normalize(x: torch.Tensor, mean: float = 0.5, std: float = 0.25) -> torch.Te
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, images: torch.Tensor, mean: float, std: float,
-            batch_size: int = 512, flip: bool = True) -> torch.Tensor:
+def predict(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    mean: float,
+    std: float,
+    batch_size: int = 512,
+    flip: bool = True,
+) -> torch.Tensor:
     """Softmax probabilities for a uint8 N×1×H×W batch (mean with the mirror image if `flip`)."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(images), batch_size):
-        x = normalize(images[i:i + batch_size].to(device), mean, std)
+        x = normalize(images[i : i + batch_size].to(device), mean, std)
         n = len(x)
         if flip:
             x = torch.cat([x, x.flip(3)])
@@ -70,8 +76,10 @@ class ExpressionResult:
 def _framing(config: dict) -> dict:
     template = config.get("faceres", {}).get("alignment")
     if not template:
-        raise ModelError("This expression model has no measured face framing yet: run "
-                         "`faceres train framing NAME` (see README).")
+        raise ModelError(
+            "This expression model has no measured face framing yet: run "
+            "`faceres train framing NAME` (see README)."
+        )
     return template
 
 
@@ -82,8 +90,9 @@ def face_crops(image: np.ndarray, faces: list[Face], template: dict) -> np.ndarr
     return np.stack(crops) if crops else np.zeros((0, h, w), np.uint8)
 
 
-def analyze_expression(img: ImageInput, model: str | None = None,
-                       detector: str | None = None) -> ExpressionResult:
+def analyze_expression(
+    img: ImageInput, model: str | None = None, detector: str | None = None
+) -> ExpressionResult:
     """Detect every face of `img`, frame it like FER2013's crops, and classify its expression
     (mean of the face and its mirror image).
 
@@ -102,14 +111,34 @@ def analyze_expression(img: ImageInput, model: str | None = None,
     t3 = time.perf_counter()
     labels = list(loaded.config["label_names"])
     pcfg = loaded.config["pretrained_cfg"]
-    probs = predict(loaded.model, torch.from_numpy(crops).unsqueeze(1), float(pcfg["mean"][0]),
-                    float(pcfg["std"][0])).numpy() if len(crops) else np.zeros((0, len(labels)))
+    probs = (
+        predict(
+            loaded.model,
+            torch.from_numpy(crops).unsqueeze(1),
+            float(pcfg["mean"][0]),
+            float(pcfg["std"][0]),
+        ).numpy()
+        if len(crops)
+        else np.zeros((0, len(labels)))
+    )
     t4 = time.perf_counter()
-    results = [FaceExpression(face, {label: float(p) for label, p in zip(labels, row)},
-                              labels[int(row.argmax())], crop)
-               for face, row, crop in zip(faces, probs, crops)]
+    results = [
+        FaceExpression(
+            face,
+            {label: float(p) for label, p in zip(labels, row)},
+            labels[int(row.argmax())],
+            crop,
+        )
+        for face, row, crop in zip(faces, probs, crops)
+    ]
     used = faces[0].detector if faces else (detector or "none")
-    timings = {"decode": t1 - t0, "detect": t2 - t1, "align": t3 - t2, "classify": t4 - t3,
-               "total": t4 - t0}
-    return ExpressionResult(results, name, used,
-                            {k: round(v * 1000, 2) for k, v in timings.items()})
+    timings = {
+        "decode": t1 - t0,
+        "detect": t2 - t1,
+        "align": t3 - t2,
+        "classify": t4 - t3,
+        "total": t4 - t0,
+    }
+    return ExpressionResult(
+        results, name, used, {k: round(v * 1000, 2) for k, v in timings.items()}
+    )

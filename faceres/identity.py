@@ -102,20 +102,22 @@ def embed_crops(crops: Sequence[np.ndarray], loaded: registry.LoadedModel) -> np
     return torch.nn.functional.normalize(out, dim=1).cpu().numpy()
 
 
-def embed_views(face_views: Sequence[Sequence[np.ndarray]],
-                embedder: Callable[[list[np.ndarray]], np.ndarray]) -> np.ndarray:
+def embed_views(
+    face_views: Sequence[Sequence[np.ndarray]], embedder: Callable[[list[np.ndarray]], np.ndarray]
+) -> np.ndarray:
     """One L2-normalised embedding per face from its aligned views (`alignment.views`): the
     normalised sum of the views' embeddings, all views embedded in one batch."""
     flat = [crop for crops in face_views for crop in crops]
     emb = embedder(flat)
     ends = np.cumsum([len(crops) for crops in face_views])
-    out = np.stack([emb[end - len(crops):end].sum(0)
-                    for crops, end in zip(face_views, ends, strict=True)])
+    out = np.stack(
+        [emb[end - len(crops) : end].sum(0) for crops, end in zip(face_views, ends, strict=True)]
+    )
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 def decide(similarity: float, threshold: float, band: float) -> str:
-    """"same" above `threshold + band`, "different" below `threshold - band`, else "uncertain".
+    """ "same" above `threshold + band`, "different" below `threshold - band`, else "uncertain".
 
     >>> decide(0.95, 0.9, 0.02), decide(0.91, 0.9, 0.02), decide(0.5, 0.9, 0.02)
     ('same', 'uncertain', 'different')
@@ -180,8 +182,10 @@ def verify(
     )
     lap("detect")
     template = model_template(loaded.config)
-    face_views = [views(image, found[i], template)
-                  for image, found, i in zip(images, faces, chosen, strict=True)]
+    face_views = [
+        views(image, found[i], template)
+        for image, found, i in zip(images, faces, chosen, strict=True)
+    ]
     crops = (face_views[0][0], face_views[1][0])
     lap("align")
     emb = embed_views(face_views, lambda batch: embed_crops(batch, loaded))

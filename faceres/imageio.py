@@ -74,8 +74,10 @@ def _decode(data: bytes, name: str) -> np.ndarray:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: image is too large to decode safely; the limit is "
-                         f"{MAX_PIXELS / 1e6:.0f} megapixels.") from exc
+        raise ImageError(
+            f"{name}: image is too large to decode safely; the limit is "
+            f"{MAX_PIXELS / 1e6:.0f} megapixels."
+        ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name}: not a recognised image format.") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -101,8 +103,9 @@ def _from_pil(image: Image.Image) -> np.ndarray:
         image = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
     elif image.mode == "F":
         arr = np.asarray(image, dtype=np.float64)
-        image = Image.fromarray(np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255)
-                                .astype(np.uint8))
+        image = Image.fromarray(
+            np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        )
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))

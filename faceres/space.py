@@ -106,12 +106,16 @@ def build(out: str | Path, *, weights: bool = True) -> Path:
         raise FaceresError("`faceres space build` needs a source checkout (app.py, spaces/).")
     entries = registry.list_models()
     if weights:
-        bad = [f"{name}/{rel} ({status})" for name, rel, status in registry.verify()
-               if status in ("mismatch", "missing")]
+        bad = [
+            f"{name}/{rel} ({status})"
+            for name, rel, status in registry.verify()
+            if status in ("mismatch", "missing")
+        ]
         if bad:
             raise FaceresError(f"Registry files fail `faceres registry verify`: {', '.join(bad)}.")
-    unpinned = [e["name"] for e in entries
-                if e.get("path") and not (e.get("repo_id") and e.get("revision"))]
+    unpinned = [
+        e["name"] for e in entries if e.get("path") and not (e.get("repo_id") and e.get("revision"))
+    ]
     if not weights and unpinned:
         raise FaceresError(
             f"{', '.join(unpinned)} have no pinned Hub revision, so the Space could not pull "
@@ -119,8 +123,11 @@ def build(out: str | Path, *, weights: bool = True) -> Path:
         )
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(app, out / "app.py")
-    shutil.copytree(settings.PACKAGE_ROOT, out / "faceres",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        settings.PACKAGE_ROOT,
+        out / "faceres",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
     (out / "registry").mkdir()
     shutil.copy2(registry.registry_dir() / "index.json", out / "registry" / "index.json")
     for entry in entries if weights else []:
@@ -133,5 +140,7 @@ def build(out: str | Path, *, weights: bool = True) -> Path:
     (out / "requirements.txt").write_text(requirements(), encoding="utf-8")
     (out / ".gitattributes").write_text(
         "*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
-        "*.onnx filter=lfs diff=lfs merge=lfs -text\n", encoding="utf-8")
+        "*.onnx filter=lfs diff=lfs merge=lfs -text\n",
+        encoding="utf-8",
+    )
     return out

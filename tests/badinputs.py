@@ -70,8 +70,9 @@ def png_claiming(width: int, height: int) -> bytes:
     cheap to write, and a decoder that trusts the header allocates width×height×3 bytes."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     row = zlib.compress(b"\x00" * (1 + 3 * width))
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", row)
-            + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", row) + _chunk(b"IEND", b"")
+    )
 
 
 def jpeg_claiming(width: int, height: int) -> bytes:
@@ -80,7 +81,7 @@ def jpeg_claiming(width: int, height: int) -> bytes:
     Image.new("RGB", (16, 16), (128, 128, 128)).save(buf, "JPEG")
     data = bytearray(buf.getvalue())
     sof = data.index(b"\xff\xc0")  # baseline SOF0: marker, length, precision, height, width
-    data[sof + 5: sof + 9] = struct.pack(">HH", height, width)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -96,8 +97,12 @@ def png_over_limit(max_pixels: int) -> bytes:
         parts.append(compressor.compress(block[: (1 + width) * min(rows, 500)]))
         rows -= 500
     parts.append(compressor.flush())
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"".join(parts))
-            + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", b"".join(parts))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -108,8 +113,11 @@ def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
 
 def _exif_rotated(photo: Image.Image, orientation: int) -> bytes:
     """`photo` stored turned so that EXIF `orientation` (3, 6 or 8) turns it upright again."""
-    stored = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
-              8: Image.Transpose.ROTATE_270}[orientation]
+    stored = {
+        3: Image.Transpose.ROTATE_180,
+        6: Image.Transpose.ROTATE_90,
+        8: Image.Transpose.ROTATE_270,
+    }[orientation]
     exif = Image.Exif()
     exif[0x0112] = orientation
     return _encode(photo.transpose(stored), "JPEG", quality=92, exif=exif.tobytes())
@@ -125,7 +133,7 @@ def make_inputs(folder: Path, max_pixels: int) -> dict[str, Path]:
     astronaut = skdata.astronaut()  # 512×512 RGB, one face
     photo = Image.fromarray(astronaut[:, 40:472])  # 432 wide: rotations change the shape
     gray = np.asarray(photo.convert("L"))
-    face = astronaut[FACE_BOX[1]: FACE_BOX[3], FACE_BOX[0]: FACE_BOX[2]]
+    face = astronaut[FACE_BOX[1] : FACE_BOX[3], FACE_BOX[0] : FACE_BOX[2]]
     jpeg = _encode(photo, "JPEG", quality=92)
     png = _encode(photo, "PNG")
     rgba = photo.convert("RGBA")
@@ -150,8 +158,9 @@ def make_inputs(folder: Path, max_pixels: int) -> dict[str, Path]:
         "palette.png": _encode(photo.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
         "palette_transparent.png": _encode(palette_t, "PNG", transparency=0),
         "rgba.png": _encode(rgba, "PNG"),
-        "animated.gif": _encode(frames[0], "GIF", save_all=True, append_images=frames[1:],
-                                duration=100, loop=0),
+        "animated.gif": _encode(
+            frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0
+        ),
         "grayscale.jpg": _encode(Image.fromarray(gray), "JPEG", quality=92),
         "exif_rotate90.jpg": _exif_rotated(photo, 6),
         "exif_rotate180.jpg": _exif_rotated(photo, 3),
@@ -159,8 +168,9 @@ def make_inputs(folder: Path, max_pixels: int) -> dict[str, Path]:
         "exif_broken.jpg": _encode(photo, "JPEG", quality=92, exif=BROKEN_EXIF),
         "coffee.jpg": _encode(Image.fromarray(skdata.coffee()), "JPEG", quality=92),
         "flat.png": _encode(Image.new("RGB", (320, 240), (127, 127, 127)), "PNG"),
-        f"faces{GRID[0] * GRID[1]}.jpg": _encode(Image.fromarray(_grid(face, *GRID)), "JPEG",
-                                                 quality=92),
+        f"faces{GRID[0] * GRID[1]}.jpg": _encode(
+            Image.fromarray(_grid(face, *GRID)), "JPEG", quality=92
+        ),
         "face_cut_left.jpg": _encode(Image.fromarray(astronaut[:, 225:]), "JPEG", quality=92),
         "face_cut_top.jpg": _encode(Image.fromarray(astronaut[120:, :]), "JPEG", quality=92),
     }

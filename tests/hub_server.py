@@ -38,10 +38,19 @@ def free_port() -> int:
 def git(*args: str, cwd: Path) -> str:
     """Run git with a fixed identity and no user or system config; its stdout."""
     env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-    cmd = ["git", "-c", "user.name=faceres tests", "-c", "user.email=tests@faceres.invalid",
-           "-c", "init.defaultBranch=main", *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    cmd = [
+        "git",
+        "-c",
+        "user.name=faceres tests",
+        "-c",
+        "user.email=tests@faceres.invalid",
+        "-c",
+        "init.defaultBranch=main",
+        *args,
+    ]
+    return subprocess.run(
+        cmd, cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @dataclass
@@ -72,10 +81,18 @@ class LocalHub:
 
     def env(self, hf_home: Path, **extra: str) -> dict[str, str]:
         """Environment for a subprocess using this Hub and the cache under `hf_home`."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("HF_", "HUGGINGFACE_")) and k != "TRANSFORMERS_OFFLINE"}
-        env.update(HF_ENDPOINT=self.endpoint, HF_HOME=str(hf_home), HF_HUB_DISABLE_TELEMETRY="1",
-                   HF_HUB_DISABLE_PROGRESS_BARS="1", **extra)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("HF_", "HUGGINGFACE_")) and k != "TRANSFORMERS_OFFLINE"
+        }
+        env.update(
+            HF_ENDPOINT=self.endpoint,
+            HF_HOME=str(hf_home),
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_DISABLE_PROGRESS_BARS="1",
+            **extra,
+        )
         return env
 
 
@@ -101,9 +118,18 @@ def olah_hub(workdir: Path, startup_timeout: float = 60.0) -> Iterator[LocalHub]
     )
     log = (workdir / "olah.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "olah.server", "-c", str(config), "--log-path",
-         str(workdir / "logs")],
-        cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "olah.server",
+            "-c",
+            str(config),
+            "--log-path",
+            str(workdir / "logs"),
+        ],
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
@@ -137,17 +163,25 @@ def tiny_model(seed: int = 0) -> torch.nn.Module:
     return timm.create_model("test_resnet", num_classes=len(TINY_LABELS)).eval()
 
 
-def save_tiny(name: str, *, default: bool = False, seed: int = 0, files: dict | None = None,
-              **kwargs) -> tuple[torch.nn.Module, Path]:
+def save_tiny(
+    name: str, *, default: bool = False, seed: int = 0, files: dict | None = None, **kwargs
+) -> tuple[torch.nn.Module, Path]:
     """A tiny model saved with `registry.save_model` into the registry in use."""
     model = tiny_model(seed)
     files = {"train/curves.json": '{"loss": [1.0, 0.5]}', **(files or {})}
     folder = registry.save_model(
-        model, name, task="expression",
-        config={"label_names": TINY_LABELS,
-                "faceres": {"labels": TINY_LABELS, "datasets": ["tiny-faces"]}},
-        card=f"# {name}\n\nA tiny test model.\n", metrics={"tiny-faces/accuracy": 0.5},
-        default=default, source="tests", files=files,
+        model,
+        name,
+        task="expression",
+        config={
+            "label_names": TINY_LABELS,
+            "faceres": {"labels": TINY_LABELS, "datasets": ["tiny-faces"]},
+        },
+        card=f"# {name}\n\nA tiny test model.\n",
+        metrics={"tiny-faces/accuracy": 0.5},
+        default=default,
+        source="tests",
+        files=files,
         **kwargs,
     )
     return model, folder

@@ -14,12 +14,21 @@ from faceres import registry
 from faceres.errors import ModelError
 
 
-def edited_copy(rgb: np.ndarray, angle: float = 12.0, scale: float = 0.7, gamma: float = 1.4,
-                cast: tuple[float, float, float] = (0.85, 0.9, 1.05)) -> np.ndarray:
+def edited_copy(
+    rgb: np.ndarray,
+    angle: float = 12.0,
+    scale: float = 0.7,
+    gamma: float = 1.4,
+    cast: tuple[float, float, float] = (0.85, 0.9, 1.05),
+) -> np.ndarray:
     """`rgb` rotated by `angle` degrees, rescaled, darkened by `gamma` and colour-cast."""
     h, w = rgb.shape[:2]
-    rotated = cv2.warpAffine(rgb, cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0), (w, h),
-                             borderMode=cv2.BORDER_REFLECT)
+    rotated = cv2.warpAffine(
+        rgb,
+        cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0),
+        (w, h),
+        borderMode=cv2.BORDER_REFLECT,
+    )
     small = cv2.resize(rotated, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
     relit = 255.0 * (small / 255.0) ** gamma * np.array(cast)
     return np.clip(relit, 0, 255).astype(np.uint8)

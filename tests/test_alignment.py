@@ -86,8 +86,11 @@ def test_align_fills_outside_with_black():
 
 def test_align_needs_the_scheme_in_the_template():
     with pytest.raises(ModelError, match="dlib5"):
-        align(np.zeros((50, 50, 3), np.uint8), _face(np.zeros((5, 2)), "dlib5"),
-              {"size": [112, 112], "yunet5": [[0, 0]] * 5})
+        align(
+            np.zeros((50, 50, 3), np.uint8),
+            _face(np.zeros((5, 2)), "dlib5"),
+            {"size": [112, 112], "yunet5": [[0, 0]] * 5},
+        )
 
 
 def test_views_add_dlib_s_own_chip_for_a_yunet_face(astronaut):

@@ -44,10 +44,12 @@ def has_default(task: str) -> bool:
         return False
 
 
-needs_identity = pytest.mark.skipif(not has_default("identity"),
-                                    reason="no default identity model in the registry yet")
-needs_expression = pytest.mark.skipif(not has_default("expression"),
-                                      reason="no default expression model in the registry yet")
+needs_identity = pytest.mark.skipif(
+    not has_default("identity"), reason="no default identity model in the registry yet"
+)
+needs_expression = pytest.mark.skipif(
+    not has_default("expression"), reason="no default expression model in the registry yet"
+)
 
 
 @pytest.fixture(scope="session")
@@ -120,11 +122,14 @@ def test_files_outside_the_upload_folder_are_never_deleted(face_jpeg, upload_dir
     assert face_jpeg.exists()
 
 
-@pytest.mark.parametrize("payload, message", [
-    (None, "Upload a photo first"),
-    (b"", "empty"),
-    (b"\xff\xd8\xff\xe0" + b"\0" * 64, "truncated or corrupt|not a recognised"),
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (None, "Upload a photo first"),
+        (b"", "empty"),
+        (b"\xff\xd8\xff\xe0" + b"\0" * 64, "truncated or corrupt|not a recognised"),
+    ],
+)
 def test_bad_inputs_give_visible_messages(monkeypatch, face_jpeg, payload, message):
     fake_expression(monkeypatch, 1)
     with pytest.raises(gr.Error, match=message):
@@ -151,8 +156,10 @@ def test_image_html_is_inline_and_bounded():
 
 def test_draw_faces_boxes_every_face():
     image = np.zeros((200, 300, 3), np.uint8)
-    faces = [Face((10, 40, 80, 80), np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet"),
-             Face((150, 40, 60, 60), np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet")]
+    faces = [
+        Face((10, 40, 80, 80), np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet"),
+        Face((150, 40, 60, 60), np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet"),
+    ]
     out = render.draw_faces(image, faces, ["1", "2"])
     assert tuple(out[80, 10]) == render.CHOSEN and tuple(out[80, 150]) == render.CHOSEN
     assert not image.any()
@@ -164,14 +171,24 @@ def picked_faces() -> dict:
     a, b = [1.0, 0.0, 0.0], [0.6, 0.8, 0.0]
 
     def face(x: float, embedding: list[float]) -> dict:
-        return {"box": [x, 10.0, 40.0, 40.0], "score": 0.9, "detector": "yunet",
-                "embedding": embedding, "crop": crop}
+        return {
+            "box": [x, 10.0, 40.0, 40.0],
+            "score": 0.9,
+            "detector": "yunet",
+            "embedding": embedding,
+            "crop": crop,
+        }
 
     preview = render.data_uri(np.zeros((100, 200, 3), np.uint8))
     photo1 = {"preview": preview, "size": [200, 100], "faces": [face(10, a), face(120, b)]}
     photo2 = {"preview": preview, "size": [200, 100], "faces": [face(10, a)]}
-    return {"model": "m", "detector": "yunet", "threshold": 0.7, "band": 0.05,
-            "photos": [photo1, photo2]}
+    return {
+        "model": "m",
+        "detector": "yunet",
+        "threshold": 0.7,
+        "band": 0.05,
+        "photos": [photo1, photo2],
+    }
 
 
 def test_pick_faces_works_from_the_json_alone(monkeypatch):
@@ -213,8 +230,13 @@ def test_gauge_shows_threshold_band_and_verdict():
 # -- handlers with stand-in models (formatting only) ---------------------------------------------
 
 
-FAKE_LABELS = {"fake": "happy", "m-happy": "happy", "m-sad": "sad", "m-fear": "fear",
-               "m-default": "neutral"}
+FAKE_LABELS = {
+    "fake": "happy",
+    "m-happy": "happy",
+    "m-sad": "sad",
+    "m-fear": "fear",
+    "m-default": "neutral",
+}
 """The expression the stand-in model of each name sees on every face ("m-default": no name)."""
 
 
@@ -235,10 +257,14 @@ def fake_expression(monkeypatch, faces: int) -> list:
             probs[top] = 0.7
             box = (10.0 + 20 * i, 10.0, 16.0, 16.0)
             face = Face(box, np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet")
-            found.append(types.SimpleNamespace(face=face, probabilities=probs, label=top,
-                                               crop=np.zeros((48, 48), np.uint8)))
-        return types.SimpleNamespace(faces=found, model=name, detector="yunet",
-                                     timings={"detect": 1.0, "classify": 2.0})
+            found.append(
+                types.SimpleNamespace(
+                    face=face, probabilities=probs, label=top, crop=np.zeros((48, 48), np.uint8)
+                )
+            )
+        return types.SimpleNamespace(
+            faces=found, model=name, detector="yunet", timings={"detect": 1.0, "classify": 2.0}
+        )
 
     for tab in (expression_tab, compare_tab):
         monkeypatch.setattr(tab, "analyze_expression", analyze_expression)
@@ -249,7 +275,10 @@ def fake_expression(monkeypatch, faces: int) -> list:
 def test_expression_handler_labels_every_face(monkeypatch, face_jpeg, faces):
     fake_expression(monkeypatch, faces)
     html, *rest = expression_tab.analyze_photo(str(face_jpeg), "fake")
-    labels, (summary, details) = rest[:expression_tab.MAX_FACE_LABELS], rest[expression_tab.MAX_FACE_LABELS:]
+    labels, (summary, details) = (
+        rest[: expression_tab.MAX_FACE_LABELS],
+        rest[expression_tab.MAX_FACE_LABELS :],
+    )
     assert html.startswith("<img")
     assert sum(label.visible for label in labels) == min(faces, expression_tab.MAX_FACE_LABELS)
     assert len(details["faces"]) == faces
@@ -262,7 +291,10 @@ def test_expression_handler_labels_every_face(monkeypatch, face_jpeg, faces):
 def test_expression_handler_shows_the_chosen_models_output(monkeypatch, face_jpeg, model):
     asked = fake_expression(monkeypatch, 2)
     html, *rest = expression_tab.analyze_photo(str(face_jpeg), model)
-    labels, (summary, details) = rest[:expression_tab.MAX_FACE_LABELS], rest[expression_tab.MAX_FACE_LABELS:]
+    labels, (summary, details) = (
+        rest[: expression_tab.MAX_FACE_LABELS],
+        rest[expression_tab.MAX_FACE_LABELS :],
+    )
     name = model or "m-default"
     expected = FAKE_LABELS[name]
     assert asked == [model]
@@ -276,11 +308,14 @@ def test_expression_handler_shows_the_chosen_models_output(monkeypatch, face_jpe
 @pytest.mark.parametrize("resnet, plain", [("m-happy", "m-sad"), ("m-sad", "m-fear")])
 def test_compare_handler_runs_both_chosen_models(monkeypatch, face_jpeg, resnet, plain):
     asked = fake_expression(monkeypatch, 1)
-    res, res_text, plain_label, plain_text, details = compare_tab.compare_models(str(face_jpeg), resnet,
-                                                                         plain)
+    res, res_text, plain_label, plain_text, details = compare_tab.compare_models(
+        str(face_jpeg), resnet, plain
+    )
     assert sorted(asked) == sorted([resnet, plain])
-    for key, name, label, text in (("resnet", resnet, res, res_text),
-                                   ("plain", plain, plain_label, plain_text)):
+    for key, name, label, text in (
+        ("resnet", resnet, res, res_text),
+        ("plain", plain, plain_label, plain_text),
+    ):
         expected = FAKE_LABELS[name]
         assert details[key]["model"] == name and details[key]["label"] == expected
         assert details[key]["probabilities"][expected] == 0.7
@@ -314,7 +349,8 @@ def test_compare_handler_defaults_to_the_chosen_resnets_twin(monkeypatch, face_j
 @needs_identity
 def test_verify_different_people(face_jpeg, camera_jpeg):
     verdict, shown1, shown2, crops, face1, face2, details, faces = verify_tab.verify_photos(
-        str(face_jpeg), str(camera_jpeg))
+        str(face_jpeg), str(camera_jpeg)
+    )
     assert details["verdict"] == "different" and "Different people" in verdict
     assert details["similarity"] < details["threshold"] - details["band"]
     assert shown1.startswith("<div") and "<img" in shown1 and crops.count("<img") == 2
@@ -332,8 +368,10 @@ def test_handlers_use_the_detector_asked_for(face_jpeg, camera_jpeg, detector):
     assert details["detector"] == detector
     assert {f["detector"] for image in details["images"] for f in image["faces"]} == {detector}
     if has_default("expression"):
-        assert expression_tab.analyze_photo(str(face_jpeg), detector=detector)[-1][
-            "detector"] == detector
+        assert (
+            expression_tab.analyze_photo(str(face_jpeg), detector=detector)[-1]["detector"]
+            == detector
+        )
     with pytest.raises(gr.Error, match="Unknown detector"):
         verify_tab.verify_photos(str(face_jpeg), str(camera_jpeg), detector="haar")
 
@@ -382,8 +420,10 @@ def test_expression_handler_runs_the_chosen_registry_model(face_jpeg):
         assert probs == pytest.approx(direct[0].probabilities, abs=1e-4)
         shown[name] = probs
     assert shown[None] == shown[default]
-    assert set(shown[other]) != set(shown[default]) or max(
-        abs(shown[other][k] - shown[default][k]) for k in shown[default]) > 0.05
+    assert (
+        set(shown[other]) != set(shown[default])
+        or max(abs(shown[other][k] - shown[default][k]) for k in shown[default]) > 0.05
+    )
 
 
 @needs_identity
@@ -475,8 +515,11 @@ def serve_app(env: dict[str, str] | None = None, timeout: float = 180):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port)],
-        cwd=PROJECT_ROOT, env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -521,8 +564,14 @@ def test_client_sees_the_api(client):
 def test_client_verify_different_people(client, face_jpeg, camera_jpeg):
     from gradio_client import handle_file
 
-    out = client.predict(handle_file(str(face_jpeg)), handle_file(str(camera_jpeg)),
-                         common.model_choices("identity")[0], None, None, api_name="/verify")
+    out = client.predict(
+        handle_file(str(face_jpeg)),
+        handle_file(str(camera_jpeg)),
+        common.model_choices("identity")[0],
+        None,
+        None,
+        api_name="/verify",
+    )
     assert out[6]["verdict"] == "different"
     assert out[6]["similarity"] < out[6]["threshold"] - out[6]["band"]
 
@@ -532,8 +581,9 @@ def test_client_verify_same_person(client):
     from gradio_client import handle_file
 
     photo1, photo2 = lfw_pair(same=True)
-    out = client.predict(handle_file(str(photo1)), handle_file(str(photo2)), None, None, None,
-                         api_name="/verify")
+    out = client.predict(
+        handle_file(str(photo1)), handle_file(str(photo2)), None, None, None, api_name="/verify"
+    )
     assert out[6]["verdict"] == "same"
     assert out[6]["similarity"] > out[6]["threshold"] + out[6]["band"]
 
@@ -542,8 +592,14 @@ def test_client_verify_same_person(client):
 def test_client_picks_another_face_without_the_photos(client, face_jpeg, two_faces_jpeg):
     from gradio_client import handle_file
 
-    out = client.predict(handle_file(str(two_faces_jpeg)), handle_file(str(face_jpeg)), None,
-                         None, None, api_name="/verify")
+    out = client.predict(
+        handle_file(str(two_faces_jpeg)),
+        handle_file(str(face_jpeg)),
+        None,
+        None,
+        None,
+        api_name="/verify",
+    )
     faces = out[7]
     assert out[6]["images"][0]["chosen"] == 0 and len(faces["photos"][0]["faces"]) >= 2
     verdict, *_, details = client.predict(faces, 1, 0, api_name="/pick_faces")
@@ -558,8 +614,9 @@ def test_client_bad_input_is_a_message(client, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     with pytest.raises(AppError, match="corrupt|not a recognised"):
-        client.predict(handle_file(str(bad)), handle_file(str(bad)), None, None, None,
-                       api_name="/verify")
+        client.predict(
+            handle_file(str(bad)), handle_file(str(bad)), None, None, None, api_name="/verify"
+        )
 
 
 @needs_expression

@@ -197,8 +197,10 @@ def assert_one_line_error(code: int, err: str) -> None:
 def test_cli_verify_and_embed(inputs, warm_identity, tmp_path, capfd, name):
     expect = EXPECT[name]
     out_file = tmp_path / "embedding.npy"
-    for argv in (["verify", inputs[REFERENCE], inputs[name]],
-                 ["embed", inputs[name], "--out", out_file]):
+    for argv in (
+        ["verify", inputs[REFERENCE], inputs[name]],
+        ["embed", inputs[name], "--out", out_file],
+    ):
         code, out, err = run_cli(argv, capfd)
         if expect in ("error", "noface") or (expect == "face-or-noface" and code != 0):
             assert_one_line_error(code, err)
@@ -226,10 +228,12 @@ def test_cli_expression(inputs, warm_expression, capfd, name):
 def test_app_handlers(inputs, warm_identity, warm_expression, upload_dir, name):
     import gradio as gr
 
-
     expect = EXPECT[name]
-    out = timed(verify_tab.verify_photos, as_upload(inputs[REFERENCE], upload_dir),
-                as_upload(inputs[name], upload_dir))
+    out = timed(
+        verify_tab.verify_photos,
+        as_upload(inputs[REFERENCE], upload_dir),
+        as_upload(inputs[name], upload_dir),
+    )
     if expect in ("error", "noface") or (expect == "face-or-noface" and isinstance(out, gr.Error)):
         message = expect_error(out, gr.Error)
         assert ("No face" in message) == (expect != "error"), message
@@ -309,14 +313,15 @@ def use_registry(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_broken_model_is_refused(inputs, tmp_path, monkeypatch, capfd, upload_dir, breakage, task):
     import gradio as gr
 
-
     model = registry.default_model(task)
     use_registry(broken_registry(tmp_path, model, breakage), monkeypatch)
     photo = inputs[REFERENCE]
     if task == "identity":
         api, argv = (lambda: verify(photo, photo)), ["verify", photo, photo]
-        handler = lambda: verify_tab.verify_photos(as_upload(photo, upload_dir),  # noqa: E731
-                                            as_upload(photo, upload_dir))
+        handler = lambda: verify_tab.verify_photos(  # noqa: E731
+            as_upload(photo, upload_dir),
+            as_upload(photo, upload_dir),
+        )
     else:
         api, argv = (lambda: analyze_expression(photo)), ["expression", photo]
         handler = lambda: expression_tab.analyze_photo(as_upload(photo, upload_dir))  # noqa: E731
@@ -342,8 +347,12 @@ def run_script(args: list, tmp_path: Path, env: dict | None = None) -> tuple[int
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     peak, deadline = 0, time.monotonic() + SCRIPT_TIMEOUT_S
     with open(out, "w") as stdout, open(err, "w") as stderr:
-        proc = subprocess.Popen(faceres_command() + [str(a) for a in args], stdout=stdout,
-                                stderr=stderr, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            faceres_command() + [str(a) for a in args],
+            stdout=stdout,
+            stderr=stderr,
+            env={**os.environ, **(env or {})},
+        )
         status = Path(f"/proc/{proc.pid}/status")
         while proc.poll() is None:
             if time.monotonic() > deadline:
@@ -360,16 +369,16 @@ def run_script(args: list, tmp_path: Path, env: dict | None = None) -> tuple[int
 
 
 def test_script_refuses_a_bomb_in_one_line_and_bounded_memory(inputs, tmp_path):
-    code, _, err, peak = run_script(["expression", inputs["bomb.png"], inputs[REFERENCE]],
-                                    tmp_path)
+    code, _, err, peak = run_script(["expression", inputs["bomb.png"], inputs[REFERENCE]], tmp_path)
     assert_one_line_error(code, err)
     assert "bomb.png" in err and f"{MAX_PIXELS / 1e6:.0f} megapixels" in err
     assert peak < SCRIPT_MEMORY, f"{peak / 2**20:.0f} MB"  # 0 where there is no /proc
 
 
 def test_script_expression_batch(inputs, tmp_path):
-    code, out, err, _ = run_script(["expression", "--json", *(inputs[n] for n in DECODABLE)],
-                                   tmp_path)
+    code, out, err, _ = run_script(
+        ["expression", "--json", *(inputs[n] for n in DECODABLE)], tmp_path
+    )
     assert code == 0 and err == "", err  # nothing on stderr: no log noise from the libraries
     results = json.loads(out)
     assert [Path(r["image"]).name for r in results] == DECODABLE
@@ -381,8 +390,9 @@ def test_script_expression_batch(inputs, tmp_path):
 def test_script_embed_batch(inputs, tmp_path):
     names = [*PHOTOS, f"faces{MANY}.jpg"]
     out_file = tmp_path / "embeddings.npy"
-    code, out, err, _ = run_script(["embed", *(inputs[n] for n in names), "--out", out_file],
-                                   tmp_path)
+    code, out, err, _ = run_script(
+        ["embed", *(inputs[n] for n in names), "--out", out_file], tmp_path
+    )
     assert code == 0 and err == "", err
     rows = np.load(out_file, allow_pickle=False)
     assert rows.shape[0] == len(names) and np.allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-3)
@@ -392,7 +402,10 @@ def test_script_embed_batch(inputs, tmp_path):
 def test_script_refuses_a_corrupt_model(inputs, tmp_path):
     model = registry.default_model("identity")
     folder = broken_registry(tmp_path, model, "truncated")
-    code, _, err, _ = run_script(["verify", inputs[REFERENCE], inputs[REFERENCE]], tmp_path,
-                                 env={"FACERES_REGISTRY": str(folder)})
+    code, _, err, _ = run_script(
+        ["verify", inputs[REFERENCE], inputs[REFERENCE]],
+        tmp_path,
+        env={"FACERES_REGISTRY": str(folder)},
+    )
     assert_one_line_error(code, err)
     assert model in err and "sha256" in err

@@ -14,8 +14,14 @@ from tests.test_app import has_default, serve_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 skimage_data = pytest.importorskip("skimage.data")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -28,11 +34,16 @@ def chromium() -> Path:
         if shutil.which("apt-get") is None:
             pytest.skip("/usr/bin/chromium is missing and apt-get is not available")
         try:
-            subprocess.run(["apt-get", "install", "-y", "chromium"], check=True,
-                           capture_output=True, timeout=900)
+            subprocess.run(
+                ["apt-get", "install", "-y", "chromium"],
+                check=True,
+                capture_output=True,
+                timeout=900,
+            )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-            pytest.skip(f"/usr/bin/chromium is missing and `apt-get install chromium` failed: "
-                        f"{exc}")
+            pytest.skip(
+                f"/usr/bin/chromium is missing and `apt-get install chromium` failed: {exc}"
+            )
     return CHROMIUM
 
 
@@ -46,8 +57,9 @@ def page(chromium):
             browser.close()
 
 
-@pytest.mark.skipif(not has_default("identity"),
-                    reason="no default identity model in the registry yet")
+@pytest.mark.skipif(
+    not has_default("identity"), reason="no default identity model in the registry yet"
+)
 def test_upload_two_photos_read_the_verdict_and_pick_another_face(page, tmp_path):
     big = skimage_data.astronaut()
     photos = tmp_path / "group.jpg", tmp_path / "astronaut.jpg"
@@ -72,4 +84,5 @@ def test_upload_two_photos_read_the_verdict_and_pick_another_face(page, tmp_path
         # A rerun (another model) needs the photos again, and says so.
         page.locator("#verify-run").click()
         sync_api.expect(page.get_by_text("upload the photo again").first).to_be_visible(
-            timeout=60_000)
+            timeout=60_000
+        )

@@ -29,10 +29,20 @@ def test_verify_offline_with_committed_models_only(tmp_path, astronaut):
     Image.fromarray(edited).save(second, quality=90)
     empty = tmp_path / "no-data"
     empty.mkdir()
-    env = {**os.environ, "FACERES_DATA": str(empty), "HF_HUB_OFFLINE": "1",
-           "HF_HOME": str(tmp_path / "hf"), "FACERES_DETECTOR": "auto"}
-    run = subprocess.run([sys.executable, "-m", "faceres", "verify", str(first), str(second),
-                          "--json"], env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "FACERES_DATA": str(empty),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "FACERES_DETECTOR": "auto",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "faceres", "verify", str(first), str(second), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["verdict"] == "same", result["similarity"]
@@ -66,7 +76,6 @@ def test_every_committed_model_loads_through_the_registry():
         "tasks = {registry.load(n, device='cpu').config['faceres']['task'] for n in names}\n"
         "print(sorted(tasks))\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert {"detector", "landmarks"} <= set(json.loads(run.stdout.replace("'", '"')))

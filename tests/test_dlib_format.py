@@ -140,10 +140,17 @@ def small_net(
         + enc_int(8)
         + enc_int(8)
         + con
-        + b"000" + EMPTY + EMPTY + EMPTY + enc_int(1)  # input add_layer v3 trailer
-        + affine + TRAILER
-        + enc_str("relu_") + TRAILER
-        + fc + TRAILER
+        + b"000"
+        + EMPTY
+        + EMPTY
+        + EMPTY
+        + enc_int(1)  # input add_layer v3 trailer
+        + affine
+        + TRAILER
+        + enc_str("relu_")
+        + TRAILER
+        + fc
+        + TRAILER
     )
 
 
@@ -153,8 +160,11 @@ def test_small_net():
     conv_b = np.array([0.5, -0.5], np.float32)
     fc_w = rng.normal(size=(2, 2)).astype(np.float32)
     net = parse_dnn(small_net(conv_w, conv_b, [2.0, 3.0], [0.1, 0.2], fc_w))
-    assert net.loss == {"type": "loss_metric_2", "margin": pytest.approx(0.04),
-                        "distance_threshold": pytest.approx(0.6)}
+    assert net.loss == {
+        "type": "loss_metric_2",
+        "margin": pytest.approx(0.04),
+        "distance_threshold": pytest.approx(0.6),
+    }
     assert net.input["type"] == "input_rgb_image_sized" and net.input["nr"] == 8
     assert net.input["avg_rgb"] == pytest.approx((122.782, 117.001, 104.298))
     assert [layer["type"] for layer in net.layers] == ["con_4", "affine_", "relu_", "fc_2"]
@@ -170,8 +180,13 @@ def test_small_net():
 
 def test_tag_layers_are_markers_and_trailing_bytes_fail():
     rng = np.random.default_rng(1)
-    args = (rng.normal(size=(2, 1, 3, 3)).astype(np.float32), np.zeros(2, np.float32),
-            [1.0, 1.0], [0.0, 0.0], np.eye(2, dtype=np.float32))
+    args = (
+        rng.normal(size=(2, 1, 3, 3)).astype(np.float32),
+        np.zeros(2, np.float32),
+        [1.0, 1.0],
+        [0.0, 0.0],
+        np.eye(2, dtype=np.float32),
+    )
     data = small_net(*args, tag=True)
     types = [layer["type"] for layer in parse_dnn(data).layers]
     assert types == ["con_4", "affine_", "marker", "relu_", "fc_2"]
@@ -189,15 +204,27 @@ def test_shape_predictor():
         return enc_int(-len(values)) + enc_int(-1) + b"".join(enc_float(v) for v in values)
 
     tree = (
-        enc_int(1) + enc_int(0) + enc_int(1) + enc_float(-3.5)  # one split: f0 - f1 > -3.5
-        + enc_int(2) + matrix([0.25, -0.5]) + matrix([1.0, 0.0])  # two leaves
+        enc_int(1)
+        + enc_int(0)
+        + enc_int(1)
+        + enc_float(-3.5)  # one split: f0 - f1 > -3.5
+        + enc_int(2)
+        + matrix([0.25, -0.5])
+        + matrix([1.0, 0.0])  # two leaves
     )
     data = (
         enc_int(1)
         + matrix([0.5, 0.5])
-        + enc_int(1) + enc_int(1) + tree  # 1 level of 1 tree
-        + enc_int(1) + enc_int(2) + enc_int(0) + enc_int(0)  # anchor_idx: [[0, 0]]
-        + enc_int(1) + enc_int(2) + b"".join(enc_float(v) for v in (0.1, 0.0, -0.1, 0.0))
+        + enc_int(1)
+        + enc_int(1)
+        + tree  # 1 level of 1 tree
+        + enc_int(1)
+        + enc_int(2)
+        + enc_int(0)
+        + enc_int(0)  # anchor_idx: [[0, 0]]
+        + enc_int(1)
+        + enc_int(2)
+        + b"".join(enc_float(v) for v in (0.1, 0.0, -0.1, 0.0))
     )
     sp = parse_shape_predictor(data)
     np.testing.assert_array_equal(sp["initial_shape"], [[0.5, 0.5]])

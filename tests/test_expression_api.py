@@ -26,27 +26,34 @@ def _has_default() -> bool:
 needs_model = pytest.mark.skipif(not _has_default(), reason="no default expression model")
 needs_fer = pytest.mark.skipif(
     data_dir() is None or not (data_dir() / "fer2013" / "PrivateTest").is_dir(),
-    reason="FER2013 is not in FACERES_DATA (fer2013/PrivateTest)")
+    reason="FER2013 is not in FACERES_DATA (fer2013/PrivateTest)",
+)
 
 
 def test_score_maps_ferplus_names_onto_fer_folders():
     labels = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
     data_names = ("angry", "happy", "sad")
-    probs = np.eye(8)[[4, 1, 3, 7]]            # anger, happiness, sadness, contempt
+    probs = np.eye(8)[[4, 1, 3, 7]]  # anger, happiness, sadness, contempt
     report = score(probs, np.array([0, 1, 2, 2]), labels, data_names)
     assert report["accuracy"] == 0.75
     assert report["per_class"]["sad"] == {"precision": 1.0, "recall": 0.5, "support": 2}
-    assert "accuracy: 0.7500" in format_report(dict(report, model="m", data="d", faces="crop",
-                                                    no_face=0))
+    assert "accuracy: 0.7500" in format_report(
+        dict(report, model="m", data="d", faces="crop", no_face=0)
+    )
 
 
 def sklearn_scores(pred: np.ndarray, targets: np.ndarray, classes: int) -> dict:
     """Accuracy, confusion matrix and per-class precision / recall / support by scikit-learn."""
     precision, recall, _, support = precision_recall_fscore_support(
-        targets, pred, labels=range(classes), zero_division=0)
-    return {"accuracy": accuracy_score(targets, pred),
-            "confusion": confusion_matrix(targets, pred, labels=range(classes)),
-            "precision": precision, "recall": recall, "support": support}
+        targets, pred, labels=range(classes), zero_division=0
+    )
+    return {
+        "accuracy": accuracy_score(targets, pred),
+        "confusion": confusion_matrix(targets, pred, labels=range(classes)),
+        "precision": precision,
+        "recall": recall,
+        "support": support,
+    }
 
 
 def assert_scores_match(report: dict, expected: dict, data_names) -> None:
@@ -71,8 +78,16 @@ def test_score_agrees_with_sklearn():
 
 
 def test_score_of_a_ferplus_model_on_fer_folders_agrees_with_sklearn():
-    model_names = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
-                   "contempt"]
+    model_names = [
+        "neutral",
+        "happiness",
+        "surprise",
+        "sadness",
+        "anger",
+        "disgust",
+        "fear",
+        "contempt",
+    ]
     data_names = ("angry", "fear", "happy", "neutral", "sad")
     # each model class as the data class of the same meaning (-1: none, always wrong)
     as_data = {0: 3, 1: 2, 2: -1, 3: 4, 4: 0, 5: -1, 6: 1, 7: -1}

@@ -44,16 +44,19 @@ def test_kaggle_csv_layout(tmp_path):
 def test_kaggle_csv_with_ferplus_votes(tmp_path):
     write_fer_csv(tmp_path / "fer2013.csv", [(3, "Training"), (0, "Training"), (6, "PublicTest")])
     header = ["Usage", "Image name", *FERPLUS_LABELS, "unknown", "NF"]
-    votes = [["Training", "fer0.png", 0, 9, 1, 0, 0, 0, 0, 0, 0, 0],
-             ["Training", "", 0, 0, 0, 0, 0, 0, 0, 0, 0, 10],     # not a face: dropped
-             ["PublicTest", "fer2.png", 6, 0, 0, 0, 0, 0, 0, 0, 4, 0]]
+    votes = [
+        ["Training", "fer0.png", 0, 9, 1, 0, 0, 0, 0, 0, 0, 0],
+        ["Training", "", 0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # not a face: dropped
+        ["PublicTest", "fer2.png", 6, 0, 0, 0, 0, 0, 0, 0, 4, 0],
+    ]
     with (tmp_path / "fer2013new.csv").open("w", newline="") as fh:
         csv.writer(fh).writerows([header, *votes])
     splits = load_fer2013_csv(tmp_path / "fer2013.csv", tmp_path / "fer2013new.csv")
     assert len(splits["Training"]) == 1 and splits["Training"].targets.tolist() == [1]
     assert splits["PublicTest"].label_names == FERPLUS_LABELS
-    prob = load_fer2013_csv(tmp_path / "fer2013.csv", tmp_path / "fer2013new.csv",
-                            protocol="probability")
+    prob = load_fer2013_csv(
+        tmp_path / "fer2013.csv", tmp_path / "fer2013new.csv", protocol="probability"
+    )
     np.testing.assert_allclose(prob["Training"].targets[0][:3], [0, 0.9, 0.1])
 
 
@@ -77,7 +80,7 @@ def test_any_class_named_folder(tmp_path, monkeypatch):
     assert faces.images.shape == (4, 48, 48) and faces.label_names == ("happy", "sad")
     assert faces.targets.tolist() == [0, 0, 1, 1]
     assert abs(int(faces.images[3].mean()) - 50) <= 1
-    again = load_image_folder(tmp_path / "faces")          # from the cache
+    again = load_image_folder(tmp_path / "faces")  # from the cache
     np.testing.assert_array_equal(again.images, faces.images)
     with pytest.raises(DataError, match="not among the labels"):
         load_image_folder(tmp_path / "faces", label_names=("happy",))

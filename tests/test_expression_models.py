@@ -18,9 +18,16 @@ from faceres.models.fer_resnet import PlainBlock
 from faceres.train.augment import augment
 from faceres.train.classifier import TrainConfig, train_expression, weight_names
 
-ARCHS = ["faceres_resnet18_48", "faceres_plain18_48", "faceres_resnet20_48", "faceres_plain20_48",
-         "faceres_resnet56_48", "faceres_plain56_48", "faceres_resnet56_nobn_48",
-         "faceres_plain56_nobn_48"]
+ARCHS = [
+    "faceres_resnet18_48",
+    "faceres_plain18_48",
+    "faceres_resnet20_48",
+    "faceres_plain20_48",
+    "faceres_resnet56_48",
+    "faceres_plain56_48",
+    "faceres_resnet56_nobn_48",
+    "faceres_plain56_nobn_48",
+]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -78,7 +85,7 @@ def make_fer_folder(root, n_per_class: int = 12, mislabelled: int = 0) -> None:
             for cls, half in (("happy", 0), ("sad", 1)):
                 im = rng.integers(0, 60, (48, 48), dtype=np.uint8)
                 half = 1 - half if i < wrong else half
-                im[half * 24:(half + 1) * 24] += 150
+                im[half * 24 : (half + 1) * 24] += 150
                 Image.fromarray(im).save(root / split / cls / f"{split}_{i}.png")
 
 
@@ -111,9 +118,18 @@ def predicted(arch: str, state: dict, images: torch.Tensor, flip: bool = False) 
 def test_training_end_to_end_into_a_registry(tmp_path, tiny_registry, monkeypatch):
     monkeypatch.setenv("FACERES_CACHE", str(tmp_path / "cache"))
     make_fer_folder(tmp_path / "fer2013", mislabelled=1)
-    cfg = TrainConfig(arch="faceres_resnet20_48", name="tiny-fer", data=str(tmp_path / "fer2013"),
-                      epochs=4, batch_size=8, lr=0.05, warmup_epochs=0.5, device="cpu",
-                      workdir=str(tmp_path / "run"), twin="tiny-plain")
+    cfg = TrainConfig(
+        arch="faceres_resnet20_48",
+        name="tiny-fer",
+        data=str(tmp_path / "fer2013"),
+        epochs=4,
+        batch_size=8,
+        lr=0.05,
+        warmup_epochs=0.5,
+        device="cpu",
+        workdir=str(tmp_path / "run"),
+        twin="tiny-plain",
+    )
     summary = train_expression(cfg, progress=False)
     folder = tiny_registry / "models" / "tiny-fer"
     history = json.loads((folder / "training.json").read_text())
@@ -132,7 +148,8 @@ def test_training_end_to_end_into_a_registry(tmp_path, tiny_registry, monkeypatc
     best_flip = accuracy_score(y_val, predicted(arch, best, x_val, flip=True))
     assert history["epochs"][-1]["val_acc"] == pytest.approx(last_acc)
     assert history["train_error_final"] == pytest.approx(
-        1 - accuracy_score(y_train, predicted(arch, last, x_train)))
+        1 - accuracy_score(y_train, predicted(arch, last, x_train))
+    )
     assert summary["val_acc"] == pytest.approx(best_acc)
     assert history["epochs"][summary["best_epoch"] - 1]["val_acc"] == pytest.approx(best_acc)
     assert best_acc == pytest.approx(max(e["val_acc"] for e in history["epochs"]))

@@ -25,8 +25,13 @@ skdata = pytest.importorskip("skimage.data")
 
 EXAMPLE_DEADLINE_MS = 5000
 """One example (decode and every detector) must finish within the bad-input time limit."""
-FUZZ = settings(max_examples=200, deadline=EXAMPLE_DEADLINE_MS, database=None, print_blob=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=200,
+    deadline=EXAMPLE_DEADLINE_MS,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _detectors() -> list[str]:
@@ -76,7 +81,7 @@ def mutated(draw: st.DrawFn) -> bytes:
         elif op == "insert":
             data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
         else:
-            del data[pos: pos + draw(st.integers(1, 16))]
+            del data[pos : pos + draw(st.integers(1, 16))]
     if draw(st.integers(0, 3)) == 0:
         data = data[: draw(st.integers(16, len(data)))]
     return bytes(data)
@@ -122,18 +127,21 @@ def test_mutated_encodings(data: bytes):
     decode_then_detect(data)
 
 
-ARRAY_DTYPES = st.sampled_from([np.uint8, np.uint16, np.int32, np.int64, np.float32, np.float64,
-                                np.bool_, np.int8])
+ARRAY_DTYPES = st.sampled_from(
+    [np.uint8, np.uint16, np.int32, np.int64, np.float32, np.float64, np.bool_, np.int8]
+)
 
 
 @pytest.mark.timeout(120)
 @settings(FUZZ, max_examples=60)
-@given(array=hnp.arrays(
-    ARRAY_DTYPES,
-    st.one_of(
-        hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=64),
-        st.tuples(st.integers(1, 12), st.integers(200, 3000), st.sampled_from([1, 3, 4])),
-    ),
-))
+@given(
+    array=hnp.arrays(
+        ARRAY_DTYPES,
+        st.one_of(
+            hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=64),
+            st.tuples(st.integers(1, 12), st.integers(200, 3000), st.sampled_from([1, 3, 4])),
+        ),
+    )
+)
 def test_arrays(array: np.ndarray):
     decode_then_detect(array)

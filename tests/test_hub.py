@@ -39,8 +39,13 @@ YUNET_FILE = "face_detection_yunet_2026may.onnx"
 
 
 def _faceres(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "faceres", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "faceres", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _publish(hub, name: str, **kwargs) -> tuple[torch.nn.Module, str, str]:
@@ -54,8 +59,9 @@ def _publish(hub, name: str, **kwargs) -> tuple[torch.nn.Module, str, str]:
     return model, repo_id, revision
 
 
-def test_pull_into_an_empty_cache_then_load_with_faceres_and_timm(local_hub, tiny_registry,
-                                                                   tmp_path):
+def test_pull_into_an_empty_cache_then_load_with_faceres_and_timm(
+    local_hub, tiny_registry, tmp_path
+):
     model, repo_id, revision = _publish(local_hub, "tiny")
     hf_home = tmp_path / "hf-home"
     env = local_hub.env(hf_home)
@@ -69,9 +75,13 @@ def test_pull_into_an_empty_cache_then_load_with_faceres_and_timm(local_hub, tin
 
     # Offline from here on: both loaders must find everything in the cache just filled.
     env["HF_HUB_OFFLINE"] = "1"
-    run = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, "tiny", repo_id, revision,
-                          json.dumps(SHAPE)], env=env, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT, "tiny", repo_id, revision, json.dumps(SHAPE)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert Path(result["folder"]) == snapshot
@@ -102,8 +112,9 @@ def test_a_tampered_cache_file_is_refused(local_hub, tiny_registry, hub_constant
 
 
 @pytest.mark.parametrize("tamper", [False, True])
-def test_third_party_files_come_from_the_hub_when_not_here(tamper, local_hub, tiny_registry,
-                                                           hub_constants, monkeypatch, tmp_path):
+def test_third_party_files_come_from_the_hub_when_not_here(
+    tamper, local_hub, tiny_registry, hub_constants, monkeypatch, tmp_path
+):
     hub_constants(local_hub.endpoint)
     monkeypatch.setenv("FACERES_DATA", str(tmp_path / "no-data"))
     upload = tmp_path / "upload"
@@ -112,10 +123,19 @@ def test_third_party_files_come_from_the_hub_when_not_here(tamper, local_hub, ti
     repo_id = f"faceres-test/det-{uuid.uuid4().hex[:8]}"
     revision = local_hub.publish(upload, repo_id, tamper="det.onnx" if tamper else None)
     entry = {
-        "name": "det", "task": "detector", "architecture": "YuNet", "twin": None,
-        "default": True, "repo_id": repo_id, "revision": revision, "path": None,
-        "files": {"det.onnx": registry.sha256_file(upload / "det.onnx")}, "license": "mit",
-        "metrics": {}, "description": "", "source": "tests",
+        "name": "det",
+        "task": "detector",
+        "architecture": "YuNet",
+        "twin": None,
+        "default": True,
+        "repo_id": repo_id,
+        "revision": revision,
+        "path": None,
+        "files": {"det.onnx": registry.sha256_file(upload / "det.onnx")},
+        "license": "mit",
+        "metrics": {},
+        "description": "",
+        "source": "tests",
         "local_candidates": ["$FACERES_DATA/det.onnx"],
     }
     (tiny_registry / "index.json").write_text(json.dumps({"models": [entry]}))
@@ -139,8 +159,9 @@ def silent_endpoint():
 
 @pytest.mark.parametrize("target", ["model", "third-party file"])
 @pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "refused", "silent"])
-def test_offline_fails_fast_with_the_remedy(how, target, tiny_registry, hub_constants,
-                                             silent_endpoint, monkeypatch, tmp_path):
+def test_offline_fails_fast_with_the_remedy(
+    how, target, tiny_registry, hub_constants, silent_endpoint, monkeypatch, tmp_path
+):
     if target == "model":
         save_tiny("tiny")
         registry.update_entry("tiny", repo_id="faceres-test/nowhere", revision="0" * 40)
@@ -191,8 +212,14 @@ def test_timm_alone_names_the_package_to_install(local_hub, tmp_path, name):
     repo_id = f"faceres-test/{name}-{uuid.uuid4().hex[:8]}"
     revision = local_hub.publish(folder, repo_id)
     env = {**local_hub.env(tmp_path / "hf-home"), "PYTHONPATH": str(settings.PROJECT_ROOT)}
-    run = subprocess.run([sys.executable, "-c", TIMM_ONLY, f"hf-hub:{repo_id}@{revision}"],
-                         env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-c", TIMM_ONLY, f"hf-hub:{repo_id}@{revision}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     architecture = json.loads((folder / "config.json").read_text())["architecture"]
     assert run.stdout.strip() == f"Unknown model ({architecture})"
@@ -200,8 +227,17 @@ def test_timm_alone_names_the_package_to_install(local_hub, tmp_path, name):
     card = (folder / "README.md").read_text()
     assert "## How to load" in card and "pip install faceres" in card
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, timm, faceres; "
-         "print(type(timm.create_model(sys.argv[1], pretrained=True)).__name__)",
-         f"hf-hub:{repo_id}@{revision}"],
-        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        [
+            sys.executable,
+            "-c",
+            "import sys, timm, faceres; "
+            "print(type(timm.create_model(sys.argv[1], pretrained=True)).__name__)",
+            f"hf-hub:{repo_id}@{revision}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert loaded.returncode == 0 and loaded.stdout.strip(), loaded.stderr

@@ -11,11 +11,18 @@ import pytest
 
 from faceres.settings import PACKAGE_ROOT
 
-INFERENCE = ("faceres.detect", "faceres.align", "faceres.identity", "faceres.expression",
-             "faceres.registry", "faceres.models", "faceres.app", "faceres.imageio")
+INFERENCE = (
+    "faceres.detect",
+    "faceres.align",
+    "faceres.identity",
+    "faceres.expression",
+    "faceres.registry",
+    "faceres.models",
+    "faceres.app",
+    "faceres.imageio",
+)
 """What answers a user's photo: none of it may import training or evaluation code."""
-LAZY_ALLOWED = {"matplotlib", "huggingface_hub", "timm", "gradio", "tomllib", "filelock",
-                "faceres"}
+LAZY_ALLOWED = {"matplotlib", "huggingface_hub", "timm", "gradio", "tomllib", "filelock", "faceres"}
 """Top-level packages that may be imported inside a function (heavy, or needed by one command);
 `faceres` only from the CLI, which imports each command's code when that command runs."""
 
@@ -33,9 +40,12 @@ def modules() -> dict[str, Path]:
 def imports(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str, bool]]:
     """(faceres module imported, whether inside a function) for every import of a module."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    inside = {id(node) for fn in ast.walk(tree)
-              if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
-              for node in ast.walk(fn)}
+    inside = {
+        id(node)
+        for fn in ast.walk(tree)
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for node in ast.walk(fn)
+    }
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = []
     for node in ast.walk(tree):
@@ -46,8 +56,9 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str, bo
             if node.level:
                 parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parent + ([base] if base else []))
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
-                       for a in node.names]
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -59,8 +70,10 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str, bo
 
 def graph() -> dict[str, set[str]]:
     known = modules()
-    return {name: {t for t, _ in imports(name, path, known) if t in known and t != name}
-            for name, path in known.items()}
+    return {
+        name: {t for t, _ in imports(name, path, known) if t in known and t != name}
+        for name, path in known.items()
+    }
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -118,8 +131,14 @@ def test_inference_never_reaches_training_or_evaluation(start):
 
 def test_imports_inside_functions_are_for_heavy_optional_dependencies():
     known = modules()
-    lazy = sorted({(name, target) for name, path in known.items()
-                   for target, inside in imports(name, path, known) if inside})
+    lazy = sorted(
+        {
+            (name, target)
+            for name, path in known.items()
+            for target, inside in imports(name, path, known)
+            if inside
+        }
+    )
     internal = [(n, t) for n, t in lazy if t.startswith("faceres") and ".cli" not in n]
     other = [(n, t) for n, t in lazy if t.split(".")[0] not in LAZY_ALLOWED]
     assert not internal, f"faceres modules imported inside functions: {internal}"

@@ -17,12 +17,25 @@ from faceres.errors import ModelError
 
 SOURCES = sorted((settings.PACKAGE_ROOT).rglob("*.py")) + [settings.PROJECT_ROOT / "app.py"]
 """The package and the app launcher (what a deployment runs)."""
-PICKLE_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve",
-                  "marshal"}
+PICKLE_MODULES = {
+    "pickle",
+    "_pickle",
+    "cPickle",
+    "dill",
+    "cloudpickle",
+    "joblib",
+    "shelve",
+    "marshal",
+}
 UNPICKLING_CALLS = {
-    "torch.load", "torch.serialization.load", "torch.jit.load", "torch.hub.load",
-    "torch.hub.load_state_dict_from_url", "torch.package.PackageImporter",
-    "pandas.read_pickle", "numpy.lib.format.read_array",
+    "torch.load",
+    "torch.serialization.load",
+    "torch.jit.load",
+    "torch.hub.load",
+    "torch.hub.load_state_dict_from_url",
+    "torch.package.PackageImporter",
+    "pandas.read_pickle",
+    "numpy.lib.format.read_array",
 }
 
 
@@ -76,42 +89,53 @@ def pickle_loads(source: str, filename: str = "<source>") -> list[str]:
                 flag(node, "trust_remote_code")
         elif isinstance(node, ast.Dict):
             for key, value in zip(node.keys, node.values, strict=True):
-                if (isinstance(key, ast.Constant) and key.value == "trust_remote_code"
-                        and not _is_false(value)):
+                if (
+                    isinstance(key, ast.Constant)
+                    and key.value == "trust_remote_code"
+                    and not _is_false(value)
+                ):
                     flag(node, "trust_remote_code")
     return found
 
 
-@pytest.mark.parametrize("source", [
-    "import torch\ntorch.load('w.pt')",
-    "import torch as T\nT.load(f, weights_only=True)",
-    "from torch import load\nload(f)",
-    "import pickle\npickle.loads(b)",
-    "from pickle import load",
-    "import joblib\njoblib.load('m.joblib')",
-    "import numpy as np\nnp.load('a.npy')",
-    "import numpy\nnumpy.load('a.npy', allow_pickle=True)",
-    "from transformers import AutoModel\nAutoModel.from_pretrained('x', trust_remote_code=True)",
-    "kwargs = {'trust_remote_code': True}",
-    "import torch\ntorch.jit.load('m.pt')",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import torch\ntorch.load('w.pt')",
+        "import torch as T\nT.load(f, weights_only=True)",
+        "from torch import load\nload(f)",
+        "import pickle\npickle.loads(b)",
+        "from pickle import load",
+        "import joblib\njoblib.load('m.joblib')",
+        "import numpy as np\nnp.load('a.npy')",
+        "import numpy\nnumpy.load('a.npy', allow_pickle=True)",
+        "from transformers import AutoModel\n"
+        "AutoModel.from_pretrained('x', trust_remote_code=True)",
+        "kwargs = {'trust_remote_code': True}",
+        "import torch\ntorch.jit.load('m.pt')",
+    ],
+)
 def test_the_scan_finds_unpickling(source):
     assert pickle_loads(source), source
 
 
-@pytest.mark.parametrize("source", [
-    "import numpy as np\nnp.load('a.npy', allow_pickle=False)",
-    "from safetensors.torch import load_file\nload_file('model.safetensors')",
-    "import json\njson.load(f)",
-    "f(trust_remote_code=False)",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import numpy as np\nnp.load('a.npy', allow_pickle=False)",
+        "from safetensors.torch import load_file\nload_file('model.safetensors')",
+        "import json\njson.load(f)",
+        "f(trust_remote_code=False)",
+    ],
+)
 def test_the_scan_allows_safe_loading(source):
     assert pickle_loads(source) == []
 
 
 def test_package_never_unpickles():
-    found = [hit for path in SOURCES
-             for hit in pickle_loads(path.read_text(encoding="utf-8"), str(path))]
+    found = [
+        hit for path in SOURCES for hit in pickle_loads(path.read_text(encoding="utf-8"), str(path))
+    ]
     assert found == []
 
 
@@ -149,8 +173,13 @@ def test_loading_every_model_never_unpickles(fresh_registry, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model load unpickled")
 
-    for module, name in [(torch, "load"), (torch.serialization, "load"), (pickle, "load"),
-                         (pickle, "loads"), (pickle, "Unpickler")]:
+    for module, name in [
+        (torch, "load"),
+        (torch.serialization, "load"),
+        (pickle, "load"),
+        (pickle, "loads"),
+        (pickle, "Unpickler"),
+    ]:
         monkeypatch.setattr(module, name, refuse)
     names = [e["name"] for e in registry.list_models() if e.get("path") and e["architecture"]]
     assert names

@@ -32,8 +32,17 @@ from faceres import settings
 ROOT = settings.PROJECT_ROOT
 VERIFY_MODELS = ("dlib-resnet29-face", "dlib-landmarks5", "dlib-mmod-face")
 """What `faceres verify --detector dlib` needs from the registry (no third-party YuNet file)."""
-_NOT_COPIED = {".git", ".venv", "build", "dist", "out", "runs", ".cache", ".pytest_cache",
-               ".ruff_cache"}
+_NOT_COPIED = {
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "out",
+    "runs",
+    ".cache",
+    ".pytest_cache",
+    ".ruff_cache",
+}
 
 
 def _source_copy(dest: Path) -> Path:
@@ -48,18 +57,23 @@ def _source_copy(dest: Path) -> Path:
     return dest
 
 
-def _run(cmd: list, *, env: dict | None = None, cwd: Path | None = None,
-         timeout: float = 300) -> subprocess.CompletedProcess:
-    run = subprocess.run([str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True,
-                         timeout=timeout)
+def _run(
+    cmd: list, *, env: dict | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    run = subprocess.run(
+        [str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
     assert run.returncode == 0, f"{cmd}\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
     return run
 
 
 def _user_env(**extra: str) -> dict[str, str]:
     """os.environ without anything that would point faceres at the checkout or the Hub."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FACERES_", "HF_", "HUGGINGFACE_", "PYTHON", "PIP_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FACERES_", "HF_", "HUGGINGFACE_", "PYTHON", "PIP_"))
+    }
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", GRADIO_ANALYTICS_ENABLED="False", **extra)
     return env
 
@@ -74,8 +88,22 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def wheel(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """faceres's wheel, built offline with the installed setuptools."""
     work = tmp_path_factory.mktemp("wheel")
-    _run([sys.executable, "-m", "pip", "wheel", source, "--no-deps", "--no-build-isolation",
-          "--no-index", "-w", work / "dist"], env=_user_env(), cwd=work)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            source,
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            work / "dist",
+        ],
+        env=_user_env(),
+        cwd=work,
+    )
     (built,) = (work / "dist").glob("faceres-*.whl")
     return built
 
@@ -91,12 +119,17 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
     python = bin_dir / ("python.exe" if os.name == "nt" else "python")
     # The system's pip, run by the venv's python, installs into the venv.
-    _run([python, "-m", "pip", "install", "--no-deps", "--force-reinstall", "--no-index", wheel],
-         env=_user_env())
+    _run(
+        [python, "-m", "pip", "install", "--no-deps", "--force-reinstall", "--no-index", wheel],
+        env=_user_env(),
+    )
     cwd = work / "elsewhere"
     cwd.mkdir()
-    site = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                env=_user_env(), cwd=cwd).stdout.strip()
+    site = _run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        env=_user_env(),
+        cwd=cwd,
+    ).stdout.strip()
     return {"python": python, "faceres": bin_dir / "faceres", "site": Path(site), "cwd": cwd}
 
 
@@ -112,8 +145,11 @@ def photos(venv: dict, astronaut) -> tuple[Path, Path]:
 
 
 def _verify(venv: dict, photos: tuple[Path, Path], env: dict) -> dict:
-    run = _run([venv["faceres"], "verify", *photos, "--detector", "dlib", "--json"], env=env,
-               cwd=venv["cwd"])
+    run = _run(
+        [venv["faceres"], "verify", *photos, "--detector", "dlib", "--json"],
+        env=env,
+        cwd=venv["cwd"],
+    )
     return json.loads(run.stdout)
 
 
@@ -137,9 +173,12 @@ def test_the_wheel_ships_the_index_and_no_weights(wheel: Path, source: Path):
     assert shipped == (source / "registry" / "index.json").read_bytes()
     assert (source / "registry" / "models").is_dir()  # there to be left out
     assert [n for n in names if n.startswith("faceres/_registry/")] == [
-        "faceres/_registry/index.json"]
-    assert {n.split("/")[0] for n in names} == {"faceres", wheel.name.split("-py3")[0] +
-                                                ".dist-info"}
+        "faceres/_registry/index.json"
+    ]
+    assert {n.split("/")[0] for n in names} == {
+        "faceres",
+        wheel.name.split("-py3")[0] + ".dist-info",
+    }
     assert not [n for n in names if n.endswith((".safetensors", ".onnx", ".dat", ".npy"))]
     assert wheel.stat().st_size < 1_000_000
     assert "faceres = faceres.cli:main" in scripts.decode()
@@ -182,8 +221,10 @@ def test_every_imported_package_is_a_declared_dependency():
 
 @pytest.mark.slow
 def test_the_venv_imports_its_own_copy_with_the_shipped_index(venv: dict):
-    probe = ("import json, faceres, faceres.settings as s; "
-             "print(json.dumps([faceres.__file__, str(s.REGISTRY_DIR)]))")
+    probe = (
+        "import json, faceres, faceres.settings as s; "
+        "print(json.dumps([faceres.__file__, str(s.REGISTRY_DIR)]))"
+    )
     run = _run([venv["python"], "-c", probe], env=_user_env(), cwd=venv["cwd"])
     module, registry_dir = (Path(p) for p in json.loads(run.stdout))
     assert module == venv["site"] / "faceres" / "__init__.py", module
@@ -193,13 +234,17 @@ def test_the_venv_imports_its_own_copy_with_the_shipped_index(venv: dict):
 
 @pytest.mark.slow
 def test_registry_list_from_another_folder(venv: dict, source: Path):
-    run = _run([venv["faceres"], "registry", "list", "--json"], cwd=venv["cwd"],
-               env=_user_env(HF_HUB_OFFLINE="1"))
+    run = _run(
+        [venv["faceres"], "registry", "list", "--json"],
+        cwd=venv["cwd"],
+        env=_user_env(HF_HUB_OFFLINE="1"),
+    )
     listed = [e["name"] for e in json.loads(run.stdout)]
     index = json.loads((source / "registry" / "index.json").read_text(encoding="utf-8"))
     assert listed == [e["name"] for e in index["models"]] and len(listed) > 1
-    text = _run([venv["faceres"], "registry", "list"], cwd=venv["cwd"],
-                env=_user_env(HF_HUB_OFFLINE="1")).stdout
+    text = _run(
+        [venv["faceres"], "registry", "list"], cwd=venv["cwd"], env=_user_env(HF_HUB_OFFLINE="1")
+    ).stdout
     assert all(name in text for name in listed)
 
 
@@ -210,8 +255,9 @@ def test_verify_with_faceres_registry(local_verify: dict):
 
 
 @pytest.mark.slow
-def test_verify_pulls_the_weights_from_the_hub(venv: dict, source: Path, photos,
-                                                local_verify: dict, local_hub, tmp_path: Path):
+def test_verify_pulls_the_weights_from_the_hub(
+    venv: dict, source: Path, photos, local_verify: dict, local_hub, tmp_path: Path
+):
     """No checkout, no FACERES_REGISTRY: the shipped index (here with the Hub revisions a release
     would pin) and an empty HF_HOME; the weights come from the Hub and give the same answer."""
     shipped = venv["site"] / "faceres" / "_registry" / "index.json"
@@ -226,8 +272,9 @@ def test_verify_pulls_the_weights_from_the_hub(venv: dict, source: Path, photos,
             repos[entry["name"]] = entry
     assert set(repos) == set(VERIFY_MODELS)
     hf_home = tmp_path / "hf-home"
-    env = {k: v for k, v in local_hub.env(hf_home).items()
-           if not k.startswith(("FACERES_", "PYTHON"))}
+    env = {
+        k: v for k, v in local_hub.env(hf_home).items() if not k.startswith(("FACERES_", "PYTHON"))
+    }
     try:
         shipped.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
         result = _verify(venv, photos, env)
@@ -237,6 +284,11 @@ def test_verify_pulls_the_weights_from_the_hub(venv: dict, source: Path, photos,
     assert result["verdict"] == "same" and result["model"] == "dlib-resnet29-face"
     assert result["similarity"] == pytest.approx(local_verify["similarity"], abs=1e-5)
     for name, entry in repos.items():
-        snapshot = (hf_home / "hub" / f"models--{entry['repo_id'].replace('/', '--')}"
-                    / "snapshots" / entry["revision"])
+        snapshot = (
+            hf_home
+            / "hub"
+            / f"models--{entry['repo_id'].replace('/', '--')}"
+            / "snapshots"
+            / entry["revision"]
+        )
         assert sorted(p.name for p in snapshot.iterdir()) == sorted(entry["files"]), name

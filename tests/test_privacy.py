@@ -37,8 +37,10 @@ def files_under(*roots: Path) -> dict[Path, tuple[bytes, str]]:
     return found
 
 
-@pytest.mark.skipif(not has_default("identity") and not has_default("expression"),
-                    reason="no default identity or expression model in the registry yet")
+@pytest.mark.skipif(
+    not has_default("identity") and not has_default("expression"),
+    reason="no default identity or expression model in the registry yet",
+)
 def test_no_upload_remains_after_requests(tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
@@ -57,14 +59,26 @@ def test_no_upload_remains_after_requests(tmp_path):
         client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
         calls = 0
         if has_default("identity"):
-            out = client.predict(handle_file(str(face_jpeg)), handle_file(str(png)), None, None,
-                                 None, api_name="/verify")
+            out = client.predict(
+                handle_file(str(face_jpeg)),
+                handle_file(str(png)),
+                None,
+                None,
+                None,
+                api_name="/verify",
+            )
             assert out[6]["verdict"] == "different"
             picked = client.predict(out[7], 0, 0, api_name="/pick_faces")[-1]
             assert picked["verdict"] == "different"
             with pytest.raises(AppError, match="truncated or corrupt"):
-                client.predict(handle_file(str(broken)), handle_file(str(face_jpeg)), None, None,
-                               None, api_name="/verify")
+                client.predict(
+                    handle_file(str(broken)),
+                    handle_file(str(face_jpeg)),
+                    None,
+                    None,
+                    None,
+                    api_name="/verify",
+                )
             calls += 2
         if has_default("expression"):
             out = client.predict(handle_file(str(face_jpeg)), None, api_name="/expression")
@@ -92,8 +106,10 @@ def test_the_demo_keeps_no_session_state():
     assert not states, "session state would keep photos or faces on the server between requests"
 
 
-@pytest.mark.skipif(not has_default("identity") or not has_default("expression"),
-                    reason="no default identity and expression models in the registry yet")
+@pytest.mark.skipif(
+    not has_default("identity") or not has_default("expression"),
+    reason="no default identity and expression models in the registry yet",
+)
 def test_no_decoded_photo_outlives_a_request(monkeypatch, tmp_path):
     upload_dir = tmp_path / "gradio"
     upload_dir.mkdir()
@@ -110,8 +126,10 @@ def test_no_decoded_photo_outlives_a_request(monkeypatch, tmp_path):
     photo, other = tmp_path / "face.jpg", tmp_path / "other.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo, quality=92)
     Image.fromarray(camera_rgb()).save(other, quality=90)  # another person
-    outputs = [verify_tab.verify_photos(as_upload(photo, upload_dir), as_upload(other, upload_dir)),
-               expression_tab.analyze_photo(as_upload(photo, upload_dir))]
+    outputs = [
+        verify_tab.verify_photos(as_upload(photo, upload_dir), as_upload(other, upload_dir)),
+        expression_tab.analyze_photo(as_upload(photo, upload_dir)),
+    ]
     if compare_tab.twin_pairs():
         outputs.append(compare_tab.compare_models(as_upload(photo, upload_dir)))
     assert len(decoded) == len(outputs) + 1 and outputs[0][6]["verdict"] == "different"

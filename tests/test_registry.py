@@ -90,7 +90,7 @@ def test_load_builds_the_timm_model_in_eval_mode_once(tiny_registry):
 def test_update_entry_rehashes_and_clears_a_stale_revision(tiny_registry):
     _, folder = save_tiny("tiny")
     registry.update_entry("tiny", repo_id="faceres-test/tiny", revision="a" * 40)
-    registry.update_entry("tiny", source="tests")          # files unchanged: revision kept
+    registry.update_entry("tiny", source="tests")  # files unchanged: revision kept
     assert registry.get_entry("tiny")["revision"] == "a" * 40
     # new metrics rewrite the card's model-index, so the pinned revision no longer matches
     entry = registry.update_entry("tiny", metrics={"tiny-faces/accuracy": 0.75})
@@ -130,16 +130,27 @@ def test_only_safetensors_are_loaded(tiny_registry):
 
 def _third_party_index(registry_dir: Path, sha: str) -> None:
     entry = {
-        "name": "det", "task": "detector", "architecture": "YuNet", "twin": None,
-        "default": True, "repo_id": "faceres-test/det", "revision": "main", "path": None,
-        "files": {"det.onnx": sha}, "license": "mit", "metrics": {}, "description": "",
-        "source": "tests", "local_candidates": ["$FACERES_DATA/models/det/det.onnx"],
+        "name": "det",
+        "task": "detector",
+        "architecture": "YuNet",
+        "twin": None,
+        "default": True,
+        "repo_id": "faceres-test/det",
+        "revision": "main",
+        "path": None,
+        "files": {"det.onnx": sha},
+        "license": "mit",
+        "metrics": {},
+        "description": "",
+        "source": "tests",
+        "local_candidates": ["$FACERES_DATA/models/det/det.onnx"],
     }
     (registry_dir / "index.json").write_text(json.dumps({"models": [entry]}))
 
 
-def test_third_party_files_resolve_from_local_candidates(tiny_registry, tmp_path, monkeypatch,
-                                                          hub_constants):
+def test_third_party_files_resolve_from_local_candidates(
+    tiny_registry, tmp_path, monkeypatch, hub_constants
+):
     data = tmp_path / "data"
     (data / "models" / "det").mkdir(parents=True)
     onnx = data / "models" / "det" / "det.onnx"
@@ -173,7 +184,8 @@ def test_the_real_index_is_well_formed():
     assert yunet["files"] == {"face_detection_yunet_2026may.onnx": YUNET_SHA}
     assert yunet["path"] is None and yunet["repo_id"] == "opencv/face_detection_yunet"
     assert yunet["local_candidates"] == [
-        "$FACERES_DATA/models/yunet/face_detection_yunet_2026may.onnx"]
+        "$FACERES_DATA/models/yunet/face_detection_yunet_2026may.onnx"
+    ]
 
 
 def test_cli_list_json_and_verify(tiny_registry, capsys):
@@ -193,8 +205,9 @@ def test_cli_list_json_and_verify(tiny_registry, capsys):
     assert "Unknown model 'nope'" in capsys.readouterr().err
 
 
-def test_push_creates_the_repo_uploads_and_pins(tiny_registry, local_hub, hub_constants,
-                                                monkeypatch):
+def test_push_creates_the_repo_uploads_and_pins(
+    tiny_registry, local_hub, hub_constants, monkeypatch
+):
     calls = {}
 
     class FakeApi:

@@ -91,8 +91,9 @@ def test_admit_refuses_everything_else(upload_folder, tmp_path):
     image = gr.Image(type="filepath")
     cases = refused_requests(upload_folder, outside)
     # Even listed as uploads (as if Gradio had recorded them), links and escapes stay refused.
-    listed = {c["path"] for c in cases.values() if c.get("path")} - {str(upload_folder / "abc" /
-                                                                        "planted.jpg")}
+    listed = {c["path"] for c in cases.values() if c.get("path")} - {
+        str(upload_folder / "abc" / "planted.jpg")
+    }
     for name, ref in cases.items():
         with pytest.raises(UploadRefused, match="read only from this request's own uploads"):
             admit([ref], [image], listed, upload_folder)
@@ -117,8 +118,9 @@ def test_oversized_data_uri_is_refused_before_decoding():
         take_photo({"path": None, "url": url})
 
 
-def test_handler_refuses_server_paths_even_when_called_directly(upload_folder, tmp_path,
-                                                               monkeypatch):
+def test_handler_refuses_server_paths_even_when_called_directly(
+    upload_folder, tmp_path, monkeypatch
+):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(upload_folder))
     outside = tmp_path / "secret.jpg"
     Image.fromarray(skimage_data.astronaut()).save(outside)
@@ -171,16 +173,23 @@ def server(tmp_path_factory) -> Iterator[dict]:
     Image.fromarray(face).save(SECRET_JPEG, quality=95)
     web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     threading.Thread(target=web.serve_forever, daemon=True).start()
-    env = {"GRADIO_TEMP_DIR": str(folders["gradio"]), "TMPDIR": str(folders["tmp"]),
-           "HOME": str(folders["home"])}
+    env = {
+        "GRADIO_TEMP_DIR": str(folders["gradio"]),
+        "TMPDIR": str(folders["tmp"]),
+        "HOME": str(folders["home"]),
+    }
     with serve_app(env) as url:
         yield {"url": url, "web": f"http://127.0.0.1:{web.server_address[1]}", **folders}
     web.shutdown()
 
 
 def files_under(*roots: Path) -> dict[Path, str]:
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for root in roots
-            for p in root.rglob("*") if p.is_file()}
+    return {
+        p: hashlib.sha256(p.read_bytes()).hexdigest()
+        for root in roots
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def call(url: str, api: str, data: list) -> tuple[str, str]:
@@ -208,10 +217,12 @@ def upload(url: str, path: Path) -> str:
 
 def file_events(picture: dict) -> dict[str, list]:
     """Every event that takes a file, with `picture` in each of its file slots."""
-    return {"verify": [picture, picture, None, None, None, None],
-            "verify (photo 2)": [None, picture, None, None, None, None],
-            "expression": [picture, None, None],
-            "compare": [picture, None, None, None]}
+    return {
+        "verify": [picture, picture, None, None, None, None],
+        "verify (photo 2)": [None, picture, None, None, None, None],
+        "expression": [picture, None, None],
+        "compare": [picture, None, None, None],
+    }
 
 
 def attacks(server: dict) -> dict[str, dict]:
@@ -225,8 +236,7 @@ def attacks(server: dict) -> dict[str, dict]:
     web = server["web"]
     return {
         "absolute path": {"path": str(secret), "meta": FILE_DATA},
-        "relative path": {"path": os.path.relpath(secret, PROJECT_ROOT),
-                          "meta": FILE_DATA},
+        "relative path": {"path": os.path.relpath(secret, PROJECT_ROOT), "meta": FILE_DATA},
         "dotdot": {"path": f"{gradio_dir}/planted/../../private/secret.jpg", "meta": FILE_DATA},
         "symlink": {"path": str(link), "meta": FILE_DATA},
         "upload folder, not uploaded": {"path": str(planted), "meta": FILE_DATA},
@@ -254,7 +264,8 @@ def test_server_files_links_and_urls_are_refused_for_every_event(server):
         for event, data in file_events(picture).items():
             name, payload = call(server["url"], event.split(" ")[0], data)
             assert name == "error" and json.loads(payload)["error"] == REFUSED, (
-                f"{attack} → /{event}: {payload[:300]}")
+                f"{attack} → /{event}: {payload[:300]}"
+            )
             assert not secret_leaked(payload), f"{attack} → /{event} leaked the file"
     after = files_under(server["gradio"], server["tmp"], server["home"])
     assert after == before, "files appeared or changed while refusing"
@@ -303,14 +314,16 @@ def png_bomb(side: int = 30_000) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     row = b"\0" + b"\0" * (side // 8)  # 1-bit grey rows
     body = zlib.compress(row * side, 9)
     header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND",
-                                                                                         b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
 
 
 @needs_models
@@ -321,12 +334,18 @@ def test_bombs_and_oversized_inputs_get_a_message(server, tmp_path):
     ref = {"path": upload(server["url"], bomb), "meta": FILE_DATA}
     name, payload = call(server["url"], "expression", [ref, None, None])
     assert name == "error" and "too large" in json.loads(payload)["error"]
-    inline = {"path": None, "url": "data:image/png;base64," + base64.b64encode(
-        png_bomb()).decode(), "meta": FILE_DATA}
+    inline = {
+        "path": None,
+        "url": "data:image/png;base64," + base64.b64encode(png_bomb()).decode(),
+        "meta": FILE_DATA,
+    }
     name, payload = call(server["url"], "expression", [inline, None, None])
     assert name == "error" and "too large" in json.loads(payload)["error"]
-    huge = {"path": None, "url": "data:image/jpeg;base64," + "A" * (uploads.MAX_DATA_URI + 4),
-            "meta": FILE_DATA}
+    huge = {
+        "path": None,
+        "url": "data:image/jpeg;base64," + "A" * (uploads.MAX_DATA_URI + 4),
+        "meta": FILE_DATA,
+    }
     name, payload = call(server["url"], "expression", [huge, None, None])
     assert name == "error" and "too large" in json.loads(payload)["error"]
     photo = tmp_path / "a.jpg"
@@ -341,14 +360,19 @@ def test_bombs_and_oversized_inputs_get_a_message(server, tmp_path):
 def test_a_burst_from_one_client_is_queued_not_crashed(server):
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(skimage_data.astronaut())[::2, ::2]).save(buffer, "JPEG")
-    inline = {"path": None, "meta": FILE_DATA,
-              "url": "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()}
+    inline = {
+        "path": None,
+        "meta": FILE_DATA,
+        "url": "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode(),
+    }
     with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda _: call(server["url"], "expression", [inline, None, None]),
-                                range(32)))
+        answers = list(
+            pool.map(lambda _: call(server["url"], "expression", [inline, None, None]), range(32))
+        )
     for name, payload in answers:
         assert name == "complete" or (name == "error" and json.loads(payload).get("error")), (
-            payload[:300])
+            payload[:300]
+        )
     assert sum(name == "complete" for name, _ in answers) >= 1
     assert httpx.get(server["url"], timeout=10).status_code == 200
 
@@ -366,14 +390,14 @@ def test_no_photo_stays_in_the_session_after_a_request(tmp_path, monkeypatch):
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
         client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
-        out = client.predict(handle_file(str(photo)), handle_file(str(photo)), None, None, None,
-                             api_name="/verify")
+        out = client.predict(
+            handle_file(str(photo)), handle_file(str(photo)), None, None, None, api_name="/verify"
+        )
         assert out[6]["verdict"] == "same"
         client.predict(out[7], 0, 0, api_name="/pick_faces")
         sessions = demo.state_holder.session_data
         assert sessions, "the test expects Gradio to keep a session for the client"
-        kept = [json.dumps(getattr(s, "config_values", {}), default=str) for s in
-                sessions.values()]
+        kept = [json.dumps(getattr(s, "config_values", {}), default=str) for s in sessions.values()]
         assert not [k for k in kept if "data:image" in k or str(photo.name) in k]
     finally:
         demo.close()

@@ -46,8 +46,9 @@ def test_committed_space_metadata_is_up_to_date():
     """spaces/ must match the index, pyproject.toml and the installed Gradio:
     run `faceres space sync` after changing any of them."""
     assert (space.SPACE_DIR / "README.md").read_text(encoding="utf-8") == space.readme()
-    assert (space.SPACE_DIR / "requirements.txt").read_text(encoding="utf-8") == \
-        space.requirements()
+    assert (space.SPACE_DIR / "requirements.txt").read_text(
+        encoding="utf-8"
+    ) == space.requirements()
     assert "gradio" not in space.requirements().replace("Gradio comes", "")
 
 
@@ -61,8 +62,9 @@ def test_built_space_imports_its_app_and_builds_the_blocks(tmp_path, capsys):
     assert meta["sdk_version"] == gradio.__version__
     assert meta["models"] == space.model_repos()
     assert (out / "requirements.txt").read_text() == space.requirements()
-    assert (out / "registry" / "index.json").read_bytes() == \
-        (registry.registry_dir() / "index.json").read_bytes()
+    assert (out / "registry" / "index.json").read_bytes() == (
+        registry.registry_dir() / "index.json"
+    ).read_bytes()
     for entry in registry.list_models():
         for rel, sha in entry["files"].items() if entry["path"] else ():
             assert registry.sha256_file(out / "registry" / entry["path"] / rel) == sha
@@ -70,14 +72,21 @@ def test_built_space_imports_its_app_and_builds_the_blocks(tmp_path, capsys):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FACERES_REGISTRY", "PYTHON"))}
     env["GRADIO_ANALYTICS_ENABLED"] = "False"
-    run = subprocess.run([sys.executable, "-c", IMPORT_APP], cwd=out, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", IMPORT_APP],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "built UploadsOnly" in run.stdout  # the app's gr.Blocks, which reads only uploads
 
 
-def test_build_refuses_a_non_empty_folder_and_unpinned_models_without_weights(tiny_registry,
-                                                                              tmp_path):
+def test_build_refuses_a_non_empty_folder_and_unpinned_models_without_weights(
+    tiny_registry, tmp_path
+):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(FaceresError, match="not empty"):

@@ -17,7 +17,8 @@ from faceres.study.depth import DEPTH_SWEEP, depth_report, findings, format_tabl
 SWEEP = [m["name"] for m in DEPTH_SWEEP["models"]]
 needs_study = pytest.mark.skipif(
     not all(any(e["name"] == n for e in registry.list_models()) for n in SWEEP),
-    reason="the depth study's models are not in the registry (faceres study depth)")
+    reason="the depth study's models are not in the registry (faceres study depth)",
+)
 
 
 @needs_study
@@ -61,8 +62,11 @@ def test_report_describes_the_registered_networks():
     shortcuts), whether a block adds its input back, and whether it has BatchNorm layers."""
     for row in depth_report():
         model = registry.load(row["name"], device="cpu").model
-        layers = [m for m in model.modules() if isinstance(m, nn.Linear)
-                  or (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))]
+        layers = [
+            m
+            for m in model.modules()
+            if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))
+        ]
         assert row["depth"] == len(layers), row["name"]
         assert row["batchnorm"] == any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
         assert row["residual"] == has_shortcuts(model), row["name"]
@@ -79,8 +83,12 @@ def test_findings_and_plots(tmp_path, monkeypatch):
 
 @needs_study
 def test_cli_report_json():
-    out = subprocess.run([sys.executable, "-m", "faceres", "study", "depth", "--report",
-                          "--json"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "faceres", "study", "depth", "--report", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert {r["name"] for r in rows} == set(SWEEP)
@@ -93,8 +101,10 @@ def test_sweep_commands_train_into_the_registry_with_one_recipe_per_pair(tiny_re
     assert set(cmds) == {str(tiny_registry / "models" / n) for n in SWEEP}
 
     def recipe(cmd: list[str]) -> list[str]:
-        return [cmd[cmd.index(flag) + 1] for flag in ("--epochs", "--batch-size", "--lr", "--seed",
-                                                        "--time-budget")]
+        return [
+            cmd[cmd.index(flag) + 1]
+            for flag in ("--epochs", "--batch-size", "--lr", "--seed", "--time-budget")
+        ]
 
     for m in DEPTH_SWEEP["models"]:
         a = cmds[str(tiny_registry / "models" / m["name"])]

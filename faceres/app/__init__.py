@@ -18,8 +18,12 @@ from faceres.app.uploads import UploadsOnly
 
 DELETE_CACHE = (60, 300)
 """Every 60 s, Gradio deletes its temporary files older than 300 s (uploads never submitted)."""
-TABS = {"Verify": verify_tab, "Expression": expression_tab, "ResNet vs plain": compare_tab,
-        "Models": models_tab}
+TABS = {
+    "Verify": verify_tab,
+    "Expression": expression_tab,
+    "ResNet vs plain": compare_tab,
+    "Models": models_tab,
+}
 """Tab title → module with `build()`; a new tab is one module and one entry here."""
 
 
@@ -30,8 +34,10 @@ def build_demo() -> gr.Blocks:
     >>> demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1")
     """
     with UploadsOnly(title="faceres", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
-        gr.Markdown("# faceres\nResidual networks for faces: verification, expressions, and why "
-                    "skip connections matter. Photos are processed in memory and not kept.")
+        gr.Markdown(
+            "# faceres\nResidual networks for faces: verification, expressions, and why "
+            "skip connections matter. Photos are processed in memory and not kept."
+        )
         with gr.Tabs():
             for title, tab in TABS.items():
                 with gr.Tab(title):

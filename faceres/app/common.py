@@ -30,10 +30,10 @@ def user_errors(fn):
 
     return wrapper
 
+
 def ms_text(timings: dict[str, float]) -> str:
     """Stage timings as "decode 2 ms · detect 10 ms · ..."."""
     return " · ".join(f"{k} {v:.0f} ms" for k, v in timings.items())
-
 
 
 def model_choices(task: str) -> list[str]:
@@ -44,18 +44,29 @@ def model_choices(task: str) -> list[str]:
 
 def missing_models(what: str, feature: str) -> str:
     """What a tab says instead of inputs when its models are not in the registry."""
-    return (f"**{what} is in the registry yet**, so {feature} is not available here. "
-            "Add one (see the README, 'Models'), then restart the app.")
-
+    return (
+        f"**{what} is in the registry yet**, so {feature} is not available here. "
+        "Add one (see the README, 'Models'), then restart the app."
+    )
 
 
 def photo_input(label: str, elem_id: str) -> gr.Image:
     """A photo input (upload, webcam or clipboard) whose value is the upload's FileData."""
-    return gr.Image(label=label, type="filepath", image_mode=None, height=320,
-                    sources=["upload", "webcam", "clipboard"], elem_id=elem_id)
+    return gr.Image(
+        label=label,
+        type="filepath",
+        image_mode=None,
+        height=320,
+        sources=["upload", "webcam", "clipboard"],
+        elem_id=elem_id,
+    )
 
 
 def detector_input() -> gr.Dropdown:
     """The face detector picker: every name of `faceres.detect.DETECTORS`, "auto" first."""
-    return gr.Dropdown(list(DETECTORS), value="auto", label="Face detector",
-                       info="auto: YuNet when its model file is here, else dlib's detector")
+    return gr.Dropdown(
+        list(DETECTORS),
+        value="auto",
+        label="Face detector",
+        info="auto: YuNet when its model file is here, else dlib's detector",
+    )

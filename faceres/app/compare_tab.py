@@ -42,13 +42,15 @@ curves per depth (degradation) and the gradient norm per layer (the no-BatchNorm
 """
 
 
-
 def twin_pairs() -> list[tuple[str, str]]:
     """(residual, plain) expression model pairs from the registry, the default model's first."""
     entries = {e["name"]: e for e in registry.list_models()}
-    return [(name, entries[name]["twin"]) for name in model_choices("expression")
-            if entries[name].get("twin") in entries
-            and registry.model_config(name)["faceres"].get("residual")]
+    return [
+        (name, entries[name]["twin"])
+        for name in model_choices("expression")
+        if entries[name].get("twin") in entries
+        and registry.model_config(name)["faceres"].get("residual")
+    ]
 
 
 def _run_one(image: np.ndarray, model: str, detector: str | None) -> tuple[gr.Label, str, dict]:
@@ -59,16 +61,23 @@ def _run_one(image: np.ndarray, model: str, detector: str | None) -> tuple[gr.La
         raise FaceresError("No face found in the photo; try a larger, frontal face.")
     face = r.faces[0]
     probs = dict(face.probabilities)
-    text = (f"**{face.label}** ({probs[face.label]:.0%}) · `{r.model}` · "
-            f"{total_ms:.0f} ms in all ({ms_text(r.timings)})")
-    detail = {"model": r.model, "label": face.label, "latency_ms": round(total_ms, 1),
-              "probabilities": {k: round(float(p), 4) for k, p in probs.items()}}
+    text = (
+        f"**{face.label}** ({probs[face.label]:.0%}) · `{r.model}` · "
+        f"{total_ms:.0f} ms in all ({ms_text(r.timings)})"
+    )
+    detail = {
+        "model": r.model,
+        "label": face.label,
+        "latency_ms": round(total_ms, 1),
+        "probabilities": {k: round(float(p), 4) for k, p in probs.items()},
+    }
     return gr.Label(value=probs, label=f"{r.model}: {face.label}"), text, detail
 
 
 @user_errors
-def compare_models(photo: Any, resnet: str | None = None, plain: str | None = None,
-                   detector: str | None = None) -> tuple:
+def compare_models(
+    photo: Any, resnet: str | None = None, plain: str | None = None, detector: str | None = None
+) -> tuple:
     """ResNet vs plain tab: the largest face (found by `detector`, default auto) through a ResNet
     and its plain twin.
 
@@ -83,8 +92,13 @@ def compare_models(photo: Any, resnet: str | None = None, plain: str | None = No
     image = take_photo(photo)
     res_label, res_text, res_detail = _run_one(image, resnet, detector or None)
     plain_label, plain_text, plain_detail = _run_one(image, plain, detector or None)
-    return (res_label, res_text, plain_label, plain_text,
-            {"resnet": res_detail, "plain": plain_detail})
+    return (
+        res_label,
+        res_text,
+        plain_label,
+        plain_text,
+        {"resnet": res_detail, "plain": plain_detail},
+    )
 
 
 def plain_twin(resnet: str) -> gr.Dropdown:
@@ -111,8 +125,10 @@ def build() -> None:
     else:
         residual = [p[0] for p in pairs]
         plains = sorted({p[1] for p in pairs})
-        gr.Markdown("One face through a ResNet and its plain twin: the same network, the same "
-                    "training recipe, only the identity shortcuts removed.")
+        gr.Markdown(
+            "One face through a ResNet and its plain twin: the same network, the same "
+            "training recipe, only the identity shortcuts removed."
+        )
         with gr.Row():
             photo = photo_input("Face photo", "compare-photo")
             with gr.Column():
@@ -130,16 +146,23 @@ def build() -> None:
         with gr.Accordion("Details", open=False):
             details = gr.JSON()
         resnet.change(plain_twin, resnet, plain, api_name="plain_twin")
-        button.click(compare_models, [photo, resnet, plain, detector],
-                     [res_label, res_text, plain_label, plain_text, details],
-                     api_name="compare", preprocess=False)
+        button.click(
+            compare_models,
+            [photo, resnet, plain, detector],
+            [res_label, res_text, plain_label, plain_text, details],
+            api_name="compare",
+            preprocess=False,
+        )
     gr.Markdown(EXPLANATION)
     table, findings, plots, note = study_report()
     if note:
         gr.Markdown(note)
         return
     gr.Markdown("### The depth study\n\n" + table)
-    gr.Markdown("**What this run shows** (computed from the table):\n\n"
-                + "\n".join(f"- {line}" for line in findings))
-    gr.Gallery(value=plots, label="Depth study plots", columns=2, height="auto",
-               object_fit="contain")
+    gr.Markdown(
+        "**What this run shows** (computed from the table):\n\n"
+        + "\n".join(f"- {line}" for line in findings)
+    )
+    gr.Gallery(
+        value=plots, label="Depth study plots", columns=2, height="auto", object_fit="contain"
+    )

@@ -41,9 +41,11 @@ def analyze_photo(photo: Any, model: str | None = None, detector: str | None = N
     r = analyze_expression(image, model=model or None, detector=detector or None)
     timings = {"read": read_ms, **r.timings}
     faces = r.faces
-    drawn = draw_faces(image, [f.face for f in faces],
-                       [f"{i + 1}: {f.label} {f.probabilities[f.label]:.0%}"
-                        for i, f in enumerate(faces)])
+    drawn = draw_faces(
+        image,
+        [f.face for f in faces],
+        [f"{i + 1}: {f.label} {f.probabilities[f.label]:.0%}" for i, f in enumerate(faces)],
+    )
     labels = [
         gr.Label(value=dict(f.probabilities), label=f"Face {i + 1}: {f.label}", visible=True)
         for i, f in enumerate(faces[:MAX_FACE_LABELS])
@@ -52,18 +54,26 @@ def analyze_photo(photo: Any, model: str | None = None, detector: str | None = N
     if not faces:
         summary = "No face found. Try a photo where the face is larger, frontal and well lit."
     else:
-        shown = "" if len(faces) <= MAX_FACE_LABELS else (
-            f" (probabilities for the {MAX_FACE_LABELS} largest)")
+        shown = (
+            ""
+            if len(faces) <= MAX_FACE_LABELS
+            else (f" (probabilities for the {MAX_FACE_LABELS} largest)")
+        )
         summary = f"{len(faces)} face(s){shown} · model `{r.model}` · {ms_text(timings)}"
     details = {
-        "model": r.model, "detector": r.detector,
-        "faces": [{"box": [round(v, 1) for v in f.face.box], "label": f.label,
-                   "probabilities": {k: round(float(p), 4) for k, p in f.probabilities.items()}}
-                  for f in faces],
+        "model": r.model,
+        "detector": r.detector,
+        "faces": [
+            {
+                "box": [round(v, 1) for v in f.face.box],
+                "label": f.label,
+                "probabilities": {k: round(float(p), 4) for k, p in f.probabilities.items()},
+            }
+            for f in faces
+        ],
         "timings_ms": {k: round(v, 1) for k, v in timings.items()},
     }
-    return (image_html(drawn, f"{len(faces)} face(s) with expressions"), *labels, summary,
-            details)
+    return (image_html(drawn, f"{len(faces)} face(s) with expressions"), *labels, summary, details)
 
 
 def build() -> None:
@@ -72,8 +82,10 @@ def build() -> None:
     if not models:
         gr.Markdown(missing_models("No expression model", "expression recognition"))
         return
-    gr.Markdown("Upload a photo or use the webcam: every face is boxed and labelled with its most "
-                "likely expression, with the probabilities of all seven below.")
+    gr.Markdown(
+        "Upload a photo or use the webcam: every face is boxed and labelled with its most "
+        "likely expression, with the probabilities of all seven below."
+    )
     with gr.Row():
         with gr.Column():
             photo = photo_input("Photo", "expression-photo")
@@ -87,5 +99,10 @@ def build() -> None:
         labels = [gr.Label(num_top_classes=7, visible=False) for _ in range(MAX_FACE_LABELS)]
     with gr.Accordion("Details", open=False):
         details = gr.JSON()
-    button.click(analyze_photo, [photo, model, detector], [shown, *labels, summary, details],
-                 api_name="expression", preprocess=False)
+    button.click(
+        analyze_photo,
+        [photo, model, detector],
+        [shown, *labels, summary, details],
+        api_name="expression",
+        preprocess=False,
+    )

@@ -25,13 +25,26 @@ def models_table() -> list[list]:
     rows = []
     for e in registry.list_models():
         folder = _folder(e)
-        size = sum((folder / f).stat().st_size for f in e.get("files", {})
-                   if (folder / f).is_file()) if folder else None
-        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                            for k, v in (e.get("metrics") or {}).items())
-        rows.append([e["name"], e["task"], e["architecture"], metrics,
-                     None if size is None else round(size / 2**20, 2),
-                     e.get("source") or e.get("repo_id") or "", bool(e.get("default"))])
+        size = (
+            sum((folder / f).stat().st_size for f in e.get("files", {}) if (folder / f).is_file())
+            if folder
+            else None
+        )
+        metrics = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in (e.get("metrics") or {}).items()
+        )
+        rows.append(
+            [
+                e["name"],
+                e["task"],
+                e["architecture"],
+                metrics,
+                None if size is None else round(size / 2**20, 2),
+                e.get("source") or e.get("repo_id") or "",
+                bool(e.get("default")),
+            ]
+        )
     return rows
 
 
@@ -44,9 +57,12 @@ def model_card(name: str | None) -> str:
     folder = _folder(entry)
     card = folder / "README.md" if folder else None
     if card is None or not card.is_file():
-        lines = [f"### {name}", entry.get("description") or "",
-                 f"Source: {entry.get('source') or 'unknown'} · licence: "
-                 f"{entry.get('license') or 'unknown'}"]
+        lines = [
+            f"### {name}",
+            entry.get("description") or "",
+            f"Source: {entry.get('source') or 'unknown'} · licence: "
+            f"{entry.get('license') or 'unknown'}",
+        ]
         return "\n\n".join(line for line in lines if line)
     from huggingface_hub import ModelCard
 
@@ -59,8 +75,14 @@ def build() -> None:
     if not rows:
         gr.Markdown("**The registry is empty.** See the README, 'Models'.")
         return
-    gr.Dataframe(value=rows, headers=MODEL_COLUMNS, label="Registry", interactive=False,
-                 wrap=True, column_widths=["15%", "8%", "15%", "22%", "7%", "26%", "7%"])
+    gr.Dataframe(
+        value=rows,
+        headers=MODEL_COLUMNS,
+        label="Registry",
+        interactive=False,
+        wrap=True,
+        column_widths=["15%", "8%", "15%", "22%", "7%", "26%", "7%"],
+    )
     names = [r[0] for r in rows]
     picked = gr.Dropdown(names, value=names[0], label="Model card")
     card = gr.Markdown(model_card(names[0]))

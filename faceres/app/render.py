@@ -33,8 +33,9 @@ def data_uri(image: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> str:
     if scale < 1.0:
         size = (round(w * scale), round(h * scale))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, 88])
+    ok, jpeg = cv2.imencode(
+        ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88]
+    )
     if not ok:
         raise ImageError("Could not encode the result image.")
     return "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii")
@@ -42,8 +43,10 @@ def data_uri(image: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> str:
 
 def img_tag(src: str, alt: str) -> str:
     """An `<img>` of a data URI, scaled to its container."""
-    return (f'<img src="{src}" alt="{html.escape(alt)}" '
-            'style="display:block;max-width:100%;height:auto;border-radius:6px">')
+    return (
+        f'<img src="{src}" alt="{html.escape(alt)}" '
+        'style="display:block;max-width:100%;height:auto;border-radius:6px">'
+    )
 
 
 def image_html(image: np.ndarray, alt: str, max_side: int = PREVIEW_MAX_SIDE) -> str:
@@ -62,21 +65,32 @@ def draw_faces(image: np.ndarray, faces: list, labels: list[str]) -> np.ndarray:
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         top = y - th - base - 4 if y - th - base - 4 >= 0 else y + h
         cv2.rectangle(out, (x, top), (x + tw + 6, top + th + base + 4), CHOSEN, -1)
-        cv2.putText(out, label, (x + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (0, 0, 0), max(1, thick // 2), cv2.LINE_AA)
+        cv2.putText(
+            out,
+            label,
+            (x + 3, top + th + 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            max(1, thick // 2),
+            cv2.LINE_AA,
+        )
     return out
 
 
-def gauge_html(similarity: float, threshold: float, band: tuple[float, float], verdict: str,
-               model: str) -> str:
+def gauge_html(
+    similarity: float, threshold: float, band: tuple[float, float], verdict: str, model: str
+) -> str:
     """Similarity on a 0-1 bar with the calibrated threshold and its uncertainty band marked."""
+
     def pct(v: float) -> float:
         return 100 * min(1.0, max(0.0, v))
 
     lo, hi = band
     color = {"same": "#2ecc71", "different": "#e74c3c"}.get(verdict, "#f1c40f")
     text = {"same": "Same person", "different": "Different people"}.get(
-        verdict, "Uncertain: too close to the threshold to call")
+        verdict, "Uncertain: too close to the threshold to call"
+    )
     return f"""
 <div style="font-family:sans-serif">
   <div style="font-size:1.4em;font-weight:600;color:{color}">{text}</div>
@@ -108,6 +122,11 @@ def photo_html(photo: dict, chosen: int, alt: str) -> str:
             f"top:{100 * y0 / height:.2f}%;width:{100 * (x1 - x0) / width:.2f}%;"
             f'height:{100 * (y1 - y0) / height:.2f}%;border:3px solid {color}">'
             f'<span style="position:absolute;left:0;top:0;padding:0 5px;background:{color};'
-            f'color:#000;font:600 13px sans-serif">{i + 1}</span></div>')
-    return ('<div style="position:relative;display:inline-block;max-width:100%">'
-            + img_tag(photo["preview"], alt) + "".join(marks) + "</div>")
+            f'color:#000;font:600 13px sans-serif">{i + 1}</span></div>'
+        )
+    return (
+        '<div style="position:relative;display:inline-block;max-width:100%">'
+        + img_tag(photo["preview"], alt)
+        + "".join(marks)
+        + "</div>"
+    )

@@ -31,15 +31,19 @@ import numpy as np
 from faceres.errors import ImageError
 from faceres.imageio import MAX_FILE_BYTES, load_image
 
-REFUSED = ("Photos are read only from this request's own uploads, and not kept: upload the photo "
-           "again (server files, links and earlier uploads are refused).")
+REFUSED = (
+    "Photos are read only from this request's own uploads, and not kept: upload the photo "
+    "again (server files, links and earlier uploads are refused)."
+)
 MAX_FILES = 1
 """Files one input may name (every file input of the app takes one photo)."""
 MAX_DATA_URI = 4 * (MAX_FILE_BYTES // 3 + 1) + 64
 """Longest inline `data:` URI accepted: a base64 image of `MAX_FILE_BYTES`, plus its header."""
 FILE_INPUTS = (gr.Image, gr.File, gr.Video, gr.Audio)
-EXPIRED = ("Photos are not kept after a request: upload the photo again to run it again "
-           "(with another model, for instance).")
+EXPIRED = (
+    "Photos are not kept after a request: upload the photo again to run it again "
+    "(with another model, for instance)."
+)
 
 
 class UploadRefused(ImageError):
@@ -58,8 +62,11 @@ def file_references(value: Any) -> Iterator[dict]:
     """
     if isinstance(value, dict):
         meta = value.get("meta")
-        if ("path" in value or "url" in value
-                or (isinstance(meta, dict) and meta.get("_type") == "gradio.FileData")):
+        if (
+            "path" in value
+            or "url" in value
+            or (isinstance(meta, dict) and meta.get("_type") == "gradio.FileData")
+        ):
             yield value
             return
         for item in value.values():
@@ -91,12 +98,17 @@ def is_own_upload(path: Any, uploads: set[str], folder: str | Path) -> bool:
     if not isinstance(path, str) or path not in uploads:
         return False
     real, root = os.path.realpath(path), os.path.realpath(folder)
-    return (real == os.path.abspath(path) and os.path.commonpath([real, root]) == root
-            and not os.path.islink(path) and os.path.isfile(path))
+    return (
+        real == os.path.abspath(path)
+        and os.path.commonpath([real, root]) == root
+        and not os.path.islink(path)
+        and os.path.isfile(path)
+    )
 
 
-def admit(values: list[Any], components: list[Any], uploads: set[str],
-          folder: str | Path | None = None) -> list[str]:
+def admit(
+    values: list[Any], components: list[Any], uploads: set[str], folder: str | Path | None = None
+) -> list[str]:
     """Check a request's raw input `values` (one per input component) before Gradio reads any
     file; returns the upload paths it names, UploadRefused otherwise.
 
@@ -115,8 +127,10 @@ def admit(values: list[Any], components: list[Any], uploads: set[str],
         for ref in refs:
             if _is_data_uri(ref):
                 if len(ref["url"]) > MAX_DATA_URI:
-                    raise ImageError(f"The inline image is too large (> {MAX_FILE_BYTES // 2**20} "
-                                     "MB); upload a smaller photo.")
+                    raise ImageError(
+                        f"The inline image is too large (> {MAX_FILE_BYTES // 2**20} "
+                        "MB); upload a smaller photo."
+                    )
             elif is_own_upload(ref.get("path"), uploads, folder):
                 paths.append(ref["path"])
             else:
@@ -128,8 +142,15 @@ class UploadsOnly(gr.Blocks):
     """A `gr.Blocks` whose events read only their own uploads (`admit`, before Gradio moves any
     file), use each upload once, and leave no input or output value in the session."""
 
-    async def process_api(self, block_fn: Any, inputs: list[Any], state: Any = None,
-                          *args: Any, explicit_call: bool = False, **kwargs: Any) -> dict:
+    async def process_api(
+        self,
+        block_fn: Any,
+        inputs: list[Any],
+        state: Any = None,
+        *args: Any,
+        explicit_call: bool = False,
+        **kwargs: Any,
+    ) -> dict:
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
         if not explicit_call:
             try:
@@ -138,8 +159,9 @@ class UploadsOnly(gr.Blocks):
                 raise gr.Error(str(exc), print_exception=False) from None
             self.upload_file_set.difference_update(used)
         try:
-            return await super().process_api(block_fn, inputs, state, *args,
-                                             explicit_call=explicit_call, **kwargs)
+            return await super().process_api(
+                block_fn, inputs, state, *args, explicit_call=explicit_call, **kwargs
+            )
         finally:
             values = getattr(state, "config_values", None)
             if isinstance(values, dict):
@@ -157,8 +179,10 @@ def decode_data_uri(url: str) -> np.ndarray:
     (64, 64, 3)
     """
     if len(url) > MAX_DATA_URI:
-        raise ImageError(f"The inline image is too large (> {MAX_FILE_BYTES // 2**20} MB); "
-                         "upload a smaller photo.")
+        raise ImageError(
+            f"The inline image is too large (> {MAX_FILE_BYTES // 2**20} MB); "
+            "upload a smaller photo."
+        )
     try:
         data = base64.b64decode(url.partition(",")[2], validate=True)
     except (ValueError, binascii.Error) as exc:
@@ -201,8 +225,10 @@ def take_photo(value: Any, expired: str = EXPIRED) -> np.ndarray:
 def take_photos(values: list[Any], expired: str = EXPIRED) -> list[np.ndarray]:
     """`take_photo` for each value; an upload named twice (Gradio stores one file at one path) is
     decoded once, and every upload is deleted even when an earlier one fails."""
-    paths = [str(v) if isinstance(v, (str, Path)) else None
-             for v in (value.get("path") if isinstance(value, dict) else value for value in values)]
+    paths = [
+        str(v) if isinstance(v, (str, Path)) else None
+        for v in (value.get("path") if isinstance(value, dict) else value for value in values)
+    ]
     taken: dict[str, np.ndarray] = {}  # within this call only
     try:
         photos = []

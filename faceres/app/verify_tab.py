@@ -40,8 +40,10 @@ from faceres.identity import (
 MAX_PICK_FACES = 12
 """Faces of one photo (largest first) whose embedding and crop go to the browser for the picker."""
 NOT_RUN = "Run Verify first: the face pickers compare the faces it found."
-EXPIRED_PAIR = ("Photos are not kept after a comparison: upload the photos again to compare with "
-                "another model (the face pickers work without a new upload).")
+EXPIRED_PAIR = (
+    "Photos are not kept after a comparison: upload the photos again to compare with "
+    "another model (the face pickers work without a new upload)."
+)
 
 
 def _face_picker(count: int, chosen: int, label: str) -> gr.Dropdown:
@@ -57,8 +59,10 @@ def _face_index(value: Any) -> int | None:
     except (TypeError, ValueError):
         raise FaceresError(f"Face index {value!r} is not a number (0: the largest).") from None
     if index >= MAX_PICK_FACES:
-        raise FaceresError(f"Only the {MAX_PICK_FACES} largest faces of a photo can be compared "
-                           f"(index 0 to {MAX_PICK_FACES - 1}).")
+        raise FaceresError(
+            f"Only the {MAX_PICK_FACES} largest faces of a photo can be compared "
+            f"(index 0 to {MAX_PICK_FACES - 1})."
+        )
     return index
 
 
@@ -88,17 +92,25 @@ def pickable_faces(images: list[np.ndarray], result: VerifyResult) -> list[dict]
             crops[result.chosen[i]] = result.crops[i]
             embeddings[result.chosen[i]] = result.embeddings[i]
         if others:
-            embeddings.update(zip(others, embed_views(
-                other_views, lambda batch: embed_crops(batch, loaded))))
-        photos.append({
-            "preview": data_uri(image),
-            "size": [image.shape[1], image.shape[0]],
-            "faces": [{"box": [round(v, 1) for v in face.box], "score": round(face.score, 4),
-                       "detector": face.detector,
-                       "embedding": [round(float(v), 6) for v in embeddings[j]],
-                       "crop": data_uri(crops[j])}
-                      for j, face in enumerate(found)],
-        })
+            embeddings.update(
+                zip(others, embed_views(other_views, lambda batch: embed_crops(batch, loaded)))
+            )
+        photos.append(
+            {
+                "preview": data_uri(image),
+                "size": [image.shape[1], image.shape[0]],
+                "faces": [
+                    {
+                        "box": [round(v, 1) for v in face.box],
+                        "score": round(face.score, 4),
+                        "detector": face.detector,
+                        "embedding": [round(float(v), 6) for v in embeddings[j]],
+                        "crop": data_uri(crops[j]),
+                    }
+                    for j, face in enumerate(found)
+                ],
+            }
+        )
     return photos
 
 
@@ -109,37 +121,63 @@ def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str
         photos = faces["photos"]
         pictures = [photo["preview"] for photo in photos]
         pictures += [face["crop"] for photo in photos for face in photo["faces"]]
-        chosen = [pick_face(photo["faces"], _face_index(index), f"photo {i + 1}")
-                  for i, (photo, index) in enumerate(zip(photos, (face1, face2), strict=True))]
-        a, b = (np.asarray(photo["faces"][i]["embedding"], np.float64)
-                for photo, i in zip(photos, chosen, strict=True))
+        chosen = [
+            pick_face(photo["faces"], _face_index(index), f"photo {i + 1}")
+            for i, (photo, index) in enumerate(zip(photos, (face1, face2), strict=True))
+        ]
+        a, b = (
+            np.asarray(photo["faces"][i]["embedding"], np.float64)
+            for photo, i in zip(photos, chosen, strict=True)
+        )
         similarity = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
         threshold, band, model = float(faces["threshold"]), float(faces["band"]), faces["model"]
-        shown = [photo_html(photo, i, f"photo {k + 1}: {len(photo['faces'])} face(s), face "
-                                      f"{i + 1} used")
-                 for k, (photo, i) in enumerate(zip(photos, chosen, strict=True))]
+        shown = [
+            photo_html(photo, i, f"photo {k + 1}: {len(photo['faces'])} face(s), face {i + 1} used")
+            for k, (photo, i) in enumerate(zip(photos, chosen, strict=True))
+        ]
         crops = "".join(
             f'<figure style="display:inline-block;margin:4px">'
             f"{img_tag(photo['faces'][i]['crop'], f'aligned face {k + 1}')}"
             f"<figcaption>photo {k + 1}, face {i + 1}</figcaption></figure>"
-            for k, (photo, i) in enumerate(zip(photos, chosen, strict=True)))
-        images = [{"faces": [{k: v for k, v in face.items() if k not in ("embedding", "crop")}
-                             for face in photo["faces"]], "chosen": i}
-                  for photo, i in zip(photos, chosen, strict=True)]
+            for k, (photo, i) in enumerate(zip(photos, chosen, strict=True))
+        )
+        images = [
+            {
+                "faces": [
+                    {k: v for k, v in face.items() if k not in ("embedding", "crop")}
+                    for face in photo["faces"]
+                ],
+                "chosen": i,
+            }
+            for photo, i in zip(photos, chosen, strict=True)
+        ]
     except (KeyError, TypeError, ValueError, IndexError):
         raise FaceresError(NOT_RUN) from None
     if not all(isinstance(p, str) and JPEG_URI.fullmatch(p) for p in pictures):
         raise FaceresError(REFUSED)
     verdict = decide(similarity, threshold, band)
-    details = {"verdict": verdict, "similarity": round(similarity, 6), "threshold": threshold,
-               "band": band, "model": model, "detector": faces.get("detector"), "images": images}
+    details = {
+        "verdict": verdict,
+        "similarity": round(similarity, 6),
+        "threshold": threshold,
+        "band": band,
+        "model": model,
+        "detector": faces.get("detector"),
+        "images": images,
+    }
     gauge = gauge_html(similarity, threshold, (threshold - band, threshold + band), verdict, model)
     return gauge, shown[0], shown[1], crops, details
 
 
 @user_errors
-def verify_photos(photo1: Any, photo2: Any, model: str | None = None, face1: int | None = None,
-                  face2: int | None = None, detector: str | None = None) -> tuple:
+def verify_photos(
+    photo1: Any,
+    photo2: Any,
+    model: str | None = None,
+    face1: int | None = None,
+    face2: int | None = None,
+    detector: str | None = None,
+) -> tuple:
     """Verify tab: are the chosen faces of two photos the same person? (faces found by
     `detector`, default auto)
 
@@ -153,11 +191,22 @@ def verify_photos(photo1: Any, photo2: Any, model: str | None = None, face1: int
     start = time.perf_counter()
     images = take_photos([photo1, photo2], EXPIRED_PAIR)
     read_ms = 1000 * (time.perf_counter() - start)
-    r = verify(images[0], images[1], model=model or None, face1=_face_index(face1),
-               face2=_face_index(face2), detector=detector or None)
+    r = verify(
+        images[0],
+        images[1],
+        model=model or None,
+        face1=_face_index(face1),
+        face2=_face_index(face2),
+        detector=detector or None,
+    )
     start = time.perf_counter()
-    faces = {"model": r.model, "detector": r.detector, "threshold": r.threshold, "band": r.band,
-             "photos": pickable_faces(images, r)}
+    faces = {
+        "model": r.model,
+        "detector": r.detector,
+        "threshold": r.threshold,
+        "band": r.band,
+        "photos": pickable_faces(images, r),
+    }
     pick_ms = 1000 * (time.perf_counter() - start)
     stages = {k: v for k, v in r.timings.items() if k != "total"}
     timings = {"read": read_ms, **stages, "all faces": pick_ms}
@@ -166,9 +215,16 @@ def verify_photos(photo1: Any, photo2: Any, model: str | None = None, face1: int
     gauge += f'<div style="color:#777;font-size:.9em">{ms_text(timings)}</div>'
     details["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
     counts = [len(photo["faces"]) for photo in faces["photos"]]
-    return (gauge, shown1, shown2, crops,
-            _face_picker(counts[0], r.chosen[0], "Face in photo 1"),
-            _face_picker(counts[1], r.chosen[1], "Face in photo 2"), details, faces)
+    return (
+        gauge,
+        shown1,
+        shown2,
+        crops,
+        _face_picker(counts[0], r.chosen[0], "Face in photo 1"),
+        _face_picker(counts[1], r.chosen[1], "Face in photo 2"),
+        details,
+        faces,
+    )
 
 
 @user_errors
@@ -192,18 +248,30 @@ def build() -> None:
     if not models:
         gr.Markdown(missing_models("No identity model", "face verification"))
         return
-    gr.Markdown("Two photos: are they the same person? Every face found is boxed; the green one "
-                "is compared (the largest by default, pick another below after a first run). "
-                "Photos are not kept: another model needs them uploaded again.")
+    gr.Markdown(
+        "Two photos: are they the same person? Every face found is boxed; the green one "
+        "is compared (the largest by default, pick another below after a first run). "
+        "Photos are not kept: another model needs them uploaded again."
+    )
     with gr.Row():
         with gr.Column():
             photo1 = photo_input("Photo 1", "verify-photo1")
-            face1 = gr.Dropdown(choices=[], value=None, label="Face in photo 1", visible=False,
-                                elem_id="verify-face1")
+            face1 = gr.Dropdown(
+                choices=[],
+                value=None,
+                label="Face in photo 1",
+                visible=False,
+                elem_id="verify-face1",
+            )
         with gr.Column():
             photo2 = photo_input("Photo 2", "verify-photo2")
-            face2 = gr.Dropdown(choices=[], value=None, label="Face in photo 2", visible=False,
-                                elem_id="verify-face2")
+            face2 = gr.Dropdown(
+                choices=[],
+                value=None,
+                label="Face in photo 2",
+                visible=False,
+                elem_id="verify-face2",
+            )
     with gr.Row(equal_height=True):
         model = gr.Dropdown(models, value=models[0], label="Identity model", scale=2)
         detector = detector_input()
@@ -218,8 +286,18 @@ def build() -> None:
     faces = gr.JSON(visible=False)  # in the browser only: what a new face pick needs
     photo1.change(reset_picker, None, face1, api_name="reset_face1", api_visibility="private")
     photo2.change(reset_picker, None, face2, api_name="reset_face2", api_visibility="private")
-    button.click(verify_photos, [photo1, photo2, model, face1, face2, detector],
-                 [verdict, shown1, shown2, crops, face1, face2, details, faces],
-                 api_name="verify", preprocess=False)
-    gr.on([face1.input, face2.input], pick_faces, [faces, face1, face2],
-          [verdict, shown1, shown2, crops, details], api_name="pick_faces", preprocess=False)
+    button.click(
+        verify_photos,
+        [photo1, photo2, model, face1, face2, detector],
+        [verdict, shown1, shown2, crops, face1, face2, details, faces],
+        api_name="verify",
+        preprocess=False,
+    )
+    gr.on(
+        [face1.input, face2.input],
+        pick_faces,
+        [faces, face1, face2],
+        [verdict, shown1, shown2, crops, details],
+        api_name="pick_faces",
+        preprocess=False,
+    )

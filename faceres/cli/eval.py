@@ -23,35 +23,51 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="identity model from the registry (default: the default one)")
-    p.add_argument("--detector", choices=DETECTORS,
-                   help="face detector (default: the FACERES_DETECTOR setting, else auto)")
-    p.add_argument("--out", type=Path, default=Path("runs/eval"),
-                   help="folder for the report JSON and ROC plot (default runs/eval)")
+    p.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        help="face detector (default: the FACERES_DETECTOR setting, else auto)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/eval"),
+        help="folder for the report JSON and ROC plot (default runs/eval)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON only")
 
 
 def _add_lfw(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "lfw", help="LFW: View 1 calibration, View 2 10-fold accuracy, TAR@FAR, AUC",
+        "lfw",
+        help="LFW: View 1 calibration, View 2 10-fold accuracy, TAR@FAR, AUC",
         description="Calibrate the threshold (and with --tune, the alignment template) on LFW "
-                    "View 1 and report View 2 (10 folds, each threshold chosen on the other "
-                    "nine); read-only unless --update-registry.",
+        "View 1 and report View 2 (10 folds, each threshold chosen on the other "
+        "nine); read-only unless --update-registry.",
     )
     _common(p)
     p.add_argument("--data", type=Path, help="LFW folder (default: $FACERES_DATA/lfw)")
-    p.add_argument("--tune", action="store_true",
-                   help="tune the alignment template on View 1's images first (YuNet only)")
-    p.add_argument("--update-registry", dest="write", action="store_true",
-                   help="write the calibration and View 2 metrics into the model's registry "
-                        "config, card and index entry")
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="tune the alignment template on View 1's images first (YuNet only)",
+    )
+    p.add_argument(
+        "--update-registry",
+        dest="write",
+        action="store_true",
+        help="write the calibration and View 2 metrics into the model's registry "
+        "config, card and index entry",
+    )
     p.set_defaults(func=run_lfw)
 
 
 def _add_pairs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "pairs", help="any pair list: CSV with left,right,same[,fold]",
+        "pairs",
+        help="any pair list: CSV with left,right,same[,fold]",
         description="Accuracy (k-fold when the CSV has folds), TAR@FAR 1e-3 and AUC of a pair "
-                    "list.",
+        "list.",
     )
     _common(p)
     p.add_argument("--pairs", type=Path, required=True, help="CSV with left,right,same[,fold]")
@@ -61,22 +77,32 @@ def _add_pairs(sub: argparse._SubParsersAction) -> None:
 
 def _add_expression(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "expression", help="expression accuracy, per-class precision/recall, confusion matrix",
+        "expression",
+        help="expression accuracy, per-class precision/recall, confusion matrix",
         description="Score an expression model on a folder of class-named sub-folders or on a "
-                    "FER2013 split (FER+ models: FER+ majority labels).",
+        "FER2013 split (FER+ models: FER+ majority labels).",
     )
     p.add_argument("--model", help="expression model (default: the default one)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--folder", type=Path, help="folder of <class>/<image> files")
-    where.add_argument("--split", choices=FER_SPLITS,
-                       help="a FER2013 split under --data")
+    where.add_argument("--split", choices=FER_SPLITS, help="a FER2013 split under --data")
     p.add_argument("--data", type=Path, help="FER2013 folder (default: $FACERES_DATA/fer2013)")
-    p.add_argument("--faces", choices=("crop", "detect"),
-                   help="crop: images are face crops; detect: photos (default: by image size)")
-    p.add_argument("--out", type=Path, default=Path("runs/eval"),
-                   help="folder for the confusion-matrix plot (default runs/eval)")
-    p.add_argument("--update-registry", action="store_true",
-                   help="write the split's accuracy into the model's card and index entry")
+    p.add_argument(
+        "--faces",
+        choices=("crop", "detect"),
+        help="crop: images are face crops; detect: photos (default: by image size)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/eval"),
+        help="folder for the confusion-matrix plot (default runs/eval)",
+    )
+    p.add_argument(
+        "--update-registry",
+        action="store_true",
+        help="write the split's accuracy into the model's card and index entry",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON only")
     p.set_defaults(func=run_expression)
 
@@ -86,9 +112,14 @@ def run_expression(args: argparse.Namespace) -> int:
     from faceres.eval.fer import evaluate_expression, format_report, record_metric
 
     name = args.model or registry.default_model("expression")
-    report = evaluate_expression(name, folder=args.folder, split=args.split, faces=args.faces,
-                                 data=args.data,
-                                 plot=args.out / f"confusion-{name}-{args.split or 'folder'}.png")
+    report = evaluate_expression(
+        name,
+        folder=args.folder,
+        split=args.split,
+        faces=args.faces,
+        data=args.data,
+        plot=args.out / f"confusion-{name}-{args.split or 'folder'}.png",
+    )
     if args.update_registry:
         if not args.split:
             from faceres.errors import DataError
@@ -101,18 +132,30 @@ def run_expression(args: argparse.Namespace) -> int:
 
 def _add_detect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "detect", help="LFW detection rate and View 2 accuracy with each face detector",
+        "detect",
+        help="LFW detection rate and View 2 accuracy with each face detector",
         description="For each detector: the share of the LFW pair-list images where a face is "
-                    "detected, and the identity model's LFW View 2 accuracy through it.",
+        "detected, and the identity model's LFW View 2 accuracy through it.",
     )
     p.add_argument("--model", help="identity model from the registry (default: the default one)")
     p.add_argument("--data", type=Path, help="LFW folder (default: $FACERES_DATA/lfw)")
-    p.add_argument("--detectors", default=",".join(BACKENDS),
-                   help=f"comma-separated (default {','.join(BACKENDS)})")
-    p.add_argument("--update-registry", dest="write", action="store_true",
-                   help="write the numbers into the model's card and index entry")
-    p.add_argument("--out", type=Path, default=Path("runs/eval"),
-                   help="folder for the reports and ROC plots (default runs/eval)")
+    p.add_argument(
+        "--detectors",
+        default=",".join(BACKENDS),
+        help=f"comma-separated (default {','.join(BACKENDS)})",
+    )
+    p.add_argument(
+        "--update-registry",
+        dest="write",
+        action="store_true",
+        help="write the numbers into the model's card and index entry",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/eval"),
+        help="folder for the reports and ROC plots (default runs/eval)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON only")
     p.set_defaults(func=run_detect)
 
@@ -124,24 +167,35 @@ def _model_name(model: str | None) -> str:
 
 
 def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
 
 
 def _print_identity(report: dict) -> None:
-    print(f"model {report['model']}, detector {report['detector']}: {report['images']} images, "
-          f"{report['undetected']} without a detected face ({report['undetected_rule']})")
+    print(
+        f"model {report['model']}, detector {report['detector']}: {report['images']} images, "
+        f"{report['undetected']} without a detected face ({report['undetected_rule']})"
+    )
     if "view1" in report:
         v1 = report["view1"]
-        print(f"View 1: threshold {v1['threshold']:.4f} ± band {v1['band']:.4f} "
-              f"(DevTrain {v1['dev_train_accuracy']:.2%}, DevTest {v1['dev_test_accuracy']:.2%})")
+        print(
+            f"View 1: threshold {v1['threshold']:.4f} ± band {v1['band']:.4f} "
+            f"(DevTrain {v1['dev_train_accuracy']:.2%}, DevTest {v1['dev_test_accuracy']:.2%})"
+        )
     m = report.get("view2", report)
     if "accuracy_mean" in m:
-        print(f"accuracy {m['accuracy_mean']:.2%} ± {m['accuracy_std']:.2%} "
-              f"({len(m['fold_accuracies'])} folds)")
+        print(
+            f"accuracy {m['accuracy_mean']:.2%} ± {m['accuracy_std']:.2%} "
+            f"({len(m['fold_accuracies'])} folds)"
+        )
     else:
-        print(f"accuracy {m['accuracy_best_threshold']:.2%} at the best threshold "
-              f"{m['best_threshold']:.4f} (no folds: optimistic)")
+        print(
+            f"accuracy {m['accuracy_best_threshold']:.2%} at the best threshold "
+            f"{m['best_threshold']:.4f} (no folds: optimistic)"
+        )
     print(f"TAR {m['tar_at_far']:.2%} at FAR {m['far']:g}; ROC AUC {m['auc']:.5f}")
     print(f"ROC plot: {report['roc_plot']}")
 
@@ -150,8 +204,14 @@ def run_lfw(args: argparse.Namespace) -> int:
     from faceres.eval.lfw import evaluate_lfw
 
     _setup_logging(args.json)
-    report = evaluate_lfw(_model_name(args.model), data=args.data, out_dir=args.out,
-                          detector=args.detector, tune=args.tune, write=args.write)
+    report = evaluate_lfw(
+        _model_name(args.model),
+        data=args.data,
+        out_dir=args.out,
+        detector=args.detector,
+        tune=args.tune,
+        write=args.write,
+    )
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -163,8 +223,9 @@ def run_pairs(args: argparse.Namespace) -> int:
     from faceres.eval.lfw import evaluate_pairs
 
     _setup_logging(args.json)
-    report = evaluate_pairs(args.pairs, args.root, _model_name(args.model), out_dir=args.out,
-                            detector=args.detector)
+    report = evaluate_pairs(
+        args.pairs, args.root, _model_name(args.model), out_dir=args.out, detector=args.detector
+    )
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -183,8 +244,13 @@ def run_detect(args: argparse.Namespace) -> int:
             f"--detectors takes {', '.join(BACKENDS)}, not {', '.join(sorted(unknown))}."
         )
     _setup_logging(args.json)
-    report = evaluate_detectors(_model_name(args.model), data=args.data, out_dir=args.out,
-                                detectors=detectors, write=args.write)
+    report = evaluate_detectors(
+        _model_name(args.model),
+        data=args.data,
+        out_dir=args.out,
+        detectors=detectors,
+        write=args.write,
+    )
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -192,7 +258,9 @@ def run_detect(args: argparse.Namespace) -> int:
         if not r["available"]:
             print(f"{name}: not available here")
             continue
-        print(f"{name}: faces in {r['detection_rate']:.2%} of {r['images']} images; "
-              f"{report['model']} View 2 accuracy {r['accuracy_mean']:.2%} ± "
-              f"{r['accuracy_std']:.2%}, TAR {r['tar_at_far']:.2%} at FAR 1e-3, AUC {r['auc']:.5f}")
+        print(
+            f"{name}: faces in {r['detection_rate']:.2%} of {r['images']} images; "
+            f"{report['model']} View 2 accuracy {r['accuracy_mean']:.2%} ± "
+            f"{r['accuracy_std']:.2%}, TAR {r['tar_at_far']:.2%} at FAR 1e-3, AUC {r['auc']:.5f}"
+        )
     return 0

@@ -23,12 +23,22 @@ def run(args: argparse.Namespace) -> int:
     out = []
     for path in args.images:
         result = analyze_expression(path, model=args.model, detector=args.detector)
-        out.append({"image": path, "model": result.model, "detector": result.detector,
-                    "timings_ms": result.timings,
-                    "faces": [{"box": [round(v, 1) for v in f.face.box], "label": f.label,
-                               "probabilities": {k: round(v, 4) for k, v in
-                                                 f.probabilities.items()}}
-                              for f in result.faces]})
+        out.append(
+            {
+                "image": path,
+                "model": result.model,
+                "detector": result.detector,
+                "timings_ms": result.timings,
+                "faces": [
+                    {
+                        "box": [round(v, 1) for v in f.face.box],
+                        "label": f.label,
+                        "probabilities": {k: round(v, 4) for k, v in f.probabilities.items()},
+                    }
+                    for f in result.faces
+                ],
+            }
+        )
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -37,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{item['image']}: no face found")
         for i, face in enumerate(item["faces"]):
             top = sorted(face["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-            print(f"{item['image']} face {i} at {face['box']}: {face['label']} ("
-                  + ", ".join(f"{k} {v:.2f}" for k, v in top) + ")")
+            print(
+                f"{item['image']} face {i} at {face['box']}: {face['label']} ("
+                + ", ".join(f"{k} {v:.2f}" for k, v in top)
+                + ")"
+            )
     return 0

@@ -1,9 +1,9 @@
 """`faceres registry list|verify|pull|push`: the model registry from the command line.
 
-    faceres registry list --json
-    faceres registry verify
-    faceres registry pull dlib-resnet29-face
-    faceres registry push resnet18-fer --repo-id faceres/resnet18-fer
+faceres registry list --json
+faceres registry verify
+faceres registry pull dlib-resnet29-face
+faceres registry push resnet18-fer --repo-id faceres/resnet18-fer
 """
 
 from __future__ import annotations
@@ -11,8 +11,20 @@ from __future__ import annotations
 import argparse
 import json
 
-LIST_KEYS = ("name", "task", "default", "architecture", "twin", "metrics", "repo_id", "revision",
-             "license", "path", "source", "description")
+LIST_KEYS = (
+    "name",
+    "task",
+    "default",
+    "architecture",
+    "twin",
+    "metrics",
+    "repo_id",
+    "revision",
+    "license",
+    "path",
+    "source",
+    "description",
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -52,11 +64,15 @@ def list_command(args: argparse.Namespace) -> int:
         return 0
     width = max(len(e["name"]) for e in entries)
     for e in entries:
-        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in (e["metrics"] or {}).items())
+        metrics = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in (e["metrics"] or {}).items()
+        )
         flag = "*" if e["default"] else " "
-        print(f"{flag} {e['name']:<{width}}  {e['task']:<10}  {e['architecture'] or '-':<24}  "
-              f"{metrics}")
+        print(
+            f"{flag} {e['name']:<{width}}  {e['task']:<10}  {e['architecture'] or '-':<24}  "
+            f"{metrics}"
+        )
     print("(* default for its task)")
     return 0
 

@@ -1,8 +1,8 @@
 """`faceres space build|sync`: the Hugging Face Space.
 
-    faceres space sync                 # refresh spaces/README.md and spaces/requirements.txt
-    faceres space build out/space      # assemble a deployable Space folder
-    hf upload OWNER/NAME out/space --repo-type space
+faceres space sync                 # refresh spaces/README.md and spaces/requirements.txt
+faceres space build out/space      # assemble a deployable Space folder
+hf upload OWNER/NAME out/space --repo-type space
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("build", help="assemble a deployable Space folder")
     p.add_argument("out", help="new or empty folder to write the Space into")
-    p.add_argument("--no-weights", action="store_true",
-                   help="leave model folders out; the Space pulls them by pinned revision")
+    p.add_argument(
+        "--no-weights",
+        action="store_true",
+        help="leave model folders out; the Space pulls them by pinned revision",
+    )
     p.set_defaults(func=build_command)
 
     p = sub.add_parser("sync", help="regenerate spaces/README.md and spaces/requirements.txt")

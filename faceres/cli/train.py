@@ -10,9 +10,12 @@ from pathlib import Path
 def add_parser(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train models")
     kinds = train.add_subparsers(dest="kind", required=True, metavar="KIND")
-    p = kinds.add_parser("expression", help="train an expression model on FER2013 / FER+",
-                         description="Train from scratch, select on PublicTest, save to the "
-                                     "registry folder given by --out.")
+    p = kinds.add_parser(
+        "expression",
+        help="train an expression model on FER2013 / FER+",
+        description="Train from scratch, select on PublicTest, save to the "
+        "registry folder given by --out.",
+    )
     p.add_argument("--arch", required=True, help="timm architecture, e.g. faceres_resnet18_48")
     p.add_argument("--out", required=True, help="registry folder, e.g. registry/models/NAME")
     p.add_argument("--labels", choices=("fer", "ferplus"), default="fer")
@@ -25,19 +28,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--default", action="store_true", help="make it the default expression model")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--workdir", help="checkpoints (default runs/NAME)")
-    p.add_argument("--time-budget", type=float,
-                   help="seconds: lower --epochs to what fits, timed before training")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        help="seconds: lower --epochs to what fits, timed before training",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_expression)
-    f = kinds.add_parser("framing", help="measure how FER2013 frames faces, per detector",
-                         description="Run each detector on upscaled FER2013 Training images and "
-                                     "write the median landmarks (the crop template) into the "
-                                     "config of expression models.")
-    f.add_argument("models", nargs="*", metavar="NAME",
-                   help="expression models to update (default: every one in the registry)")
-    f.add_argument("--detectors", nargs="+", default=["yunet", "dlib"],
-                   choices=("yunet", "dlib"))
+    f = kinds.add_parser(
+        "framing",
+        help="measure how FER2013 frames faces, per detector",
+        description="Run each detector on upscaled FER2013 Training images and "
+        "write the median landmarks (the crop template) into the "
+        "config of expression models.",
+    )
+    f.add_argument(
+        "models",
+        nargs="*",
+        metavar="NAME",
+        help="expression models to update (default: every one in the registry)",
+    )
+    f.add_argument("--detectors", nargs="+", default=["yunet", "dlib"], choices=("yunet", "dlib"))
     f.add_argument("--count", type=int, default=1000, help="FER2013 images measured")
     f.add_argument("--data", help="FER2013 image folders (default $FACERES_DATA/fer2013)")
     f.set_defaults(func=run_framing)
@@ -50,15 +62,31 @@ def run_expression(args: argparse.Namespace) -> int:
 
     models = (registry.registry_dir() / "models").resolve()
     if Path(args.out).resolve().parent != models:
-        raise DataError(f"--out must be a folder in {models} (registry/models/NAME); set "
-                        "FACERES_REGISTRY to train into another registry.")
-    cfg = TrainConfig(arch=args.arch, name=Path(args.out).name, labels=args.labels,
-                      data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      seed=args.seed, twin=args.twin, default=args.default, device=args.device,
-                      workdir=args.workdir, time_budget=args.time_budget)
+        raise DataError(
+            f"--out must be a folder in {models} (registry/models/NAME); set "
+            "FACERES_REGISTRY to train into another registry."
+        )
+    cfg = TrainConfig(
+        arch=args.arch,
+        name=Path(args.out).name,
+        labels=args.labels,
+        data=args.data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        twin=args.twin,
+        default=args.default,
+        device=args.device,
+        workdir=args.workdir,
+        time_budget=args.time_budget,
+    )
     summary = train_expression(cfg, resume=args.resume, progress=not args.json)
-    print(json.dumps(summary, indent=2) if args.json else
-          "\n".join(f"{k}: {v}" for k, v in summary.items()))
+    print(
+        json.dumps(summary, indent=2)
+        if args.json
+        else "\n".join(f"{k}: {v}" for k, v in summary.items())
+    )
     return 0
 
 

@@ -14,7 +14,8 @@ from faceres.detect import DETECTORS
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the `verify` and `embed` commands."""
     p = subparsers.add_parser(
-        "verify", help="are two photos the same person?",
+        "verify",
+        help="are two photos the same person?",
         description="Compare one face of each photo (default: the largest) with an identity model.",
     )
     p.add_argument("image1", metavar="IMG1")
@@ -22,38 +23,55 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="identity model from the registry (default: the default one)")
     p.add_argument("--face1", type=int, help="face index in IMG1, largest first (default 0)")
     p.add_argument("--face2", type=int, help="face index in IMG2, largest first (default 0)")
-    p.add_argument("--detector", choices=DETECTORS,
-                   help="face detector (default: the FACERES_DETECTOR setting, else auto)")
+    p.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        help="face detector (default: the FACERES_DETECTOR setting, else auto)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON only")
     p.set_defaults(func=run_verify)
 
     e = subparsers.add_parser(
-        "embed", help="face embeddings of photos, to .npy or .json",
+        "embed",
+        help="face embeddings of photos, to .npy or .json",
         description="Embed one face per photo (default: the largest); rows follow the inputs.",
     )
     e.add_argument("images", metavar="IMG", nargs="+")
     e.add_argument("--out", required=True, type=Path, help="output file, .npy or .json")
     e.add_argument("--model", help="identity model from the registry (default: the default one)")
     e.add_argument("--face", type=int, help="face index in every photo, largest first (default 0)")
-    e.add_argument("--detector", choices=DETECTORS,
-                   help="face detector (default: the FACERES_DETECTOR setting, else auto)")
+    e.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        help="face detector (default: the FACERES_DETECTOR setting, else auto)",
+    )
     e.set_defaults(func=run_embed)
 
 
 def run_verify(args: argparse.Namespace) -> int:
     from faceres.identity import verify
 
-    result = verify(args.image1, args.image2, model=args.model, face1=args.face1,
-                    face2=args.face2, detector=args.detector)
+    result = verify(
+        args.image1,
+        args.image2,
+        model=args.model,
+        face1=args.face1,
+        face2=args.face2,
+        detector=args.detector,
+    )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
-    print(f"{result.verdict}: similarity {result.similarity:.4f} "
-          f"(threshold {result.threshold:.4f}, uncertain within ±{result.band:.4f})")
+    print(
+        f"{result.verdict}: similarity {result.similarity:.4f} "
+        f"(threshold {result.threshold:.4f}, uncertain within ±{result.band:.4f})"
+    )
     for i, (faces, index) in enumerate(zip(result.faces, result.chosen, strict=True), start=1):
         x, y, w, h = faces[index].box
-        print(f"image {i}: {len(faces)} face(s), using face {index} "
-              f"at x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f}")
+        print(
+            f"image {i}: {len(faces)} face(s), using face {index} "
+            f"at x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f}"
+        )
     times = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings.items())
     print(f"model {result.model}, detector {result.detector}; {times}")
     return 0
@@ -67,16 +85,23 @@ def run_embed(args: argparse.Namespace) -> int:
     if suffix not in (".npy", ".json"):
         raise FaceresError(f"--out must end in .npy or .json, not {suffix or 'nothing'}.")
     name = load_identity_model(args.model).name
-    rows = np.stack([embed(img, model=name, face=args.face, detector=args.detector)
-                     for img in args.images]).astype(np.float32)
+    rows = np.stack(
+        [embed(img, model=name, face=args.face, detector=args.detector) for img in args.images]
+    ).astype(np.float32)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npy":
         np.save(args.out, rows)
     else:
-        args.out.write_text(json.dumps({
-            "model": name,
-            "embeddings": [{"image": str(img), "embedding": [round(float(v), 7) for v in row]}
-                           for img, row in zip(args.images, rows, strict=True)],
-        }))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "model": name,
+                    "embeddings": [
+                        {"image": str(img), "embedding": [round(float(v), 7) for v in row]}
+                        for img, row in zip(args.images, rows, strict=True)
+                    ],
+                }
+            )
+        )
     print(f"wrote {len(rows)} embedding(s) of size {rows.shape[1]} ({name}) to {args.out}")
     return 0

@@ -1,7 +1,8 @@
 """Conversions of dlib's published models into faceres registry entries.
 
 Each `convert_*` function reads a dlib `.dat` file with `faceres.convert.dlib_format`, builds our
-PyTorch (or numpy) equivalent and writes `registry/models/<name>/` through `faceres.registry.save_model`.
+PyTorch (or numpy) equivalent and writes `registry/models/<name>/` through
+`faceres.registry.save_model`.
 
 >>> from faceres.convert.dlib import convert_dlib_resnet, find_dlib_file
 >>> convert_dlib_resnet(find_dlib_file("dlib-resnet"))  # doctest: +SKIP
@@ -137,7 +138,8 @@ that maps a 150x150 RGB face chip to a 128-d descriptor. Two photos show the sam
 their descriptors are closer than 0.6 (Euclidean), dlib's own rule; dlib reports 99.38% on LFW.
 
 - Architecture: timm model `faceres_dlib_resnet29_face` (`faceres/models/dlib_resnet.py`), the
-  network of dlib's `examples/dnn_face_recognition_ex.cpp`, batch norm frozen into per-channel affine layers.
+  network of dlib's `examples/dnn_face_recognition_ex.cpp`, batch norm frozen into per-channel
+  affine layers.
 - Input: dlib's face chip (`get_face_chip_details(shape, 150, 0.25)` from the 5-point landmarks),
   pixels scaled as dlib does, `(x - mean_rgb) / 256`.
 - Weights: fp16 (descriptors agree with fp32 to cosine > 0.99999).
@@ -212,8 +214,9 @@ Convert again with `faceres convert dlib-landmarks5 PATH`.
 """
 
 
-def convert_dlib_landmarks5(path: str | Path | None = None,
-                            name: str = landmarks.REGISTRY_NAME) -> Path:
+def convert_dlib_landmarks5(
+    path: str | Path | None = None, name: str = landmarks.REGISTRY_NAME
+) -> Path:
     """Convert dlib's 5-point shape predictor into the registry entry `name`.
 
     >>> convert_dlib_landmarks5()  # doctest: +SKIP
@@ -281,8 +284,9 @@ Convert again with `faceres convert dlib-mmod PATH`.
 """
 
 
-def convert_dlib_mmod(path: str | Path | None = None,
-                      name: str = dlib_detector.REGISTRY_NAME) -> Path:
+def convert_dlib_mmod(
+    path: str | Path | None = None, name: str = dlib_detector.REGISTRY_NAME
+) -> Path:
     """Convert dlib's MMOD CNN face detector into the registry entry `name`.
 
     >>> convert_dlib_mmod()  # doctest: +SKIP

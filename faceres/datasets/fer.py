@@ -23,7 +23,14 @@ from faceres.settings import data_dir
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """FER2013 classes in the order of the Kaggle csv's `emotion` column."""
 FERPLUS_LABELS = (
-    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
 )
 """FER+ emotion classes in the order of its vote columns (unknown and NF are dropped)."""
 FER_SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -32,6 +39,8 @@ FER_SPLITS = ("Training", "PublicTest", "PrivateTest")
 def dataset_key(labels: str) -> str:
     """The dataset name in metric keys for a label set: "fer2013" ("fer") or "ferplus"."""
     return "ferplus" if labels == "ferplus" else "fer2013"
+
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 
 
@@ -79,16 +88,20 @@ def _decode_cached(root: Path, files: list[str], size: int) -> np.ndarray:
     cached = cache_dir() / f"faces-{key.hexdigest()[:20]}.npy"
     if cached.is_file():
         return np.load(cached, allow_pickle=False)
-    images = np.stack([_read_gray(root / name, size) for name in files]) if files else (
-        np.zeros((0, size, size), np.uint8))
+    images = (
+        np.stack([_read_gray(root / name, size) for name in files])
+        if files
+        else (np.zeros((0, size, size), np.uint8))
+    )
     tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")
     np.save(tmp, images, allow_pickle=False)
     tmp.replace(cached)
     return images
 
 
-def load_image_folder(root: str | Path, label_names: tuple[str, ...] | None = None,
-                      size: int = 48) -> FaceSet:
+def load_image_folder(
+    root: str | Path, label_names: tuple[str, ...] | None = None, size: int = 48
+) -> FaceSet:
     """Any folder of class-named sub-folders (`root/<class>/<image>`), as grayscale size×size.
 
     `label_names` fixes the class order (sub-folders not in it are an error); by default the
@@ -125,8 +138,9 @@ def _fer_root(data: str | Path | None) -> Path:
     return root
 
 
-def load_fer2013(split: str, data: str | Path | None = None, labels: str = "fer",
-                 protocol: str = "majority") -> FaceSet:
+def load_fer2013(
+    split: str, data: str | Path | None = None, labels: str = "fer", protocol: str = "majority"
+) -> FaceSet:
     """FER2013 `split` from the Kaggle image-folder layout.
 
     labels="fer": the 7 FER2013 classes. labels="ferplus": FER+ votes from the dataset's
@@ -139,8 +153,9 @@ def load_fer2013(split: str, data: str | Path | None = None, labels: str = "fer"
     if labels == "fer":
         faces = load_image_folder(root / split, label_names=tuple(sorted(FER_LABELS)))
         order = np.asarray([FER_LABELS.index(c) for c in faces.label_names])
-        return FaceSet(faces.images, order[faces.targets], FER_LABELS,
-                       [f"{split}/{f}" for f in faces.files])
+        return FaceSet(
+            faces.images, order[faces.targets], FER_LABELS, [f"{split}/{f}" for f in faces.files]
+        )
     if labels != "ferplus":
         raise DataError(f"labels must be 'fer' or 'ferplus', not {labels!r}.")
     index = root / "index.csv"
@@ -175,8 +190,9 @@ def ferplus_targets(votes: np.ndarray, protocol: str) -> tuple[np.ndarray, np.nd
     raise DataError(f"FER+ protocol must be 'majority' or 'probability', not {protocol!r}.")
 
 
-def load_fer2013_csv(path: str | Path, ferplus_csv: str | Path | None = None,
-                     protocol: str = "majority") -> dict[str, FaceSet]:
+def load_fer2013_csv(
+    path: str | Path, ferplus_csv: str | Path | None = None, protocol: str = "majority"
+) -> dict[str, FaceSet]:
     """The original Kaggle `fer2013.csv` (`emotion,pixels,Usage`), split by Usage.
 
     With `ferplus_csv` (`fer2013new.csv`, row-aligned with fer2013.csv) the targets are FER+ ones.
@@ -193,8 +209,15 @@ def load_fer2013_csv(path: str | Path, ferplus_csv: str | Path | None = None,
     files = [f"fer2013.csv#{i}" for i in range(len(rows))]
     if ferplus_csv is None:
         targets = np.asarray([int(r["emotion"]) for r in rows], np.int64)
-        return {s: FaceSet(images[usage == s], targets[usage == s], FER_LABELS,
-                           [f for f, u in zip(files, usage) if u == s]) for s in FER_SPLITS}
+        return {
+            s: FaceSet(
+                images[usage == s],
+                targets[usage == s],
+                FER_LABELS,
+                [f for f, u in zip(files, usage) if u == s],
+            )
+            for s in FER_SPLITS
+        }
     with Path(ferplus_csv).open(newline="") as fh:
         plus = list(csv.reader(fh))[1:]
     if len(plus) != len(rows):
@@ -204,6 +227,10 @@ def load_fer2013_csv(path: str | Path, ferplus_csv: str | Path | None = None,
     for split in FER_SPLITS:
         sel = usage == split
         keep, targets = ferplus_targets(votes[sel], protocol)
-        out[split] = FaceSet(images[sel][keep], targets, FERPLUS_LABELS,
-                             [f for f, s, k in zip(np.asarray(files)[sel], sel[sel], keep) if k])
+        out[split] = FaceSet(
+            images[sel][keep],
+            targets,
+            FERPLUS_LABELS,
+            [f for f, s, k in zip(np.asarray(files)[sel], sel[sel], keep) if k],
+        )
     return out

@@ -93,8 +93,12 @@ def read_pairs_csv(path: Path, root: Path) -> list[Pair]:
                 raise DataError(f"{path.name}, line {line}: 'same' must be 1/0, got {same!r}.")
             fold = row.get("fold")
             pairs.append(
-                Pair(root / row["left"], root / row["right"], same in _TRUE,
-                     int(fold) if fold not in (None, "") else None)
+                Pair(
+                    root / row["left"],
+                    root / row["right"],
+                    same in _TRUE,
+                    int(fold) if fold not in (None, "") else None,
+                )
             )
     if not pairs:
         raise DataError(f"{path.name} has no pairs.")
@@ -107,21 +111,28 @@ def lfw_dir(data: Path | None = None) -> Path:
     if (root / "lfw").is_dir() and not (root / "pairs.txt").is_file():
         root = root / "lfw"
     if not (root / "pairs.txt").is_file():
-        raise DataError(f"LFW not found in {root}: expected pairs.txt, pairsDevTrain.txt, "
-                        "pairsDevTest.txt and lfw-deepfunneled/.")
+        raise DataError(
+            f"LFW not found in {root}: expected pairs.txt, pairsDevTrain.txt, "
+            "pairsDevTest.txt and lfw-deepfunneled/."
+        )
     return root
 
 
-def image_pairs(paths: Sequence[Path], different: int = TUNE_DIFFERENT_PAIRS,
-                seed: int = 0) -> list[Pair]:
+def image_pairs(
+    paths: Sequence[Path], different: int = TUNE_DIFFERENT_PAIRS, seed: int = 0
+) -> list[Pair]:
     """Every same-person pair among LFW image `paths` (the folder names the person) and
     `different` seeded different-person pairs: View 1's 4,992 images give 3,192 same-person
     pairs, twice the 1,600 View 1 lists, so tuning choices are less noisy."""
     people: dict[str, list[Path]] = {}
     for path in paths:
         people.setdefault(path.parent.name, []).append(path)
-    pairs = [Pair(group[i], group[j], True) for group in people.values()
-             for i in range(len(group)) for j in range(i + 1, len(group))]
+    pairs = [
+        Pair(group[i], group[j], True)
+        for group in people.values()
+        for i in range(len(group))
+        for j in range(i + 1, len(group))
+    ]
     if len(people) < 2:
         return pairs
     rng = np.random.default_rng(seed)
@@ -131,5 +142,3 @@ def image_pairs(paths: Sequence[Path], different: int = TUNE_DIFFERENT_PAIRS,
         if paths[left].parent != paths[right].parent:
             pairs.append(Pair(paths[left], paths[right], False))
     return pairs
-
-

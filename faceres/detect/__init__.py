@@ -28,8 +28,16 @@ BACKENDS = {backend.NAME: backend for backend in (yunet, dlib)}
 DETECTORS = ("auto", *BACKENDS)
 """Every name a user may pass as `detector` (CLI choices, the app's dropdown, evaluations)."""
 
-__all__ = ["BACKENDS", "DETECTORS", "DETECT_MAX_SIDE", "SCHEMES", "Face", "detect_faces",
-           "detector_setting", "select_detector"]
+__all__ = [
+    "BACKENDS",
+    "DETECTORS",
+    "DETECT_MAX_SIDE",
+    "SCHEMES",
+    "Face",
+    "detect_faces",
+    "detector_setting",
+    "select_detector",
+]
 
 
 def detector_setting() -> str:
@@ -50,8 +58,9 @@ def select_detector(detector: str | None = None) -> str:
     if choice not in DETECTORS:
         raise FaceresError(f"Unknown detector {choice!r}; use one of {', '.join(DETECTORS)}.")
     if choice == "auto":
-        return next((name for name, backend in BACKENDS.items() if backend.available()),
-                    list(BACKENDS)[-1])
+        return next(
+            (name for name, backend in BACKENDS.items() if backend.available()), list(BACKENDS)[-1]
+        )
     return choice
 
 

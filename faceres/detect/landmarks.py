@@ -1,8 +1,8 @@
 """dlib's 5-point face landmarks, loaded from the registry (entry `dlib-landmarks5`).
 
 The model, `faceres.models.dlib_landmarks.ShapePredictor` (timm `faceres_dlib_shape_predictor5`),
-places five points in face boxes: the outer and inner corners of the eye on the image's right, of the
-eye on the image's left, then the base of the nose.
+places five points in face boxes: the outer and inner corners of the eye on the image's right, of
+the eye on the image's left, then the base of the nose.
 
 >>> from faceres.detect.landmarks import load_shape_predictor
 >>> load_shape_predictor().predict(image, [(80, 60, 240, 220)]).shape  # doctest: +SKIP

@@ -41,26 +41,38 @@ def model_labels(config: dict) -> list[str]:
     return list(config.get("label_names") or config["faceres"]["labels"])
 
 
-def score(probs: np.ndarray, targets: np.ndarray, model_names: list[str],
-          data_names: tuple[str, ...]) -> dict:
+def score(
+    probs: np.ndarray, targets: np.ndarray, model_names: list[str], data_names: tuple[str, ...]
+) -> dict:
     """Accuracy, per-class precision/recall and the confusion matrix (rows: true class of the
     data, columns: predicted class of the model)."""
     pred = probs.argmax(1)
     data_canon = [_canonical(n) for n in data_names]
-    pred_as_data = np.asarray([
-        data_canon.index(_canonical(n)) if _canonical(n) in data_canon else -1
-        for n in model_names])[pred]
+    pred_as_data = np.asarray(
+        [
+            data_canon.index(_canonical(n)) if _canonical(n) in data_canon else -1
+            for n in model_names
+        ]
+    )[pred]
     conf = np.zeros((len(data_names), len(model_names)), np.int64)
     np.add.at(conf, (targets, pred), 1)
     per_class = {}
     for i, name in enumerate(data_names):
         tp = int(((pred_as_data == i) & (targets == i)).sum())
         predicted, actual = int((pred_as_data == i).sum()), int((targets == i).sum())
-        per_class[name] = {"precision": tp / predicted if predicted else 0.0,
-                           "recall": tp / actual if actual else 0.0, "support": actual}
-    return {"accuracy": float((pred_as_data == targets).mean()) if len(targets) else 0.0,
-            "n": int(len(targets)), "per_class": per_class, "confusion": conf.tolist(),
-            "true_labels": list(data_names), "predicted_labels": list(model_names)}
+        per_class[name] = {
+            "precision": tp / predicted if predicted else 0.0,
+            "recall": tp / actual if actual else 0.0,
+            "support": actual,
+        }
+    return {
+        "accuracy": float((pred_as_data == targets).mean()) if len(targets) else 0.0,
+        "n": int(len(targets)),
+        "per_class": per_class,
+        "confusion": conf.tolist(),
+        "true_labels": list(data_names),
+        "predicted_labels": list(model_names),
+    }
 
 
 def predict_faces(name: str, faces: FaceSet, flip: bool = True) -> np.ndarray:
@@ -70,8 +82,9 @@ def predict_faces(name: str, faces: FaceSet, flip: bool = True) -> np.ndarray:
     size = int(cfg["input_size"][-1])
     images = faces.images
     if images.shape[1:] != (size, size):
-        images = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
-                           for im in images])
+        images = np.stack(
+            [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]
+        )
     x = torch.from_numpy(images).unsqueeze(1)
     return predict(loaded.model, x, float(cfg["mean"][0]), float(cfg["std"][0]), flip=flip).numpy()
 
@@ -92,9 +105,14 @@ def detect_and_predict(name: str, folder: Path, files: list[str]) -> tuple[np.nd
     return probs, missed
 
 
-def evaluate_expression(name: str, folder: str | Path | None = None, split: str | None = None,
-                        faces: str | None = None, data: str | Path | None = None,
-                        plot: str | Path | None = None) -> dict:
+def evaluate_expression(
+    name: str,
+    folder: str | Path | None = None,
+    split: str | None = None,
+    faces: str | None = None,
+    data: str | Path | None = None,
+    plot: str | Path | None = None,
+) -> dict:
     """Score registry model `name` on a class-named `folder`, or on a FER2013 `split` with the
     model's own label set (FER+ models: majority vote). `faces`: "crop" (images are face crops
     like FER2013's) or "detect" (photos: find the face first); by default "crop" for images of
@@ -152,8 +170,15 @@ def save_confusion_plot(report: dict, path: Path) -> None:
     ax.set_xticks(range(conf.shape[1]), report["predicted_labels"], rotation=45, ha="right")
     ax.set_yticks(range(conf.shape[0]), report["true_labels"])
     for (i, j), v in np.ndenumerate(conf):
-        ax.text(j, i, int(v), ha="center", va="center", fontsize=7,
-                color="white" if norm[i, j] > 0.5 else "black")
+        ax.text(
+            j,
+            i,
+            int(v),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if norm[i, j] > 0.5 else "black",
+        )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{report['model']} on {report['data']}: accuracy {report['accuracy']:.2%}")
@@ -166,15 +191,22 @@ def save_confusion_plot(report: dict, path: Path) -> None:
 def format_report(report: dict) -> str:
     """The report as text: accuracy, per-class table and confusion matrix."""
     missed = f", no face in {report['no_face']}" if report["no_face"] else ""
-    lines = [f"{report['model']} on {report['data']} ({report['n']} images, faces: "
-             f"{report['faces']}{missed})",
-             f"accuracy: {report['accuracy']:.4f}", "",
-             f"{'class':<10} {'precision':>9} {'recall':>7} {'support':>8}"]
+    lines = [
+        f"{report['model']} on {report['data']} ({report['n']} images, faces: "
+        f"{report['faces']}{missed})",
+        f"accuracy: {report['accuracy']:.4f}",
+        "",
+        f"{'class':<10} {'precision':>9} {'recall':>7} {'support':>8}",
+    ]
     for name, row in report["per_class"].items():
-        lines.append(f"{name:<10} {row['precision']:>9.3f} {row['recall']:>7.3f} "
-                     f"{row['support']:>8d}")
-    lines += ["", "confusion (rows true, columns predicted): " +
-              " ".join(p[:4] for p in report["predicted_labels"])]
+        lines.append(
+            f"{name:<10} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['support']:>8d}"
+        )
+    lines += [
+        "",
+        "confusion (rows true, columns predicted): "
+        + " ".join(p[:4] for p in report["predicted_labels"]),
+    ]
     for name, row in zip(report["true_labels"], report["confusion"]):
         lines.append(f"{name[:8]:<8} " + " ".join(f"{v:>4d}" for v in row))
     return "\n".join(lines)

@@ -78,8 +78,10 @@ def choose_face(faces: list[Face], shape: tuple[int, ...], pick: str) -> Face | 
     if pick == "largest":
         return faces[0]
     cy, cx = shape[0] / 2, shape[1] / 2
-    return min(faces, key=lambda f: (f.box[0] + f.box[2] / 2 - cx) ** 2
-               + (f.box[1] + f.box[3] / 2 - cy) ** 2)
+    return min(
+        faces,
+        key=lambda f: (f.box[0] + f.box[2] / 2 - cx) ** 2 + (f.box[1] + f.box[3] / 2 - cy) ** 2,
+    )
 
 
 def centre_face(shape: tuple[int, ...], template: dict) -> Face:
@@ -94,7 +96,10 @@ def centre_face(shape: tuple[int, ...], template: dict) -> Face:
     landmarks = (points - np.array([width, height]) / 2) * scale + centre
     return Face(
         (float(centre[0] - side / 2), float(centre[1] - side / 2), side, side),
-        landmarks.astype(np.float32), scheme, 0.0, "centre-crop",
+        landmarks.astype(np.float32),
+        scheme,
+        0.0,
+        "centre-crop",
     )
 
 
@@ -123,8 +128,9 @@ def embed_images(
         face_views = []
         for path in chunk:
             image = load_image(path)
-            face_views.append(views(image, faces[path] or centre_face(image.shape, template),
-                                    template))
+            face_views.append(
+                views(image, faces[path] or centre_face(image.shape, template), template)
+            )
         out.update(zip(chunk, embed_views(face_views, embedder), strict=True))
         if (start // batch_size) % 30 == 0:
             log.info("embedded %d / %d images", start + len(chunk), len(paths))
@@ -147,8 +153,14 @@ def save_roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, 
     for label, (fpr, tpr) in curves.items():
         ax.plot(np.maximum(fpr, 1e-4), tpr, label=label)
     ax.axvline(FAR_TARGET, color="grey", lw=0.8, ls="--")
-    ax.set(xscale="log", xlim=(1e-4, 1), ylim=(0.8, 1.0), xlabel="false accept rate",
-           ylabel="true accept rate", title=title)
+    ax.set(
+        xscale="log",
+        xlim=(1e-4, 1),
+        ylim=(0.8, 1.0),
+        xlabel="false accept rate",
+        ylabel="true accept rate",
+        title=title,
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -169,12 +181,16 @@ def pair_metrics(pairs: Sequence[Pair], scores: np.ndarray) -> dict:
         threshold, acc = best_threshold(scores, labels)
         report.update({"accuracy_best_threshold": acc, "best_threshold": threshold})
     tar, far_threshold = tar_at_far(scores, labels)
-    report.update({
-        "tar_at_far": tar, "far": FAR_TARGET, "far_threshold": far_threshold,
-        "auc": roc_auc(scores, labels),
-        "similarity_same_mean": float(scores[labels].mean()),
-        "similarity_different_mean": float(scores[~labels].mean()),
-    })
+    report.update(
+        {
+            "tar_at_far": tar,
+            "far": FAR_TARGET,
+            "far_threshold": far_threshold,
+            "auc": roc_auc(scores, labels),
+            "similarity_same_mean": float(scores[labels].mean()),
+            "similarity_different_mean": float(scores[~labels].mean()),
+        }
+    )
     return report
 
 
@@ -187,8 +203,9 @@ def model_embedder(model: str) -> tuple[Embedder, dict, str]:
     return (lambda crops: embed_crops(crops, loaded)), model_template(loaded.config), loaded.name
 
 
-def fit_dlib5_box(faces: dict[Path, Face | None], sample: int = BOX_FIT_IMAGES,
-                  seed: int = 0) -> dict | None:
+def fit_dlib5_box(
+    faces: dict[Path, Face | None], sample: int = BOX_FIT_IMAGES, seed: int = 0
+) -> dict | None:
     """Where dlib's detector draws its box around a face relative to YuNet's box (`faces`):
     medians over `sample` seeded images where both found one (None when there are none); the
     `dlib5_box` of `alignment.dlib_chip_template`."""
@@ -200,13 +217,21 @@ def fit_dlib5_box(faces: dict[Path, Face | None], sample: int = BOX_FIT_IMAGES,
         if dlib_face is None:
             continue
         (xy, yy, wy, hy), (xd, yd, wd, hd) = faces[path].box, dlib_face.box
-        rows.append((((xd + wd / 2) - (xy + wy / 2)) / wy, ((yd + hd / 2) - (yy + hy / 2)) / hy,
-                     wd / np.sqrt(wy * hy)))
+        rows.append(
+            (
+                ((xd + wd / 2) - (xy + wy / 2)) / wy,
+                ((yd + hd / 2) - (yy + hy / 2)) / hy,
+                wd / np.sqrt(wy * hy),
+            )
+        )
     if not rows:
         return None
     dx, dy, side = np.median(np.array(rows), axis=0)
-    return {"centre_shift": [round(float(dx), 5), round(float(dy), 5)],
-            "side": round(float(side), 5), "fitted_on": len(rows)}
+    return {
+        "centre_shift": [round(float(dx), 5), round(float(dy), 5)],
+        "side": round(float(side), 5),
+        "fitted_on": len(rows),
+    }
 
 
 def tune_template(
@@ -224,8 +249,9 @@ def tune_template(
     log.info("dlib box relative to YuNet's: %s", box)
     extra = {}
     if box is not None:
-        dlib_faces = {p: dlib5_in_box(load_image(p), f, box) if f else None
-                      for p, f in faces.items()}
+        dlib_faces = {
+            p: dlib5_in_box(load_image(p), f, box) if f else None for p, f in faces.items()
+        }
         extra = embed_images(dlib_faces, dlib_chip_template(size, padding), embedder)
     trials: list[dict] = []
     for scale in TUNE_SCALES:
@@ -234,13 +260,19 @@ def tune_template(
             emb = {p: own[p] + extra[p] if with_dlib5 else own[p] for p in own}
             emb = {p: v / np.linalg.norm(v) for p, v in emb.items()}
             scores = pair_scores(pairs, emb)
-            trials.append({"scale": scale, "dlib5_view": with_dlib5,
-                           "balanced_accuracy": best_balanced_accuracy(scores, labels),
-                           "tar_at_far": tar_at_far(scores, labels)[0]})
+            trials.append(
+                {
+                    "scale": scale,
+                    "dlib5_view": with_dlib5,
+                    "balanced_accuracy": best_balanced_accuracy(scores, labels),
+                    "tar_at_far": tar_at_far(scores, labels)[0],
+                }
+            )
             log.info("template trial %s", trials[-1])
     best = max(trials, key=lambda t: (t["balanced_accuracy"], t["tar_at_far"]))
-    template = dlib_chip_template(size, padding, best["scale"],
-                                  dlib5_box=box if best["dlib5_view"] else None)
+    template = dlib_chip_template(
+        size, padding, best["scale"], dlib5_box=box if best["dlib5_view"] else None
+    )
     return template, trials
 
 
@@ -269,8 +301,11 @@ def evaluate_lfw(
     else:
         write = False
     detector_name = select_detector(detector)
-    paths = list(dict.fromkeys(p for pair in (*dev_train, *dev_test, *view2)
-                               for p in (pair.left, pair.right)))
+    paths = list(
+        dict.fromkeys(
+            p for pair in (*dev_train, *dev_test, *view2) for p in (pair.left, pair.right)
+        )
+    )
     log.info("detecting faces in %d images with %s", len(paths), detector_name)
     faces = detect_images(paths, detector, pick="center")
     undetected = sorted(str(p.relative_to(images)) for p, f in faces.items() if f is None)
@@ -278,10 +313,12 @@ def evaluate_lfw(
     trials: list[dict] = []
     if tune:
         if detector_name != "yunet":
-            raise DataError("--tune fits the template for YuNet's landmarks; "
-                            "run it with the YuNet detector.")
-        view1 = list(dict.fromkeys(p for pair in (*dev_train, *dev_test)
-                                   for p in (pair.left, pair.right)))
+            raise DataError(
+                "--tune fits the template for YuNet's landmarks; run it with the YuNet detector."
+            )
+        view1 = list(
+            dict.fromkeys(p for pair in (*dev_train, *dev_test) for p in (pair.left, pair.right))
+        )
         template, trials = tune_template(view1, {p: faces[p] for p in view1}, template, embedder)
     embeddings = embed_images(faces, template, embedder)
 
@@ -309,8 +346,11 @@ def evaluate_lfw(
         "undetected_images": undetected,
         "undetected_rule": UNDETECTED_RULE,
         "view1": {
-            "threshold": threshold, "band": band, "dev_train_accuracy": train_acc,
-            "dev_test_accuracy": test_acc, "template_trials": trials,
+            "threshold": threshold,
+            "band": band,
+            "dev_train_accuracy": train_acc,
+            "dev_test_accuracy": test_acc,
+            "template_trials": trials,
         },
         "view2": {**metrics, "accuracy_at_view1_threshold": accuracy(scores, labels, threshold)},
         "roc_plot": str(plot),
@@ -326,13 +366,19 @@ def evaluate_lfw(
 def write_calibration(model: str, template: dict, threshold: float, band: float, report: dict):
     """Store View 1's template, threshold and band, and View 2's metrics, in the registry."""
     registry.update_config(
-        model, alignment=template, threshold=round(threshold, 6), band=round(band, 6),
+        model,
+        alignment=template,
+        threshold=round(threshold, 6),
+        band=round(band, 6),
         similarity="cosine",
         calibration="LFW View 1: threshold and band on pairsDevTrain"
-                    + (", template on every same-person pair of View 1's images and "
-                       f"{TUNE_DIFFERENT_PAIRS:,} different-person pairs"
-                       if report["view1"]["template_trials"] else "")
-                    + f" (DevTest accuracy {report['view1']['dev_test_accuracy']:.4f})",
+        + (
+            ", template on every same-person pair of View 1's images and "
+            f"{TUNE_DIFFERENT_PAIRS:,} different-person pairs"
+            if report["view1"]["template_trials"]
+            else ""
+        )
+        + f" (DevTest accuracy {report['view1']['dev_test_accuracy']:.4f})",
     )
     record_lfw_metrics(model, report)
 
@@ -342,13 +388,15 @@ def record_lfw_metrics(model: str, report: dict) -> None:
     by the detector that found the faces."""
     view2, det = report["view2"], report["detector"]
     metrics = dict(registry.get_entry(model).get("metrics") or {})
-    metrics.update({
-        f"lfw_accuracy_{det}": round(view2["accuracy_mean"], 5),
-        f"lfw_accuracy_std_{det}": round(view2["accuracy_std"], 5),
-        f"lfw_tar_at_far1e-3_{det}": round(view2["tar_at_far"], 5),
-        f"lfw_auc_{det}": round(view2["auc"], 6),
-        f"lfw_detection_rate_{det}": round(1 - report["undetected"] / report["images"], 5),
-    })
+    metrics.update(
+        {
+            f"lfw_accuracy_{det}": round(view2["accuracy_mean"], 5),
+            f"lfw_accuracy_std_{det}": round(view2["accuracy_std"], 5),
+            f"lfw_tar_at_far1e-3_{det}": round(view2["tar_at_far"], 5),
+            f"lfw_auc_{det}": round(view2["auc"], 6),
+            f"lfw_detection_rate_{det}": round(1 - report["undetected"] / report["images"], 5),
+        }
+    )
     registry.update_entry(model, metrics=metrics)
 
 
@@ -376,16 +424,23 @@ def evaluate_pairs(
     detector_name = select_detector(detector)
     faces = detect_images(paths, detector, pick="largest")
     scores = pair_scores(pairs, embed_images(faces, template, embedder))
-    report = {"model": model, "detector": detector_name, "images": len(paths),
-              "undetected": sum(f is None for f in faces.values()),
-              "undetected_rule": UNDETECTED_RULE,
-              **pair_metrics(pairs, scores)}
+    report = {
+        "model": model,
+        "detector": detector_name,
+        "images": len(paths),
+        "undetected": sum(f is None for f in faces.values()),
+        "undetected_rule": UNDETECTED_RULE,
+        **pair_metrics(pairs, scores),
+    }
     fpr, tpr, _ = roc_curve(scores, np.array([p.same for p in pairs]))
     name = Path(pairs_csv).stem
-    report["roc_plot"] = str(save_roc_plot(
-        {f"{model} (AUC {report['auc']:.4f})": (fpr, tpr)},
-        Path(out_dir) / f"pairs-{name}-{model}-roc.png", f"{name}: {detector_name} + {model}",
-    ))
+    report["roc_plot"] = str(
+        save_roc_plot(
+            {f"{model} (AUC {report['auc']:.4f})": (fpr, tpr)},
+            Path(out_dir) / f"pairs-{name}-{model}-roc.png",
+            f"{name}: {detector_name} + {model}",
+        )
+    )
     return report
 
 
@@ -410,8 +465,9 @@ def evaluate_detectors(
         if not BACKENDS[name].available():
             results[name] = {"available": False}
             continue
-        report = evaluate_lfw(model, data, out_dir, detector=name, write=False,
-                              embedder=embedder, template=template)
+        report = evaluate_lfw(
+            model, data, out_dir, detector=name, write=False, embedder=embedder, template=template
+        )
         if write:
             record_lfw_metrics(report["model"], report)
         view2 = report["view2"]

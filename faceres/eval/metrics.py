@@ -113,5 +113,3 @@ def uncertainty_band(
     if not wrong.any():
         return 0.0
     return float(np.quantile(np.abs(scores[wrong] - threshold), coverage))
-
-

@@ -55,10 +55,19 @@ class FaceResNet(nn.Module):
         init: "kaiming" (He normal, fan_out) or "torch" (PyTorch's default layer init).
     """
 
-    def __init__(self, layers: tuple[int, ...], channels: tuple[int, ...], num_classes: int = 7,
-                 in_chans: int = 1, residual: bool = True, shortcut: str = "projection",
-                 norm: bool = True, init: str = "kaiming", drop_rate: float = 0.0,
-                 global_pool: str = "avg") -> None:
+    def __init__(
+        self,
+        layers: tuple[int, ...],
+        channels: tuple[int, ...],
+        num_classes: int = 7,
+        in_chans: int = 1,
+        residual: bool = True,
+        shortcut: str = "projection",
+        norm: bool = True,
+        init: str = "kaiming",
+        drop_rate: float = 0.0,
+        global_pool: str = "avg",
+    ) -> None:
         super().__init__()
         norm_layer = nn.BatchNorm2d if norm else nn.Identity
         self.num_classes, self.drop_rate = num_classes, drop_rate
@@ -78,8 +87,11 @@ class FaceResNet(nn.Module):
                 s = stride if j == 0 else 1
                 down = None
                 if residual and (s != 1 or in_chs != chs):
-                    down = (downsample_conv(in_chs, chs, 1, stride=s, norm_layer=norm_layer)
-                            if shortcut == "projection" else ZeroPadShortcut(chs, s))
+                    down = (
+                        downsample_conv(in_chs, chs, 1, stride=s, norm_layer=norm_layer)
+                        if shortcut == "projection"
+                        else ZeroPadShortcut(chs, s)
+                    )
                 blocks.append(block(in_chs, chs, s, down, norm_layer=norm_layer))
                 in_chs = chs
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
@@ -100,7 +112,8 @@ class FaceResNet(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
         self.num_classes = num_classes
         self.global_pool, self.fc = create_classifier(
-            self.num_features, num_classes, pool_type=global_pool)
+            self.num_features, num_classes, pool_type=global_pool
+        )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.bn1(self.conv1(x)))
@@ -120,21 +133,36 @@ class FaceResNet(nn.Module):
 
 def _cfg(**kwargs) -> dict:
     return {
-        "num_classes": len(FER_LABELS), "label_names": list(FER_LABELS),
-        "input_size": (1, 48, 48), "pool_size": None, "crop_pct": 1.0,
-        "interpolation": "bilinear", "mean": (0.5,), "std": (0.25,),
-        "first_conv": "conv1", "classifier": "fc", "license": "mit", **kwargs,
+        "num_classes": len(FER_LABELS),
+        "label_names": list(FER_LABELS),
+        "input_size": (1, 48, 48),
+        "pool_size": None,
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "mean": (0.5,),
+        "std": (0.25,),
+        "first_conv": "conv1",
+        "classifier": "fc",
+        "license": "mit",
+        **kwargs,
     }
 
 
-default_cfgs = generate_default_cfgs({
-    name: _cfg() for name in (
-        "faceres_resnet18_48", "faceres_plain18_48",
-        "faceres_resnet20_48", "faceres_plain20_48",
-        "faceres_resnet56_48", "faceres_plain56_48",
-        "faceres_resnet56_nobn_48", "faceres_plain56_nobn_48",
-    )
-})
+default_cfgs = generate_default_cfgs(
+    {
+        name: _cfg()
+        for name in (
+            "faceres_resnet18_48",
+            "faceres_plain18_48",
+            "faceres_resnet20_48",
+            "faceres_plain20_48",
+            "faceres_resnet56_48",
+            "faceres_plain56_48",
+            "faceres_resnet56_nobn_48",
+            "faceres_plain56_nobn_48",
+        )
+    }
+)
 
 _R18 = dict(layers=(2, 2, 2, 2), channels=(32, 64, 128, 256), shortcut="projection")
 """ResNet-18 layout at half width, 3×3 stride-1 stem: 48→48→24→12→6."""
@@ -189,12 +217,18 @@ def faceres_plain56_48(pretrained: bool = False, **kwargs) -> FaceResNet:
 @register_model
 def faceres_resnet56_nobn_48(pretrained: bool = False, **kwargs) -> FaceResNet:
     """ResNet-56 without BatchNorm, PyTorch's default init: for the gradient-flow experiment."""
-    return _create("faceres_resnet56_nobn_48", pretrained,
-                   **dict(_cifar(56), norm=False, init="torch", **kwargs))
+    return _create(
+        "faceres_resnet56_nobn_48",
+        pretrained,
+        **dict(_cifar(56), norm=False, init="torch", **kwargs),
+    )
 
 
 @register_model
 def faceres_plain56_nobn_48(pretrained: bool = False, **kwargs) -> FaceResNet:
     """Plain-56 without BatchNorm, PyTorch's default init: for the gradient-flow experiment."""
-    return _create("faceres_plain56_nobn_48", pretrained,
-                   **dict(_cifar(56), residual=False, norm=False, init="torch", **kwargs))
+    return _create(
+        "faceres_plain56_nobn_48",
+        pretrained,
+        **dict(_cifar(56), residual=False, norm=False, init="torch", **kwargs),
+    )

@@ -34,7 +34,24 @@ from faceres.registry.publish import (
 from faceres.registry.resolve import pull, resolve, resolve_file, sha256_file, verify
 
 __all__ = [
-    "ENTRY_KEYS", "TASKS", "LoadedModel", "default_model", "get_entry", "list_models", "load",
-    "load_task", "model_config", "pull", "push", "registry_dir", "resolve", "resolve_file",
-    "save_model", "sha256_file", "update_card_section", "update_config", "update_entry", "verify",
+    "ENTRY_KEYS",
+    "TASKS",
+    "LoadedModel",
+    "default_model",
+    "get_entry",
+    "list_models",
+    "load",
+    "load_task",
+    "model_config",
+    "pull",
+    "push",
+    "registry_dir",
+    "resolve",
+    "resolve_file",
+    "save_model",
+    "sha256_file",
+    "update_card_section",
+    "update_config",
+    "update_entry",
+    "verify",
 ]

@@ -19,8 +19,20 @@ from faceres.errors import ModelError
 
 TASKS = ("identity", "expression", "detector", "landmarks")
 ENTRY_KEYS = (
-    "name", "task", "architecture", "twin", "default", "repo_id", "revision", "path", "files",
-    "license", "metrics", "description", "source", "local_candidates",
+    "name",
+    "task",
+    "architecture",
+    "twin",
+    "default",
+    "repo_id",
+    "revision",
+    "path",
+    "files",
+    "license",
+    "metrics",
+    "description",
+    "source",
+    "local_candidates",
 )
 HUB_TIMEOUT = 3.0
 """Seconds to wait for the Hub before calling it unreachable (the offline error comes in < 5 s)."""
@@ -98,6 +110,4 @@ def default_model(task: str) -> str:
     for entry in _read_index():
         if entry["task"] == task and entry.get("default"):
             return entry["name"]
-    raise ModelError(
-        f"No default {task} model is in the registry yet; see the README, 'Models'."
-    )
+    raise ModelError(f"No default {task} model is in the registry yet; see the README, 'Models'.")

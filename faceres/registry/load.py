@@ -71,8 +71,9 @@ def load(name: str, device: str | torch.device | None = None) -> LoadedModel:
         return _LOADED[key]
 
 
-def load_task(task: str, name: str | None = None, device: str | torch.device | None = None
-              ) -> LoadedModel:
+def load_task(
+    task: str, name: str | None = None, device: str | torch.device | None = None
+) -> LoadedModel:
     """`load(name)` checked to be a `task` model; without `name`, the task's default model.
 
     >>> load_task("expression").name
@@ -81,9 +82,11 @@ def load_task(task: str, name: str | None = None, device: str | torch.device | N
     name = name or default_model(task)
     loaded = load(name, device)
     if loaded.config.get("faceres", {}).get("task") != task:
-        raise ModelError(f"{name} is not an {task} model; pick one from `faceres registry list`."
-                         if task[0] in "aeiou" else
-                         f"{name} is not a {task} model; pick one from `faceres registry list`.")
+        raise ModelError(
+            f"{name} is not an {task} model; pick one from `faceres registry list`."
+            if task[0] in "aeiou"
+            else f"{name} is not a {task} model; pick one from `faceres registry list`."
+        )
     return loaded
 
 

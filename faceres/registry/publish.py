@@ -51,8 +51,11 @@ def card_sections(body: str) -> dict[str, str]:
     """A card body split at its `## ` headings: heading line → section text (the text before the
     first heading under the key "")."""
     parts = re.split(r"(?m)^(?=## )", body)
-    return {(part.splitlines()[0] if part.startswith("## ") else ""): part.rstrip() + "\n"
-            for part in parts if part.strip()}
+    return {
+        (part.splitlines()[0] if part.startswith("## ") else ""): part.rstrip() + "\n"
+        for part in parts
+        if part.strip()
+    }
 
 
 def with_section(body: str, heading: str, text: str) -> str:
@@ -109,9 +112,9 @@ Without faceres, timm stops with `Unknown model ({architecture})`: install facer
 """
 
 
-
-def _model_card(name: str, task: str, config: dict, card: str, metrics: Mapping[str, float],
-                license: str) -> str:
+def _model_card(
+    name: str, task: str, config: dict, card: str, metrics: Mapping[str, float], license: str
+) -> str:
     """README.md: YAML front matter (library_name timm, license, datasets, tags, model-index)
     followed by `card` (markdown without front matter)."""
     from huggingface_hub import ModelCardData
@@ -121,9 +124,13 @@ def _model_card(name: str, task: str, config: dict, card: str, metrics: Mapping[
     datasets = list(config.get("faceres", {}).get("datasets", []))
     results = _eval_results(task, datasets, metrics)
     data = ModelCardData(
-        library_name="timm", license=license, datasets=datasets or None,
-        tags=["timm", "faceres", task], pipeline_tag=_TASK_PIPELINES.get(task),
-        model_name=name, eval_results=results or None,
+        library_name="timm",
+        license=license,
+        datasets=datasets or None,
+        tags=["timm", "faceres", task],
+        pipeline_tag=_TASK_PIPELINES.get(task),
+        model_name=name,
+        eval_results=results or None,
     )
     return f"---\n{data.to_yaml()}\n---\n\n{card.strip()}\n"
 
@@ -136,10 +143,15 @@ def _eval_results(task: str, datasets: list[str], metrics: Mapping[str, float]) 
     for key, value in metrics.items():
         dataset, _, metric = key.rpartition("/") if "/" in key else (None, "", key)
         dataset = dataset or (datasets[0] if datasets else "unspecified")
-        results.append(EvalResult(
-            task_type=_TASK_PIPELINES.get(task, task), dataset_type=dataset,
-            dataset_name=dataset, metric_type=metric, metric_value=value,
-        ))
+        results.append(
+            EvalResult(
+                task_type=_TASK_PIPELINES.get(task, task),
+                dataset_type=dataset,
+                dataset_name=dataset,
+                metric_type=metric,
+                metric_value=value,
+            )
+        )
     return results
 
 
@@ -207,8 +219,9 @@ def save_model(
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{name}-") as tmp:
         staged = Path(tmp)
-        save_for_hf(copy.deepcopy(model).cpu().half(), staged, model_config=config,
-                    safe_serialization=True)
+        save_for_hf(
+            copy.deepcopy(model).cpu().half(), staged, model_config=config, safe_serialization=True
+        )
         architecture = json.loads((staged / "config.json").read_text("utf-8"))["architecture"]
         card = with_section(card, HOW_TO_LOAD, how_to_load(name, task, architecture))
         readme = _model_card(name, task, config, card, metrics, license)
@@ -227,10 +240,19 @@ def save_model(
         entries = _read_index()
         previous = next((e for e in entries if e["name"] == name), {})
         entry = {
-            "name": name, "task": task, "architecture": architecture, "twin": twin,
-            "default": default, "repo_id": previous.get("repo_id"), "revision": None,
-            "path": f"models/{name}", "files": _hash_folder(folder), "license": license,
-            "metrics": dict(metrics), "description": _description(card), "source": source,
+            "name": name,
+            "task": task,
+            "architecture": architecture,
+            "twin": twin,
+            "default": default,
+            "repo_id": previous.get("repo_id"),
+            "revision": None,
+            "path": f"models/{name}",
+            "files": _hash_folder(folder),
+            "license": license,
+            "metrics": dict(metrics),
+            "description": _description(card),
+            "source": source,
         }
         _store(entries, entry)
     return folder
@@ -332,8 +354,11 @@ def push(name: str, repo_id: str, token: str | None = None) -> str:
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="model", exist_ok=True)
     commit = api.upload_folder(
-        repo_id=repo_id, folder_path=folder, repo_type="model",
-        allow_patterns=list(entry["files"]), commit_message=f"faceres: upload {name}",
+        repo_id=repo_id,
+        folder_path=folder,
+        repo_type="model",
+        allow_patterns=list(entry["files"]),
+        commit_message=f"faceres: upload {name}",
     )
     update_entry(name, repo_id=repo_id, revision=commit.oid)
     return commit.oid

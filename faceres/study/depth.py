@@ -23,16 +23,28 @@ from faceres.datasets.fer import cache_dir
 from faceres.errors import FaceresError
 
 DEPTH_SWEEP: dict = {
-    "labels": "fer", "epochs": 17, "batch_size": 256, "lr": 0.1, "seed": 0,
+    "labels": "fer",
+    "epochs": 17,
+    "batch_size": 256,
+    "lr": 0.1,
+    "seed": 0,
     "models": [
         {"name": "resnet20-fer", "arch": "faceres_resnet20_48", "twin": "plain20-fer"},
         {"name": "plain20-fer", "arch": "faceres_plain20_48", "twin": "resnet20-fer"},
         {"name": "resnet56-fer", "arch": "faceres_resnet56_48", "twin": "plain56-fer"},
         {"name": "plain56-fer", "arch": "faceres_plain56_48", "twin": "resnet56-fer"},
-        {"name": "resnet56nobn-fer", "arch": "faceres_resnet56_nobn_48",
-         "twin": "plain56nobn-fer", "lr": 0.02},
-        {"name": "plain56nobn-fer", "arch": "faceres_plain56_nobn_48",
-         "twin": "resnet56nobn-fer", "lr": 0.02},
+        {
+            "name": "resnet56nobn-fer",
+            "arch": "faceres_resnet56_nobn_48",
+            "twin": "plain56nobn-fer",
+            "lr": 0.02,
+        },
+        {
+            "name": "plain56nobn-fer",
+            "arch": "faceres_plain56_nobn_48",
+            "twin": "resnet56nobn-fer",
+            "lr": 0.02,
+        },
     ],
 }
 """The sweep: CIFAR-style widths (16/32/64), 48×48 FER2013 faces, one recipe per pair."""
@@ -42,13 +54,33 @@ def sweep_commands(config: dict) -> list[list[str]]:
     """One `faceres train expression` command line per model of the sweep."""
     cmds = []
     for m in config["models"]:
-        spec = {k: m.get(k, config.get(k)) for k in ("labels", "epochs", "batch_size", "lr",
-                                                      "seed")}
-        cmd = [sys.executable, "-m", "faceres", "train", "expression", "--arch", m["arch"],
-               "--out", str(registry.registry_dir() / "models" / m["name"]),
-               "--labels", spec["labels"],
-               "--epochs", str(spec["epochs"]), "--batch-size", str(spec["batch_size"]),
-               "--lr", str(spec["lr"]), "--seed", str(spec["seed"]), "--twin", m["twin"], "--json"]
+        spec = {
+            k: m.get(k, config.get(k)) for k in ("labels", "epochs", "batch_size", "lr", "seed")
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "faceres",
+            "train",
+            "expression",
+            "--arch",
+            m["arch"],
+            "--out",
+            str(registry.registry_dir() / "models" / m["name"]),
+            "--labels",
+            spec["labels"],
+            "--epochs",
+            str(spec["epochs"]),
+            "--batch-size",
+            str(spec["batch_size"]),
+            "--lr",
+            str(spec["lr"]),
+            "--seed",
+            str(spec["seed"]),
+            "--twin",
+            m["twin"],
+            "--json",
+        ]
         for key in ("data", "time_budget"):
             if config.get(key):
                 cmd += [f"--{key.replace('_', '-')}", str(config[key])]
@@ -56,8 +88,9 @@ def sweep_commands(config: dict) -> list[list[str]]:
     return cmds
 
 
-def run_depth_study(config: dict | None = None, resume: bool = False, jobs: int = 1,
-                    log_dir: Path | None = None) -> list[dict]:
+def run_depth_study(
+    config: dict | None = None, resume: bool = False, jobs: int = 1, log_dir: Path | None = None
+) -> list[dict]:
     """Train every model of the sweep (`jobs` at a time), then return the report rows."""
     config = config or DEPTH_SWEEP
     log_dir = log_dir or Path("runs") / "study"
@@ -66,8 +99,9 @@ def run_depth_study(config: dict | None = None, resume: bool = False, jobs: int 
     def run(cmd: list[str]) -> int:
         name = Path(cmd[cmd.index("--out") + 1]).name
         with (log_dir / f"{name}.log").open("a") as log:
-            return subprocess.run(cmd + (["--resume"] if resume else []), stdout=log,
-                                  stderr=subprocess.STDOUT).returncode
+            return subprocess.run(
+                cmd + (["--resume"] if resume else []), stdout=log, stderr=subprocess.STDOUT
+            ).returncode
 
     cmds = sweep_commands(config)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -97,16 +131,23 @@ def depth_report(config: dict | None = None) -> list[dict]:
         metrics = known[m["name"]]["metrics"]
         arch = m["arch"]
         shape = registry.model_config(m["name"])["faceres"]
-        rows.append({
-            "name": m["name"], "arch": arch, "depth": shape["depth"],
-            "residual": shape["residual"], "batchnorm": shape["batchnorm"],
-            "epochs": hist["config"]["epochs"], "lr": hist["config"]["lr"],
-            "train_error_final": hist["train_error_final"],
-            "train_error_running": 1 - hist["epochs"][-1]["train_acc"],
-            "publictest_accuracy": metrics.get("fer2013-publictest/accuracy"),
-            "privatetest_accuracy": metrics.get("fer2013-privatetest/accuracy"),
-            "train_minutes": hist["train_seconds"] / 60, "device": hist["device"],
-        })
+        rows.append(
+            {
+                "name": m["name"],
+                "arch": arch,
+                "depth": shape["depth"],
+                "residual": shape["residual"],
+                "batchnorm": shape["batchnorm"],
+                "epochs": hist["config"]["epochs"],
+                "lr": hist["config"]["lr"],
+                "train_error_final": hist["train_error_final"],
+                "train_error_running": 1 - hist["epochs"][-1]["train_acc"],
+                "publictest_accuracy": metrics.get("fer2013-publictest/accuracy"),
+                "privatetest_accuracy": metrics.get("fer2013-privatetest/accuracy"),
+                "train_minutes": hist["train_seconds"] / 60,
+                "device": hist["device"],
+            }
+        )
     return rows
 
 
@@ -116,25 +157,44 @@ def findings(rows: list[dict]) -> list[str]:
     shallowest; and how the no-BatchNorm pair's gradients behave at initialisation."""
     out = []
     for residual, kind in ((False, "plain"), (True, "ResNet")):
-        sel = sorted((r for r in rows if r["residual"] == residual and r["batchnorm"]),
-                     key=lambda r: r["depth"])
+        sel = sorted(
+            (r for r in rows if r["residual"] == residual and r["batchnorm"]),
+            key=lambda r: r["depth"],
+        )
         if len(sel) < 2:
             continue
         lo, hi = sel[0], sel[-1]
         diff = 100 * (hi["train_error_final"] - lo["train_error_final"])
-        verdict = ("higher: the deeper net degrades" if diff > 0.5 else
-                   "lower" if diff < -0.5 else "about the same (within 0.5 points)")
-        out.append(f"{kind}-{hi['depth']} ends with a training error of "
-                   f"{100 * hi['train_error_final']:.1f}% vs {100 * lo['train_error_final']:.1f}% "
-                   f"for {kind}-{lo['depth']} ({diff:+.1f} points): {verdict}.")
+        verdict = (
+            "higher: the deeper net degrades"
+            if diff > 0.5
+            else "lower"
+            if diff < -0.5
+            else "about the same (within 0.5 points)"
+        )
+        out.append(
+            f"{kind}-{hi['depth']} ends with a training error of "
+            f"{100 * hi['train_error_final']:.1f}% vs {100 * lo['train_error_final']:.1f}% "
+            f"for {kind}-{lo['depth']} ({diff:+.1f} points): {verdict}."
+        )
     for row in rows:
         if row["batchnorm"]:
             continue
-        twin = next((r for r in rows if r["batchnorm"] and r["residual"] == row["residual"]
-                     and r["depth"] == row["depth"]), None)
+        twin = next(
+            (
+                r
+                for r in rows
+                if r["batchnorm"]
+                and r["residual"] == row["residual"]
+                and r["depth"] == row["depth"]
+            ),
+            None,
+        )
         norms = np.asarray(_history(row["name"])["grad_norms_init"])
-        text = (f"{row['name']} (no BatchNorm) at initialisation: median per-layer gradient norm "
-                f"{np.median(norms):.2g}, first layer / last layer {norms[0] / norms[-1]:.2g}")
+        text = (
+            f"{row['name']} (no BatchNorm) at initialisation: median per-layer gradient norm "
+            f"{np.median(norms):.2g}, first layer / last layer {norms[0] / norms[-1]:.2g}"
+        )
         if twin:
             bn = np.asarray(_history(twin["name"])["grad_norms_init"])
             text += f" (with BatchNorm, {twin['name']}: median {np.median(bn):.2g})"
@@ -158,17 +218,22 @@ def load_report(config: dict | None = None) -> dict:
 
 def format_table(rows: list[dict]) -> str:
     """The study table as markdown."""
+
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{100 * v:.2f}"
 
-    lines = ["| model | depth | shortcuts | BatchNorm | epochs | final training error % "
-             "(clean / augmented) | PublicTest % | PrivateTest % |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | depth | shortcuts | BatchNorm | epochs | final training error % "
+        "(clean / augmented) | PublicTest % | PrivateTest % |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['depth']} | {'yes' if r['residual'] else 'no'} | "
-                     f"{'yes' if r['batchnorm'] else 'no'} | {r['epochs']} | "
-                     f"{pct(r['train_error_final'])} / {pct(r['train_error_running'])} | "
-                     f"{pct(r['publictest_accuracy'])} | {pct(r['privatetest_accuracy'])} |")
+        lines.append(
+            f"| {r['name']} | {r['depth']} | {'yes' if r['residual'] else 'no'} | "
+            f"{'yes' if r['batchnorm'] else 'no'} | {r['epochs']} | "
+            f"{pct(r['train_error_final'])} / {pct(r['train_error_running'])} | "
+            f"{pct(r['publictest_accuracy'])} | {pct(r['privatetest_accuracy'])} |"
+        )
     return "\n".join(lines)
 
 
@@ -178,9 +243,11 @@ STUDY_HEADING = "Depth study"
 def write_study_cards(rows: list[dict]) -> None:
     """Put the study table and findings into the model card of every model of the study, as its
     "Depth study" section (replacing an earlier one; the rest of each card is kept)."""
-    text = ("This model is part of faceres' ResNet-vs-plain depth study "
-            "(`faceres study depth --report`); one recipe per pair:\n\n"
-            f"{format_table(rows)}\n\n" + "\n".join(f"- {line}" for line in findings(rows)))
+    text = (
+        "This model is part of faceres' ResNet-vs-plain depth study "
+        "(`faceres study depth --report`); one recipe per pair:\n\n"
+        f"{format_table(rows)}\n\n" + "\n".join(f"- {line}" for line in findings(rows))
+    )
     for row in rows:
         registry.update_card_section(row["name"], STUDY_HEADING, text)
 
@@ -197,7 +264,8 @@ def _pyplot():
 def _style(row: dict) -> dict:
     """One colour per depth and normalisation, solid for residual nets, dashed for plain ones."""
     colour = {(20, True): "tab:blue", (56, True): "tab:red", (56, False): "tab:green"}.get(
-        (row["depth"], row["batchnorm"]), "tab:gray")
+        (row["depth"], row["batchnorm"]), "tab:gray"
+    )
     return {"color": colour, "linestyle": "-" if row["residual"] else "--", "label": row["name"]}
 
 
@@ -207,8 +275,11 @@ def plot_training_error(rows: list[dict]):
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in rows:
         epochs = _history(row["name"])["epochs"]
-        ax.plot([e["epoch"] for e in epochs], [100 * (1 - e["train_acc"]) for e in epochs],
-                **_style(row))
+        ax.plot(
+            [e["epoch"] for e in epochs],
+            [100 * (1 - e["train_acc"]) for e in epochs],
+            **_style(row),
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("training error (%)")
     ax.set_title("Training error: plain (dashed) vs residual (solid)")
@@ -242,8 +313,10 @@ def plot_accuracy_vs_depth(rows: list[dict]):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for residual in (True, False):
-        sel = sorted((r for r in rows if r["residual"] == residual and r["batchnorm"]),
-                     key=lambda r: r["depth"])
+        sel = sorted(
+            (r for r in rows if r["residual"] == residual and r["batchnorm"]),
+            key=lambda r: r["depth"],
+        )
         if not sel:
             continue
         acc = [100 * (r["privatetest_accuracy"] or r["publictest_accuracy"] or 0) for r in sel]

@@ -17,9 +17,15 @@ def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device) -> torc
     return torch.rand(n, generator=gen, device=device) * (hi - lo) + lo
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, rotate: float = 15.0,
-            scale: tuple[float, float] = (0.85, 1.15), shift: float = 0.1,
-            jitter: float = 0.2, erase: float = 0.25) -> torch.Tensor:
+def augment(
+    x: torch.Tensor,
+    gen: torch.Generator,
+    rotate: float = 15.0,
+    scale: tuple[float, float] = (0.85, 1.15),
+    shift: float = 0.1,
+    jitter: float = 0.2,
+    erase: float = 0.25,
+) -> torch.Tensor:
     """Random flip, rotation, scale, shift, brightness/contrast and erasing of a uint8 batch.
 
     Returns float32 images in [0, 1] (standardise them with `normalize`).
@@ -32,8 +38,9 @@ def augment(x: torch.Tensor, gen: torch.Generator, rotate: float = 15.0,
     flip = torch.where(torch.rand(n, generator=gen, device=dev) < 0.5, -1.0, 1.0)
     tx, ty = (_uniform(n, -shift, shift, gen, dev) * 2 for _ in range(2))
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1),
-                         torch.stack([sin * flip, cos, ty], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1
+    )
     grid = F.affine_grid(theta, list(img.shape), align_corners=False)
     img = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
     contrast = _uniform(n, 1 - jitter, 1 + jitter, gen, dev).view(n, 1, 1, 1)

@@ -87,8 +87,14 @@ def grad_norms(model: torch.nn.Module, names: list[str]) -> list[float]:
     return [float(v) for v in torch._foreach_norm(grads)]
 
 
-def probe_gradients(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
-                    names: list[str], mean: float, std: float) -> list[float]:
+def probe_gradients(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    names: list[str],
+    mean: float,
+    std: float,
+) -> list[float]:
     """Per-layer gradient norms of the loss on one fixed batch, float32, train-mode BatchNorm,
     without changing the model."""
     probe = copy.deepcopy(model).float().train()
@@ -108,8 +114,15 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-                 mean: float, std: float, steps: int = 20) -> float:
+def step_seconds(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    mean: float,
+    std: float,
+    steps: int = 20,
+) -> float:
     """Seconds per training step (augment, forward, backward, SGD), timed on a throwaway copy."""
     trial = copy.deepcopy(model).train()
     opt = torch.optim.SGD(trial.parameters(), lr=1e-3, momentum=cfg.momentum)
@@ -121,7 +134,8 @@ def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: 
             t0 = time.perf_counter()
         idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen, device=x.device)
         inp = normalize(augment(x[idx], gen), mean, std).contiguous(
-            memory_format=torch.channels_last)
+            memory_format=torch.channels_last
+        )
         with _autocast(x.device):
             loss = _loss(trial(inp), y[idx], cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
@@ -131,8 +145,15 @@ def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: 
     return (time.perf_counter() - t0) / steps
 
 
-def fit_epochs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-               steps_per_epoch: int, mean: float, std: float) -> int:
+def fit_epochs(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    steps_per_epoch: int,
+    mean: float,
+    std: float,
+) -> int:
     """How many epochs fit in `cfg.time_budget` seconds (15% allowed for validation)."""
     per_epoch = step_seconds(model, x, y, cfg, mean, std) * steps_per_epoch * 1.15
     return max(1, min(cfg.epochs, int(cfg.time_budget / per_epoch)))
@@ -149,8 +170,9 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def _save_checkpoint(run: Path, model, opt, history: dict, gen: torch.Generator,
-                     best_state: dict) -> None:
+def _save_checkpoint(
+    run: Path, model, opt, history: dict, gen: torch.Generator, best_state: dict
+) -> None:
     run.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v.contiguous() for k, v in best_state.items()})
@@ -164,8 +186,9 @@ def _save_checkpoint(run: Path, model, opt, history: dict, gen: torch.Generator,
     (run / "history.json").write_text(json.dumps(history))
 
 
-def train_expression(cfg: TrainConfig, resume: bool = False, progress: bool = True,
-                     publish: bool = True) -> dict:
+def train_expression(
+    cfg: TrainConfig, resume: bool = False, progress: bool = True, publish: bool = True
+) -> dict:
     """Train `cfg.arch` from scratch (or resume), select the epoch with the best PublicTest
     accuracy, evaluate, and (if `publish`) save it to the registry as `cfg.name`."""
     device = default_device(cfg.device)
@@ -188,9 +211,15 @@ def train_expression(cfg: TrainConfig, resume: bool = False, progress: bool = Tr
     model.to(device).to(memory_format=torch.channels_last)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    opt = torch.optim.SGD(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=True,
+    )
     steps_per_epoch = len(x_train) // cfg.batch_size
     run = cfg.run_dir
     if cfg.time_budget and not (resume and (run / "checkpoint.safetensors").is_file()):
@@ -201,8 +230,12 @@ def train_expression(cfg: TrainConfig, resume: bool = False, progress: bool = Tr
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    history: dict = {"config": asdict(cfg), "layers": names, "epochs": [],
-                     "grad_norms_init": probe_gradients(model, probe_x, probe_y, names, mean, std)}
+    history: dict = {
+        "config": asdict(cfg),
+        "layers": names,
+        "epochs": [],
+        "grad_norms_init": probe_gradients(model, probe_x, probe_y, names, mean, std),
+    }
     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     best_acc, start_epoch = -1.0, 0
     if resume and (run / "checkpoint.safetensors").is_file():
@@ -226,13 +259,17 @@ def train_expression(cfg: TrainConfig, resume: bool = False, progress: bool = Tr
         order = torch.randperm(len(x_train), generator=gen, device=device)
         loss_sum = correct = seen = 0.0
         norms: list[list[float]] = []
-        bar = tqdm(range(steps_per_epoch), desc=f"{cfg.name} {epoch + 1}/{cfg.epochs}",
-                   disable=not progress, leave=False)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"{cfg.name} {epoch + 1}/{cfg.epochs}",
+            disable=not progress,
+            leave=False,
+        )
         for i in bar:
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total, warmup, cfg.lr)
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             x = normalize(augment(x_train[idx], gen), mean, std)
             x = x.contiguous(memory_format=torch.channels_last)
             y = y_train[idx]
@@ -251,38 +288,49 @@ def train_expression(cfg: TrainConfig, resume: bool = False, progress: bool = Tr
         probs = predict(model, x_val, mean, std, flip=False)
         val_loss = float(F.nll_loss(probs.clamp_min(1e-8).log(), torch.from_numpy(val.labels)))
         val_acc = float((probs.argmax(1).numpy() == val.labels).mean())
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                  "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"],
-                  "seconds": time.time() - t0, "grad_norms": np.mean(norms, 0).tolist()}
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.time() - t0,
+            "grad_norms": np.mean(norms, 0).tolist(),
+        }
         history["epochs"].append(record)
         if val_acc > best_acc:
             best_acc = val_acc
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         _save_checkpoint(run, model, opt, history, gen, best_state)
         if progress:
-            tqdm.write(f"{cfg.name} epoch {epoch + 1}: train loss {record['train_loss']:.3f} "
-                       f"acc {record['train_acc']:.3f} | val loss {val_loss:.3f} acc {val_acc:.4f}"
-                       f" | {record['seconds']:.1f}s")
+            tqdm.write(
+                f"{cfg.name} epoch {epoch + 1}: train loss {record['train_loss']:.3f} "
+                f"acc {record['train_acc']:.3f} | val loss {val_loss:.3f} acc {val_acc:.4f}"
+                f" | {record['seconds']:.1f}s"
+            )
 
     history["train_seconds"] = history.get("train_seconds", 0.0) + time.time() - started
     history["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     history["grad_norms_final"] = probe_gradients(model, probe_x, probe_y, names, mean, std)
     last_probs = predict(model, x_train.cpu(), mean, std, flip=False)
-    history["train_error_final"] = float(
-        (last_probs.argmax(1).numpy() != train.labels).mean())
+    history["train_error_final"] = float((last_probs.argmax(1).numpy() != train.labels).mean())
     model.load_state_dict(best_state)
     history["best_epoch"] = 1 + int(np.argmax([e["val_acc"] for e in history["epochs"]]))
     val_probs = predict(model, x_val, mean, std, flip=True)
     history["val_acc_flip"] = float((val_probs.argmax(1).numpy() == val.labels).mean())
     (run / "history.json").write_text(json.dumps(history))
-    summary = {"name": cfg.name, "best_epoch": history["best_epoch"],
-               "val_acc": best_acc, "val_acc_flip": history["val_acc_flip"],
-               "train_error_final": history["train_error_final"],
-               "train_seconds": history["train_seconds"], "device": history["device"]}
+    summary = {
+        "name": cfg.name,
+        "best_epoch": history["best_epoch"],
+        "val_acc": best_acc,
+        "val_acc_flip": history["val_acc_flip"],
+        "train_error_final": history["train_error_final"],
+        "train_seconds": history["train_seconds"],
+        "device": history["device"],
+    }
     if publish:
         metrics = {f"{dataset_key(cfg.labels)}-publictest/accuracy": history["val_acc_flip"]}
         model = model.cpu().float().to(memory_format=torch.contiguous_format)
         publish_expression_model(model, cfg.name, history, metrics)
     return summary
-
-

@@ -14,8 +14,9 @@ from faceres.detect import detect_faces
 from faceres.errors import ModelError
 
 
-def measure_framing(detector: str, data: str | None = None, count: int = 2000,
-                    upscale: int = 4) -> dict:
+def measure_framing(
+    detector: str, data: str | None = None, count: int = 2000, upscale: int = 4
+) -> dict:
     """How FER2013 frames its faces: the median landmarks that `detector` finds on upscaled
     FER2013 Training images, in 48×48 crop coordinates. Returns a template for `align`.
 
@@ -33,9 +34,14 @@ def measure_framing(detector: str, data: str | None = None, count: int = 2000,
             scheme = faces[0].scheme
             points.append((faces[0].landmarks + 0.5) / upscale - 0.5)
     if len(points) < count // 4:
-        raise ModelError(f"The {detector} detector found faces in only {len(points)} of {count} "
-                         "FER2013 images; cannot measure the framing.")
+        raise ModelError(
+            f"The {detector} detector found faces in only {len(points)} of {count} "
+            "FER2013 images; cannot measure the framing."
+        )
     median = np.median(np.stack(points), axis=0)
-    return {"size": [size, size], scheme: np.round(median.astype(float), 2).tolist(),
-            f"{scheme}_measured_on": f"{len(points)} of {count} FER2013 Training images, "
-                                     f"{upscale}x upscaled"}
+    return {
+        "size": [size, size],
+        scheme: np.round(median.astype(float), 2).tolist(),
+        f"{scheme}_measured_on": f"{len(points)} of {count} FER2013 Training images, "
+        f"{upscale}x upscaled",
+    }

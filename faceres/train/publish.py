@@ -23,9 +23,9 @@ def results_section(history: dict, metrics: dict) -> str:
 |---|---|
 {rows}
 
-Best epoch {history['best_epoch']} of {cfg['epochs']}; final training error (clean Training set,
-last epoch) {history['train_error_final']:.4f}; {history['train_seconds'] / 60:.1f} min of
-training on {history['device']}.
+Best epoch {history["best_epoch"]} of {cfg["epochs"]}; final training error (clean Training set,
+last epoch) {history["train_error_final"]:.4f}; {history["train_seconds"] / 60:.1f} min of
+training on {history["device"]}.
 """
 
 
@@ -34,18 +34,24 @@ def expression_card(name: str, history: dict, metrics: dict, residual: bool) -> 
     cfg = history["config"]
     arch, plain = cfg["arch"], not residual
     dataset = "FER2013" if cfg["labels"] == "fer" else "FER+ (vote shares)"
-    command = (f"faceres train expression --arch {arch} --labels {cfg['labels']} "
-               f"--epochs {cfg['epochs']} --batch-size {cfg['batch_size']} --lr {cfg['lr']} "
-               f"--seed {cfg['seed']} --out registry/models/{name}"
-               + (f" --twin {cfg['twin']}" if cfg.get("twin") else "")
-               + (" --default" if cfg.get("default") else ""))
-    kind = ("plain network: the residual architecture with every shortcut removed (identity "
-            "additions and 1×1 projection shortcuts alike)" if plain else "residual network")
+    command = (
+        f"faceres train expression --arch {arch} --labels {cfg['labels']} "
+        f"--epochs {cfg['epochs']} --batch-size {cfg['batch_size']} --lr {cfg['lr']} "
+        f"--seed {cfg['seed']} --out registry/models/{name}"
+        + (f" --twin {cfg['twin']}" if cfg.get("twin") else "")
+        + (" --default" if cfg.get("default") else "")
+    )
+    kind = (
+        "plain network: the residual architecture with every shortcut removed (identity "
+        "additions and 1×1 projection shortcuts alike)"
+        if plain
+        else "residual network"
+    )
     return f"""# {name}
 
 Facial expression classifier for 48×48 grayscale face crops framed like FER2013's: a {kind},
 trained from scratch by faceres on {dataset} Training, the epoch selected on PublicTest.
-Twin: `{cfg.get('twin') or 'none'}` (same recipe, same initialisation scheme).
+Twin: `{cfg.get("twin") or "none"}` (same recipe, same initialisation scheme).
 
 ## Results
 
@@ -56,11 +62,11 @@ Twin: `{cfg.get('twin') or 'none'}` (same recipe, same initialisation scheme).
 {command}
 ```
 
-SGD (Nesterov, momentum {cfg['momentum']}, weight decay {cfg['weight_decay']}), batch
-{cfg['batch_size']}, learning rate {cfg['lr']} with {cfg['warmup_epochs']} warm-up epochs then
-cosine decay, label smoothing {cfg['label_smoothing'] if cfg['labels'] == 'fer' else 0}, bf16
+SGD (Nesterov, momentum {cfg["momentum"]}, weight decay {cfg["weight_decay"]}), batch
+{cfg["batch_size"]}, learning rate {cfg["lr"]} with {cfg["warmup_epochs"]} warm-up epochs then
+cosine decay, label smoothing {cfg["label_smoothing"] if cfg["labels"] == "fer" else 0}, bf16
 autocast, channels_last. Augmentation on the training device: flip, rotation ±15°, scale
-0.85–1.15, shift ±10%, brightness/contrast ±20%, erasing (p 0.25). Seed {cfg['seed']}.
+0.85–1.15, shift ±10%, brightness/contrast ±20%, erasing (p 0.25). Seed {cfg["seed"]}.
 Test metrics use flip test-time augmentation; `training.json` holds per-epoch loss, accuracy and
 per-layer gradient norms (at initialisation, during and after training).
 
@@ -74,23 +80,32 @@ emotions: the model sees facial configuration, not feeling.
 """
 
 
-def publish_expression_model(model: torch.nn.Module, name: str, history: dict, metrics: dict,
-                             alignment: dict | None = None) -> Path:
+def publish_expression_model(
+    model: torch.nn.Module, name: str, history: dict, metrics: dict, alignment: dict | None = None
+) -> Path:
     """Save a trained expression model (weights, config, card, training.json) to the registry."""
     cfg = history["config"]
     labels = list(FER_LABELS if cfg["labels"] == "fer" else FERPLUS_LABELS)
-    faceres_cfg = {"labels": labels, "datasets": ["fer2013"] + (
-        ["ferplus"] if cfg["labels"] == "ferplus" else []),
-        "residual": model.residual, "batchnorm": model.batchnorm, "depth": model.depth,
-        "training_labels": cfg["labels"]}
+    faceres_cfg = {
+        "labels": labels,
+        "datasets": ["fer2013"] + (["ferplus"] if cfg["labels"] == "ferplus" else []),
+        "residual": model.residual,
+        "batchnorm": model.batchnorm,
+        "depth": model.depth,
+        "training_labels": cfg["labels"],
+    }
     if alignment:
         faceres_cfg["alignment"] = alignment
     return registry.save_model(
-        model, name, task="expression", config={"label_names": labels, "faceres": faceres_cfg},
-        card=expression_card(name, history, metrics, model.residual), metrics=metrics,
+        model,
+        name,
+        task="expression",
+        config={"label_names": labels, "faceres": faceres_cfg},
+        card=expression_card(name, history, metrics, model.residual),
+        metrics=metrics,
         twin=cfg.get("twin"),
-        default=bool(cfg.get("default")), license="mit",
+        default=bool(cfg.get("default")),
+        license="mit",
         source="trained by faceres (faceres train expression)",
-        files={"training.json": json.dumps(history)})
-
-
+        files={"training.json": json.dumps(history)},
+    )
