@@ -147,6 +147,7 @@ def test_no_face_gives_an_empty_result():
 
 @needs_model
 @needs_fer
+@pytest.mark.slow
 def test_default_model_reaches_its_card_on_privatetest(monkeypatch):
     name = registry.default_model("expression")
     seen = {}
