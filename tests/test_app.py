@@ -488,6 +488,25 @@ def test_build_demo_names_every_event():
     assert ("expression" in names) == has_models("expression")
 
 
+def test_every_class_of_every_expression_model_is_shown(face_jpeg):
+    """The probability panels are not capped below any model's class count (FER+ has 8)."""
+    demo = app.build_demo()
+    counts = [
+        len(registry.model_config(e["name"])["label_names"])
+        for e in registry.list_models("expression")
+    ]
+    for block in demo.blocks.values():
+        if isinstance(block, gr.Label) and block.num_top_classes is not None:
+            assert block.num_top_classes >= max(counts, default=0), block.label
+    if "resnet18-ferplus" in [e["name"] for e in registry.list_models("expression")]:
+        panels = expression_tab.analyze_photo(str(face_jpeg), "resnet18-ferplus")[1:-2]
+        assert (
+            len(panels[0].value["confidences"])
+            == 8
+            == len(registry.model_config("resnet18-ferplus")["label_names"])
+        )
+
+
 def test_launcher_options_follow_gradio_environment(monkeypatch):
     spec = importlib.util.spec_from_file_location("faceres_app_main", PROJECT_ROOT / "app.py")
     launcher = importlib.util.module_from_spec(spec)

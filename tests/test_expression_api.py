@@ -36,10 +36,13 @@ def test_score_maps_ferplus_names_onto_fer_folders():
     probs = np.eye(8)[[4, 1, 3, 7]]  # anger, happiness, sadness, contempt
     report = score(probs, np.array([0, 1, 2, 2]), labels, data_names)
     assert report["accuracy"] == 0.75
-    assert report["per_class"]["sad"] == {"precision": 1.0, "recall": 0.5, "support": 2}
-    assert "accuracy: 0.7500" in format_report(
-        dict(report, model="m", data="d", faces="crop", no_face=0)
-    )
+    assert report["per_class"]["sad"] == {
+        "precision": 1.0,
+        "recall": 0.5,
+        "support": 2,
+        "no_face": 0,
+    }
+    assert "accuracy: 0.7500" in format_report(dict(report, model="m", data="d", faces="crop"))
 
 
 def sklearn_scores(pred: np.ndarray, targets: np.ndarray, classes: int) -> dict:
@@ -75,6 +78,49 @@ def test_score_agrees_with_sklearn():
     np.testing.assert_array_equal(report["confusion"], expected["confusion"])
     assert_scores_match(report, expected, labels)
     assert report["n"] == 500
+
+
+def test_an_image_without_a_face_gets_no_class():
+    """NaN rows (no face) are never counted correct, not even for class 0 ("angry"); scikit-learn
+    scores the images with a face, and a hand count gives the rest."""
+    labels = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    rng = np.random.default_rng(9)
+    probs = rng.dirichlet(np.ones(7), 60)
+    targets = rng.choice(7, 60)
+    targets[:10] = 0  # angry, the class an all-zero row would argmax to
+    probs[:10] = np.nan  # ... but these ten have no face
+    report = score(probs, targets, labels, tuple(labels))
+    found = slice(10, None)
+    expected = sklearn_scores(probs[found].argmax(1), targets[found], 7)
+    np.testing.assert_array_equal(report["confusion"], expected["confusion"])
+    correct = int((probs[found].argmax(1) == targets[found]).sum())
+    assert report["no_face"] == 10 and report["detection_rate"] == pytest.approx(50 / 60)
+    assert report["accuracy"] == report["accuracy_all"] == pytest.approx(correct / 60)
+    assert report["accuracy_detected"] == pytest.approx(expected["accuracy"])
+    assert report["per_class"]["angry"]["no_face"] == 10
+    angry_hits = int(((probs[found].argmax(1) == 0) & (targets[found] == 0)).sum())
+    assert report["per_class"]["angry"]["recall"] == pytest.approx(
+        angry_hits / int((targets == 0).sum())
+    )
+
+
+@needs_model
+def test_detect_mode_reports_images_without_a_face(tmp_path):
+    """A blank photo in angry/ and the astronaut in happy/: one without a face, never correct."""
+    from PIL import Image
+    from skimage import data
+
+    (tmp_path / "angry").mkdir()
+    (tmp_path / "happy").mkdir()
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(tmp_path / "angry" / "blank.png")
+    Image.fromarray(data.astronaut()).save(tmp_path / "happy" / "astronaut.png")
+    report = evaluate_expression(
+        registry.default_model("expression"), folder=tmp_path, faces="detect"
+    )
+    assert report["no_face"] == 1 and report["detection_rate"] == 0.5
+    assert report["per_class"]["angry"]["recall"] == 0.0
+    assert report["accuracy_all"] <= 0.5
+    assert "no face in 1" in format_report(report)
 
 
 def test_score_of_a_ferplus_model_on_fer_folders_agrees_with_sklearn():

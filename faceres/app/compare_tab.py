@@ -138,10 +138,10 @@ def build() -> None:
                 button = gr.Button("Compare", variant="primary")
         with gr.Row():
             with gr.Column():
-                res_label = gr.Label(num_top_classes=7, label="ResNet")
+                res_label = gr.Label(label="ResNet")
                 res_text = gr.Markdown()
             with gr.Column():
-                plain_label = gr.Label(num_top_classes=7, label="Plain")
+                plain_label = gr.Label(label="Plain")
                 plain_text = gr.Markdown()
         with gr.Accordion("Details", open=False):
             details = gr.JSON()

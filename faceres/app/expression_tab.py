@@ -84,7 +84,7 @@ def build() -> None:
         return
     gr.Markdown(
         "Upload a photo or use the webcam: every face is boxed and labelled with its most "
-        "likely expression, with the probabilities of all seven below."
+        "likely expression, with the probability of every class of the model below."
     )
     with gr.Row():
         with gr.Column():
@@ -96,7 +96,7 @@ def build() -> None:
             shown = gr.HTML()
             summary = gr.Markdown(elem_id="expression-summary")
     with gr.Row():
-        labels = [gr.Label(num_top_classes=7, visible=False) for _ in range(MAX_FACE_LABELS)]
+        labels = [gr.Label(visible=False) for _ in range(MAX_FACE_LABELS)]
     with gr.Accordion("Details", open=False):
         details = gr.JSON()
     button.click(

@@ -45,17 +45,22 @@ def score(
     probs: np.ndarray, targets: np.ndarray, model_names: list[str], data_names: tuple[str, ...]
 ) -> dict:
     """Accuracy, per-class precision/recall and the confusion matrix (rows: true class of the
-    data, columns: predicted class of the model)."""
-    pred = probs.argmax(1)
+    data, columns: predicted class of the model). A row of NaN (no face found) gets no class:
+    it counts wrong in `accuracy` (over all images), is left out of `accuracy_detected`, of the
+    confusion matrix and of precision, and is counted in `no_face`."""
+    probs, targets = np.asarray(probs, np.float64), np.asarray(targets)
+    found = ~np.isnan(probs).any(1)
+    pred = np.where(found, np.nan_to_num(probs, nan=-np.inf).argmax(1), -1)
     data_canon = [_canonical(n) for n in data_names]
-    pred_as_data = np.asarray(
+    as_data = np.asarray(
         [
             data_canon.index(_canonical(n)) if _canonical(n) in data_canon else -1
             for n in model_names
         ]
-    )[pred]
+    )
+    pred_as_data = np.where(found, as_data[np.maximum(pred, 0)], -2)  # -2: no face, no class
     conf = np.zeros((len(data_names), len(model_names)), np.int64)
-    np.add.at(conf, (targets, pred), 1)
+    np.add.at(conf, (targets[found], pred[found]), 1)
     per_class = {}
     for i, name in enumerate(data_names):
         tp = int(((pred_as_data == i) & (targets == i)).sum())
@@ -64,10 +69,16 @@ def score(
             "precision": tp / predicted if predicted else 0.0,
             "recall": tp / actual if actual else 0.0,
             "support": actual,
+            "no_face": int((~found & (targets == i)).sum()),
         }
+    correct = pred_as_data == targets
     return {
-        "accuracy": float((pred_as_data == targets).mean()) if len(targets) else 0.0,
+        "accuracy": float(correct.mean()) if len(targets) else 0.0,
+        "accuracy_all": float(correct.mean()) if len(targets) else 0.0,
+        "accuracy_detected": float(correct[found].mean()) if found.any() else 0.0,
         "n": int(len(targets)),
+        "no_face": int((~found).sum()),
+        "detection_rate": float(found.mean()) if len(targets) else 0.0,
         "per_class": per_class,
         "confusion": conf.tolist(),
         "true_labels": list(data_names),
@@ -89,20 +100,17 @@ def predict_faces(name: str, faces: FaceSet, flip: bool = True) -> np.ndarray:
     return predict(loaded.model, x, float(cfg["mean"][0]), float(cfg["std"][0]), flip=flip).numpy()
 
 
-def detect_and_predict(name: str, folder: Path, files: list[str]) -> tuple[np.ndarray, int]:
-    """Probabilities for photos (largest detected face of each); rows of images without a face
-    are all zero (counted wrong). Returns (probabilities, number without a face)."""
+def detect_and_predict(name: str, folder: Path, files: list[str]) -> np.ndarray:
+    """Probabilities for photos (largest detected face of each); the rows of images without a
+    face are NaN: they get no class (`score` counts them wrong and reports them)."""
 
     labels = model_labels(registry.load(name).config)
-    probs = np.zeros((len(files), len(labels)), np.float32)
-    missed = 0
+    probs = np.full((len(files), len(labels)), np.nan, np.float32)
     for i, rel in enumerate(files):
         result = analyze_expression(load_image(folder / rel), model=name)
-        if not result.faces:
-            missed += 1
-            continue
-        probs[i] = [result.faces[0].probabilities[label] for label in labels]
-    return probs, missed
+        if result.faces:
+            probs[i] = [result.faces[0].probabilities[label] for label in labels]
+    return probs
 
 
 def evaluate_expression(
@@ -134,17 +142,16 @@ def evaluate_expression(
         raise DataError(f"Classes {missing} of the data are not among the model's labels {labels}.")
     if faces is None:
         faces = "crop" if root is None or _largest_side(root, faceset.files[0]) <= 64 else "detect"
-    missed = 0
     if faces == "crop":
         probs = predict_faces(name, faceset)
     elif faces == "detect":
         if root is None:
             raise DataError("--faces detect needs a folder of photos.")
-        probs, missed = detect_and_predict(name, root, faceset.files)
+        probs = detect_and_predict(name, root, faceset.files)
     else:
         raise DataError(f"faces must be 'crop' or 'detect', not {faces!r}.")
     report = score(probs, faceset.labels, labels, faceset.label_names)
-    report.update(model=name, data=source, faces=faces, no_face=missed)
+    report.update(model=name, data=source, faces=faces)
     if plot:
         save_confusion_plot(report, Path(plot))
         report["plot"] = str(plot)
@@ -191,10 +198,16 @@ def save_confusion_plot(report: dict, path: Path) -> None:
 def format_report(report: dict) -> str:
     """The report as text: accuracy, per-class table and confusion matrix."""
     missed = f", no face in {report['no_face']}" if report["no_face"] else ""
+    detected = (
+        f" (over the {report['n'] - report['no_face']} with a face: "
+        f"{report['accuracy_detected']:.4f})"
+        if report["no_face"]
+        else ""
+    )
     lines = [
         f"{report['model']} on {report['data']} ({report['n']} images, faces: "
         f"{report['faces']}{missed})",
-        f"accuracy: {report['accuracy']:.4f}",
+        f"accuracy: {report['accuracy']:.4f}{detected}",
         "",
         f"{'class':<10} {'precision':>9} {'recall':>7} {'support':>8}",
     ]
