@@ -159,8 +159,8 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
         "app-expression-ignores-model",
         "the app's expression handler runs the default model whatever model was chosen",
         "faceres/app/expression_tab.py",
-        "r = analyze_expression(image, model=model or None)",
-        "r = analyze_expression(image, model=None)",
+        "r = analyze_expression(image, model=model or None, detector=detector or None)",
+        "r = analyze_expression(image, model=None, detector=detector or None)",
         ("tests/test_app.py", "tests/test_expression_api.py"),
     ),
     IssueMutant(
@@ -175,8 +175,8 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
         "align-with-other-landmarks",
         "verify aligns each image with the other image's landmarks",
         "faceres/identity.py",
-        "for image, found, i in zip(images, faces, chosen, strict=True)]",
-        "for image, found, i in zip(images, faces[::-1], chosen[::-1], strict=True)]",
+        "for image, found, i in zip(images, faces, chosen, strict=True)\n",
+        "for image, found, i in zip(images, faces[::-1], chosen[::-1], strict=True)\n",
         VERIFY_TESTS,
     ),
     IssueMutant(
@@ -199,8 +199,8 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
         "tune-reads-view2",
         "`faceres eval lfw --tune` tunes the template on View 2's images instead of View 1's",
         "faceres/eval/lfw.py",
-        "view1 = list(dict.fromkeys(p for pair in (*dev_train, *dev_test)",
-        "view1 = list(dict.fromkeys(p for pair in (*view2,)",
+        "dict.fromkeys(p for pair in (*dev_train, *dev_test) for p in",
+        "dict.fromkeys(p for pair in (*view2,) for p in",
         ("tests/test_eval_identity.py",),
     ),
 )
