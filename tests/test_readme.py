@@ -604,7 +604,7 @@ CLAIMS: list[Claim] = [
             omp_ratio("quiet"),
         ],
     ),
-    # Testing: the first mutation run
+    # Testing: the latest mutation run
     *[
         Claim(
             f"testing: mutation score of {module}",
@@ -614,7 +614,7 @@ CLAIMS: list[Claim] = [
                 100 * _mutants()["modules"][module]["score"],
             ],
         )
-        for module in ("eval_identity", "verify", "alignment", "registry")
+        for module in ("eval.metrics", "eval.lfw", "identity", "align", "registry")
     ],
     Claim(
         "testing: named mutants",
@@ -626,7 +626,7 @@ CLAIMS: list[Claim] = [
     ),
     Claim(
         "testing: the mutation run",
-        rf"First run\s+\(`python benchmarks/mutants.py ([^`]*)`, {NUMBER} minutes",
+        rf"Latest run\s+\(`python benchmarks/mutants.py ([^`]*)`, {NUMBER} minutes",
         lambda: [
             _mutants()["command"].removeprefix("python benchmarks/mutants.py "),
             _mutants()["minutes"],
