@@ -488,6 +488,21 @@ def test_build_demo_names_every_event():
     assert ("expression" in names) == has_models("expression")
 
 
+@needs_identity
+def test_the_fallback_detector_is_named_with_its_limits(face_jpeg, camera_jpeg, monkeypatch):
+    import faceres.detect.yunet
+
+    monkeypatch.setattr(faceres.detect.yunet, "available", lambda: False)
+    gauge, *_, details, _ = verify_tab.verify_photos(str(face_jpeg), str(camera_jpeg))
+    assert details["detector"] == "dlib"
+    assert "yunet is not available" in details["detector_note"] and "80 px" in gauge
+    if has_default("expression"):
+        summary = expression_tab.analyze_photo(str(face_jpeg))[-2]
+        assert "so the dlib detector ran" in summary
+    chosen = verify_tab.verify_photos(str(face_jpeg), str(camera_jpeg), detector="dlib")[6]
+    assert "detector_note" not in chosen  # dlib asked for: no fallback to explain
+
+
 def test_every_class_of_every_expression_model_is_shown(face_jpeg):
     """The probability panels are not capped below any model's class count (FER+ has 8)."""
     demo = app.build_demo()

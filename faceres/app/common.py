@@ -12,7 +12,7 @@ import functools
 import gradio as gr
 
 from faceres import registry
-from faceres.detect import DETECTORS
+from faceres.detect import BACKENDS, DETECTORS
 from faceres.errors import FaceresError
 
 
@@ -69,4 +69,20 @@ def detector_input() -> gr.Dropdown:
         value="auto",
         label="Face detector",
         info="auto: YuNet when its model file is here, else dlib's detector",
+    )
+
+
+def fallback_note(requested: str | None, used: str) -> str:
+    """What the app says when "auto" could not run the preferred detector, naming the one that
+    ran and its limits; "" otherwise.
+
+    >>> fallback_note("auto", "dlib")   # YuNet's model file is not on this server
+    'yunet is not available on this server, so the dlib detector ran: it misses faces ...'
+    """
+    preferred = next(iter(BACKENDS))
+    if (requested or "auto") != "auto" or used == preferred or used not in BACKENDS:
+        return ""
+    return (
+        f"{preferred} is not available on this server, so the {used} detector ran: it "
+        f"{BACKENDS[used].LIMITS}."
     )

@@ -13,6 +13,7 @@ import gradio as gr
 
 from faceres.app.common import (
     detector_input,
+    fallback_note,
     missing_models,
     model_choices,
     ms_text,
@@ -60,6 +61,9 @@ def analyze_photo(photo: Any, model: str | None = None, detector: str | None = N
             else (f" (probabilities for the {MAX_FACE_LABELS} largest)")
         )
         summary = f"{len(faces)} face(s){shown} · model `{r.model}` · {ms_text(timings)}"
+    note = fallback_note(detector, r.detector)
+    if note:
+        summary += f"\n\n{note}"
     details = {
         "model": r.model,
         "detector": r.detector,

@@ -9,6 +9,7 @@ the response and comes back with a pick (`pick_faces`): no photo is kept on the 
 
 from __future__ import annotations
 
+import html
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 from faceres.align import model_template, views
 from faceres.app.common import (
     detector_input,
+    fallback_note,
     missing_models,
     model_choices,
     ms_text,
@@ -213,6 +215,10 @@ def verify_photos(
     timings["total"] = sum(timings.values())
     gauge, shown1, shown2, crops, details = _comparison(faces, *r.chosen)
     gauge += f'<div style="color:#777;font-size:.9em">{ms_text(timings)}</div>'
+    note = fallback_note(detector, r.detector)
+    if note:
+        gauge += f'<div style="color:#b9770e">{html.escape(note)}</div>'
+        details["detector_note"] = note
     details["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
     counts = [len(photo["faces"]) for photo in faces["photos"]]
     return (

@@ -36,6 +36,11 @@ from faceres.detect.landmarks import load_shape_predictor
 from faceres.models.dlib_resnet import DLIB_AVG_RGB
 
 NAME = "dlib"
+LIMITS = (
+    "misses faces smaller than about 80 px (in photos up to 640 px; proportionally larger in "
+    "bigger photos)"
+)
+"""What this detector cannot do, in words the app shows when it runs as the fallback."""
 REGISTRY_NAME = "dlib-mmod-face"
 PYRAMID_RATE = 5 / 6  # dlib's pyramid_down<6>
 PYRAMID_PADDING = 10
