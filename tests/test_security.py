@@ -290,10 +290,12 @@ def test_an_upload_serves_one_request_only(server, tmp_path):
 
 @needs_models
 def test_pick_faces_accepts_only_the_pictures_it_made(server, tmp_path):
-    photo = tmp_path / "mine.jpg"
+    photo, other = tmp_path / "mine.jpg", tmp_path / "other.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo, quality=90)
-    ref = {"path": upload(server["url"], photo), "meta": FILE_DATA}
-    name, payload = call(server["url"], "verify", [ref, ref, None, None, None, None])
+    Image.fromarray(skimage_data.camera()).save(other, quality=90)
+    refs = [{"path": upload(server["url"], p), "meta": FILE_DATA} for p in (photo, other)]
+    name, payload = call(server["url"], "verify", [*refs, None, None, None, None])
+    assert name == "complete" and json.loads(payload)[6]["verdict"] == "different"
     faces = json.loads(payload)[7]
     Recorder.hits.clear()
     for picture in (f"{server['web']}/p.jpg", f"file://{SECRET_JPEG}", '" onerror="alert(1)'):
@@ -383,21 +385,22 @@ def test_no_photo_stays_in_the_session_after_a_request(tmp_path, monkeypatch):
     from gradio_client import Client, handle_file
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
-    photo = tmp_path / "mine.jpg"
+    photo, other = tmp_path / "mine.jpg", tmp_path / "other.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo, quality=90)
+    Image.fromarray(skimage_data.camera()).save(other, quality=90)
     demo = app.build_demo()
     demo.queue()
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
         client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
         out = client.predict(
-            handle_file(str(photo)), handle_file(str(photo)), None, None, None, api_name="/verify"
+            handle_file(str(photo)), handle_file(str(other)), None, None, None, api_name="/verify"
         )
-        assert out[6]["verdict"] == "same"
+        assert out[6]["verdict"] == "different"  # astronaut vs cameraman
         client.predict(out[7], 0, 0, api_name="/pick_faces")
         sessions = demo.state_holder.session_data
         assert sessions, "the test expects Gradio to keep a session for the client"
         kept = [json.dumps(getattr(s, "config_values", {}), default=str) for s in sessions.values()]
-        assert not [k for k in kept if "data:image" in k or str(photo.name) in k]
+        assert not [k for k in kept if "data:image" in k or photo.name in k or other.name in k]
     finally:
         demo.close()
