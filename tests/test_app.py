@@ -447,11 +447,27 @@ def test_verify_without_a_face_says_so():
 
 
 def test_models_table_and_cards():
-    rows = models_tab.models_table()
-    assert len(rows) == len(registry.list_models())
-    for row in rows:
-        assert len(row) == len(models_tab.MODEL_COLUMNS)
-        assert models_tab.model_card(row[0])
+    """One row per model; figures and sizes as the index file and the folders say."""
+    index = json.loads((registry.registry_dir() / "index.json").read_text())["models"]
+    rows = {row[0]: dict(zip(models_tab.MODEL_COLUMNS, row)) for row in models_tab.models_table()}
+    assert set(rows) == {e["name"] for e in index}
+    for e in index:
+        row = rows[e["name"]]
+        if e["name"] == "dlib-resnet29-face":
+            assert row["accuracy %"] == round(100 * e["metrics"]["lfw_accuracy_yunet"], 2)
+        if e["name"] == "resnet18-ferplus":
+            assert row["headline figure"] == "FER+ test (majority)"
+            assert row["accuracy %"] == round(100 * e["metrics"]["ferplus-privatetest/accuracy"], 2)
+        if e["task"] in ("detector", "landmarks"):
+            assert row["accuracy %"] is None
+        if e.get("path"):
+            folder = registry.registry_dir() / e["path"]
+            size = sum((folder / f).stat().st_size for f in e["files"])
+            assert row["size (MB)"] == round(size / 1e6, 1) and row["available here"] == "yes"
+        assert models_tab.model_card(e["name"])
+    figure = models_tab.accuracy_plot(models_tab.models_table())
+    plotted = sum(len(c.get_offsets()) for c in figure.axes[0].collections)
+    assert plotted == sum(row["accuracy %"] is not None for row in rows.values())
     with pytest.raises(gr.Error):
         models_tab.model_card("no-such-model")
 

@@ -1,4 +1,5 @@
-"""The Models tab: the registry's models with metrics, sizes and sources, and their model cards.
+"""The Models tab: one row per registry model with its headline figure, size and availability,
+a chart of accuracy against size, and the model cards.
 
 >>> models_table()[0][:2]
 ['dlib-resnet29-face', 'identity']
@@ -13,15 +14,43 @@ import gradio as gr
 from faceres import registry
 from faceres.app.common import user_errors
 
-MODEL_COLUMNS = ["name", "task", "architecture", "metrics", "size (MB)", "source", "default"]
+MODEL_COLUMNS = [
+    "model",
+    "task",
+    "headline figure",
+    "accuracy %",
+    "size (MB)",
+    "available here",
+    "default",
+    "architecture",
+    "source",
+]
+HEADLINES = {
+    "identity": [("lfw_accuracy_yunet", "LFW View 2, YuNet")],
+    "expression": [
+        ("fer2013-privatetest/accuracy", "FER2013 PrivateTest"),
+        ("ferplus-privatetest/accuracy", "FER+ test (majority)"),
+    ],
+}
+"""Per task, the metric a row shows (the first one the model has) and its name."""
 
 
 def _folder(entry: dict) -> Path | None:
     return registry.registry_dir() / entry["path"] if entry.get("path") else None
 
 
+def headline(entry: dict) -> tuple[str, float | None]:
+    """(what the figure is, accuracy in %) of a model's headline metric; ("–", None) if none."""
+    metrics = entry.get("metrics") or {}
+    for key, name in HEADLINES.get(entry["task"], []):
+        if key in metrics:
+            return name, round(100 * metrics[key], 2)
+    return "–", None
+
+
 def models_table() -> list[list]:
-    """The registry as rows of `MODEL_COLUMNS`."""
+    """The registry as rows of `MODEL_COLUMNS`: one per model, its headline figure in named
+    columns, sizes in MB (10^6 bytes), and whether every file is here and intact."""
     rows = []
     for e in registry.list_models():
         folder = _folder(e)
@@ -30,22 +59,55 @@ def models_table() -> list[list]:
             if folder
             else None
         )
-        metrics = ", ".join(
-            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-            for k, v in (e.get("metrics") or {}).items()
-        )
+        what, accuracy = headline(e)
+        here = all(status == "ok" for _, _, status in registry.verify(e["name"]))
         rows.append(
             [
                 e["name"],
                 e["task"],
+                what,
+                accuracy,
+                None if size is None else round(size / 1e6, 1),
+                "yes" if here else "no",
+                "yes" if e.get("default") else "",
                 e["architecture"],
-                metrics,
-                None if size is None else round(size / 2**20, 2),
                 e.get("source") or e.get("repo_id") or "",
-                bool(e.get("default")),
             ]
         )
     return rows
+
+
+def accuracy_plot(rows: list[list]):
+    """Headline accuracy against size, one marker per model, one colour per task (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    col = {name: i for i, name in enumerate(MODEL_COLUMNS)}
+    for task in sorted({r[col["task"]] for r in rows}):
+        points = [r for r in rows if r[col["task"]] == task and r[col["accuracy %"]] is not None]
+        if points:
+            ax.scatter(
+                [r[col["size (MB)"]] for r in points],
+                [r[col["accuracy %"]] for r in points],
+                label=task,
+            )
+            for r in points:
+                ax.annotate(
+                    r[col["model"]],
+                    (r[col["size (MB)"]], r[col["accuracy %"]]),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
+    ax.set_xlabel("weights (MB)")
+    ax.set_ylabel("headline accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
 
 
 @user_errors
@@ -81,8 +143,10 @@ def build() -> None:
         label="Registry",
         interactive=False,
         wrap=True,
-        column_widths=["15%", "8%", "15%", "22%", "7%", "26%", "7%"],
+        max_height=1000,
+        column_widths=["14%", "8%", "15%", "8%", "8%", "8%", "6%", "15%", "18%"],
     )
+    gr.Plot(accuracy_plot(rows), label="Headline accuracy against size")
     names = [r[0] for r in rows]
     picked = gr.Dropdown(names, value=names[0], label="Model card")
     card = gr.Markdown(model_card(names[0]))
