@@ -81,8 +81,21 @@ def test_upload_two_photos_read_the_verdict_and_pick_another_face(page, tmp_path
         page.get_by_role("option", name="Face 2").click()
         sync_api.expect(page.get_by_text("photo 1, face 2")).to_be_visible(timeout=60_000)
         assert verdict.inner_text() != first and "similarity" in verdict.inner_text()
-        # A rerun (another model) needs the photos again, and says so.
+        # A rerun (another model) needs the photos again, and says so; the earlier answer goes.
         page.locator("#verify-run").click()
         sync_api.expect(page.get_by_text("upload the photo again").first).to_be_visible(
             timeout=60_000
         )
+        sync_api.expect(verdict).not_to_contain_text("similarity", timeout=30_000)
+        assert page.locator("img[alt^='photo 1']").count() == 0
+        # A new photo 2 and a run: the new answer; then replacing photo 1 clears it and the
+        # face pickers (no stale verdict beside another photo).
+        for box, photo in zip(("#verify-photo1", "#verify-photo2"), photos, strict=True):
+            page.locator(f"{box} input[type=file]").set_input_files(str(photo))
+            page.locator(f"{box} img").first.wait_for(timeout=30_000)
+        page.locator("#verify-run").click()
+        sync_api.expect(verdict).to_contain_text("similarity", timeout=120_000)
+        sync_api.expect(page.locator("#verify-face1")).to_be_visible()
+        page.locator("#verify-photo1 input[type=file]").set_input_files(str(photos[1]))
+        sync_api.expect(verdict).not_to_contain_text("similarity", timeout=30_000)
+        sync_api.expect(page.locator("#verify-face1")).to_be_hidden(timeout=30_000)

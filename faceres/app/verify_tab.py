@@ -73,6 +73,18 @@ def reset_picker() -> gr.Dropdown:
     return gr.Dropdown(choices=[], value=None, visible=False)
 
 
+def clear_results() -> tuple:
+    """Every result that depended on the photos, emptied: (verdict HTML, photo 1 HTML, photo 2
+    HTML, crops HTML, details, faces). Runs before each Verify, so an error leaves no earlier
+    answer on screen, and a face pick without a fresh run says "Run Verify first"."""
+    return "", "", "", "", None, None
+
+
+def clear_photo() -> tuple:
+    """A photo replaced or removed: `clear_results` and both face pickers reset."""
+    return (*clear_results(), reset_picker(), reset_picker())
+
+
 def pickable_faces(images: list[np.ndarray], result: VerifyResult) -> list[dict]:
     """Per photo, what the face pickers need once the photo is gone: a preview, its size, and for
     each of its `MAX_PICK_FACES` largest faces the box, the embedding (by `result`'s model) and
@@ -290,9 +302,18 @@ def build() -> None:
     with gr.Accordion("Details", open=False):
         details = gr.JSON()
     faces = gr.JSON(visible=False)  # in the browser only: what a new face pick needs
-    photo1.change(reset_picker, None, face1, api_name="reset_face1", api_visibility="private")
-    photo2.change(reset_picker, None, face2, api_name="reset_face2", api_visibility="private")
+    results = [verdict, shown1, shown2, crops, details, faces]
+    gr.on(
+        [photo1.change, photo2.change],
+        clear_photo,
+        None,
+        [*results, face1, face2],
+        api_name="clear_photo",
+        api_visibility="private",
+    )
     button.click(
+        clear_results, None, results, api_name="clear_results", api_visibility="private"
+    ).then(
         verify_photos,
         [photo1, photo2, model, face1, face2, detector],
         [verdict, shown1, shown2, crops, face1, face2, details, faces],
