@@ -271,25 +271,21 @@ def build() -> None:
         "is compared (the largest by default, pick another below after a first run). "
         "Photos are not kept: another model needs them uploaded again."
     )
+    photos, pickers = [], []
     with gr.Row():
-        with gr.Column():
-            photo1 = photo_input("Photo 1", "verify-photo1")
-            face1 = gr.Dropdown(
-                choices=[],
-                value=None,
-                label="Face in photo 1",
-                visible=False,
-                elem_id="verify-face1",
-            )
-        with gr.Column():
-            photo2 = photo_input("Photo 2", "verify-photo2")
-            face2 = gr.Dropdown(
-                choices=[],
-                value=None,
-                label="Face in photo 2",
-                visible=False,
-                elem_id="verify-face2",
-            )
+        for i in (1, 2):
+            with gr.Column():
+                photos.append(photo_input(f"Photo {i}", f"verify-photo{i}"))
+                pickers.append(
+                    gr.Dropdown(
+                        choices=[],
+                        value=None,
+                        label=f"Face in photo {i}",
+                        visible=False,
+                        elem_id=f"verify-face{i}",
+                    )
+                )
+    (photo1, photo2), (face1, face2) = photos, pickers
     with gr.Row(equal_height=True):
         model = gr.Dropdown(models, value=models[0], label="Identity model", scale=2)
         detector = detector_input()

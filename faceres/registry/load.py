@@ -7,6 +7,8 @@ once per process and device.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import threading
 from dataclasses import dataclass
@@ -97,6 +99,15 @@ def model_config(name: str) -> dict:
     >>> model_config("resnet18-fer")["faceres"]["residual"]
     True
     """
+    entry = get_entry(name)
+    pinned = entry.get("files", {}).get("config.json", "")
+    return copy.deepcopy(_config(str(registry_dir()), name, pinned))
+
+
+@functools.lru_cache(maxsize=64)
+def _config(root: str, name: str, pinned: str) -> dict:
+    """config.json of a resolved (sha256-checked) folder, once per registry, model and pinned
+    config hash: `resolve` hashes every file of the folder, too slow to repeat per request."""
     return json.loads((resolve(name) / "config.json").read_text(encoding="utf-8"))
 
 
