@@ -1,7 +1,8 @@
 """Drive a running faceres app with N concurrent `gradio_client` clients for a bounded time.
 
-Each client is its own session and loops over the app's endpoints (verify and expression, mixed,
-whichever the app serves), uploading a real face photo each time. Prints throughput, p50 / p95
+Each client is its own session and loops over the app's endpoints (verify, explain and expression,
+mixed, whichever the app serves), uploading a real face photo each time (explain sends back the
+faces JSON of the client's last verify, as the browser does). Prints throughput, p50 / p95
 latency and the error count, overall and per endpoint; exits non-zero when any request failed.
 
     python app.py &                                  # the app, queue and concurrency as deployed
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from record import add_out_argument, save
 
-ENDPOINTS = ("/verify", "/expression")
+ENDPOINTS = ("/verify", "/explain", "/expression")
 
 
 def face_photo(folder: Path, src: str | None) -> bytes:
@@ -39,14 +40,19 @@ def face_photo(folder: Path, src: str | None) -> bytes:
     return path.read_bytes()
 
 
-def call(client, endpoint: str, photo: str):
-    """One request to `endpoint` with the app's default model."""
+def call(client, endpoint: str, photo: str, state: dict):
+    """One request to `endpoint` with the app's default model; `state["faces"]` keeps the last
+    `/verify` answer's faces JSON for `/explain`."""
     from gradio_client import handle_file
 
     if endpoint == "/verify":
-        return client.predict(
+        out = client.predict(
             handle_file(photo), handle_file(photo), None, None, None, api_name=endpoint
         )
+        state["faces"] = out[7]
+        return out
+    if endpoint == "/explain":
+        return client.predict(state["faces"], 1, 1, api_name=endpoint)
     return client.predict(handle_file(photo), None, api_name=endpoint)
 
 
@@ -63,18 +69,23 @@ def run_client(
     """Loop until `deadline`: one request at a time, alternating the endpoints."""
     from gradio_client import Client
 
-    # A file name of its own: Gradio stores uploads by content hash and name, and the app deletes
-    # each upload once read, so clients sending the same file name would race for one path.
+    # A file of its own, as different people send different photos: Gradio stores uploads under
+    # a folder named by the content's hash, and the app removes that folder with the upload, so
+    # identical bytes uploaded by two clients at once can race for it (see the README's Limits).
+    # Bytes after the JPEG's end marker make each client's file distinct; decoders ignore them.
     path = folder / f"client{index}.jpg"
-    path.write_bytes(photo)
+    path.write_bytes(photo + f"client {index}".encode())
     client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
+    state: dict = {}
     k = index
     while time.monotonic() < deadline:
         endpoint = endpoints[k % len(endpoints)]
         k += 1
+        if endpoint == "/explain" and "faces" not in state:
+            endpoint = "/verify"  # nothing to explain yet
         start = time.perf_counter()
         try:
-            call(client, endpoint, str(path))
+            call(client, endpoint, str(path), state)
             error = None
         except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
             error = f"{type(exc).__name__}: {exc}"

@@ -15,8 +15,9 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from faceres import models  # noqa: E402, F401  (registers every faceres architecture with timm)
+from faceres.explain import explain_verify
 from faceres.expression import analyze_expression
 from faceres.identity import verify
 
-__all__ = ["analyze_expression", "verify"]
+__all__ = ["analyze_expression", "explain_verify", "verify"]
 __version__ = "0.1.0"

@@ -4,12 +4,16 @@ Pipeline: decode (`load_image`) → detect (`detect_faces`) → align (`alignmen
 template, and dlib's own chip where the template asks for it) → embed
 (an identity model from the registry) → cosine similarity of the L2-normalised embeddings. Higher
 is more similar; the verdict compares it with the threshold calibrated on LFW View 1 and stored in
-the model's config (`faceres.threshold`), with an "uncertain" band of `faceres.band` either side.
+the model's config (`faceres.threshold`), with an "uncertain" band of `faceres.band` either side,
+and is "uncertain" too when a face fails the quality gate (`faceres.quality`). Every answer says
+how often calibration pairs scored like this one (`faceres.calibration`).
+
+Faces are numbered from 1, largest first, everywhere (arguments, results, JSON, CLI, app).
 
 >>> from faceres.identity import verify
 >>> result = verify("a.jpg", "b.jpg")
->>> result.verdict, round(result.similarity, 3), result.threshold
-('same', 0.977, 0.914234)
+>>> result.verdict, round(result.similarity, 3), result.threshold, result.chosen
+('same', 0.977, 0.914234, (1, 1))
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import torch
 
 from faceres import registry
 from faceres.align import model_template, views
+from faceres.calibration import score_rates
 from faceres.detect import Face, detect_faces
 from faceres.errors import ModelError, NoFaceError
 from faceres.imageio import ImageInput, load_image
+from faceres.quality import FaceQuality, assess, gate_reasons
 
 DEFAULT_BAND = 0.02
 """Half-width of the "uncertain" band when a model's config declares none."""
@@ -33,9 +39,12 @@ DEFAULT_BAND = 0.02
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of `verify`. `faces[i]` are all faces of image i, `chosen[i]` the index used,
-    `crops[i]` its aligned crop and `embeddings[i]` its embedding; `timings` are milliseconds per
-    stage (both images together)."""
+    """Outcome of `verify`. `faces[i]` are all faces of image i (largest first), `chosen[i]` the
+    number of the one used (from 1), `crops[i]` its aligned crop, `embeddings[i]` its embedding and
+    `quality[i]` its quality record; `reasons` say why the quality gate made the verdict
+    "uncertain" (empty when it did not); `rates` say how often calibration pairs scored like this
+    (`faceres.calibration.score_rates`, empty for a model without stored scores); `timings` are
+    milliseconds per stage (both images together)."""
 
     similarity: float
     threshold: float
@@ -47,7 +56,15 @@ class VerifyResult:
     embeddings: np.ndarray
     model: str
     detector: str
+    quality: tuple[FaceQuality, FaceQuality]
+    reasons: tuple[str, ...] = ()
+    rates: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def chosen_faces(self) -> tuple[Face, Face]:
+        """The two faces compared."""
+        return self.faces[0][self.chosen[0] - 1], self.faces[1][self.chosen[1] - 1]
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no pixels)."""
@@ -56,14 +73,19 @@ class VerifyResult:
             "similarity": round(self.similarity, 6),
             "threshold": self.threshold,
             "band": self.band,
+            "reasons": list(self.reasons),
+            "rates": self.rates,
             "model": self.model,
             "detector": self.detector,
             "images": [
                 {
-                    "faces": [_face_dict(f) for f in faces],
-                    "chosen": index,
+                    "faces": [{"face": n, **_face_dict(f)} for n, f in enumerate(faces, start=1)],
+                    "chosen": number,
+                    "quality": quality.to_dict(),
                 }
-                for faces, index in zip(self.faces, self.chosen, strict=True)
+                for faces, number, quality in zip(
+                    self.faces, self.chosen, self.quality, strict=True
+                )
             ],
             "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
         }
@@ -116,12 +138,17 @@ def embed_views(
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def decide(similarity: float, threshold: float, band: float) -> str:
-    """ "same" above `threshold + band`, "different" below `threshold - band`, else "uncertain".
+def decide(similarity: float, threshold: float, band: float, reasons: Sequence[str] = ()) -> str:
+    """ "same" above `threshold + band`, "different" below `threshold - band`, else (or when the
+    quality gate gave `reasons`) "uncertain".
 
     >>> decide(0.95, 0.9, 0.02), decide(0.91, 0.9, 0.02), decide(0.5, 0.9, 0.02)
     ('same', 'uncertain', 'different')
+    >>> decide(0.95, 0.9, 0.02, ["face 20 px between the eyes; needs ≥ 30"])
+    'uncertain'
     """
+    if reasons:
+        return "uncertain"
     if similarity >= threshold + band:
         return "same"
     if similarity < threshold - band:
@@ -129,20 +156,33 @@ def decide(similarity: float, threshold: float, band: float) -> str:
     return "uncertain"
 
 
-def pick_face(faces: list[Face], index: int | None, label: str = "the image") -> int:
-    """Index of the face to use: `index` if given (checked), else 0 (the largest)."""
+def pick_face(faces: Sequence, number: int | None, label: str = "the image") -> int:
+    """The number (from 1, largest first) of the face to use: `number` if given (checked), else 1.
+
+    >>> pick_face(["f1", "f2"], None), pick_face(["f1", "f2"], 2)
+    (1, 2)
+    """
     if not faces:
         raise NoFaceError(
             f"No face found in {label}; use a photo where the face is clearly visible."
         )
-    if index is None:
-        return 0
-    if not 0 <= index < len(faces):
+    if number is None:
+        return 1
+    if not 1 <= number <= len(faces):
         raise NoFaceError(
-            f"{label} has {len(faces)} face(s); face index {index} does not exist "
-            f"(use 0 to {len(faces) - 1}, largest first)."
+            f"{label} has {len(faces)} face(s); there is no face {number} "
+            f"(faces are numbered 1 to {len(faces)}, largest first)."
         )
-    return index
+    return number
+
+
+def quality_reasons(quality: Sequence[FaceQuality], gate: dict) -> tuple[str, ...]:
+    """The quality gate's reasons for each face, prefixed with its photo ("photo 1: …")."""
+    return tuple(
+        f"photo {i}: {reason}"
+        for i, q in enumerate(quality, start=1)
+        for reason in gate_reasons(q, gate)
+    )
 
 
 def verify(
@@ -153,7 +193,8 @@ def verify(
     face2: int | None = None,
     detector: str | None = None,
 ) -> VerifyResult:
-    """Compare the chosen face of each image (default: the largest) with identity model `model`.
+    """Compare face number `face1` of `img1` with face `face2` of `img2` (from 1, largest first;
+    default 1) with identity model `model`.
 
     Raises `NoFaceError` when an image has no face (or no face `face1` / `face2`).
 
@@ -182,14 +223,14 @@ def verify(
     )
     lap("detect")
     template = model_template(loaded.config)
-    face_views = [
-        views(image, found[i], template)
-        for image, found, i in zip(images, faces, chosen, strict=True)
-    ]
+    used = (faces[0][chosen[0] - 1], faces[1][chosen[1] - 1])
+    face_views = [views(image, face, template) for image, face in zip(images, used, strict=True)]
     crops = (face_views[0][0], face_views[1][0])
     lap("align")
     emb = embed_views(face_views, lambda batch: embed_crops(batch, loaded))
     lap("embed")
+    quality = (assess(used[0], crops[0]), assess(used[1], crops[1]))
+    reasons = quality_reasons(quality, meta.get("quality_gate", {}))
     timings["total"] = sum(timings.values())
     similarity = float(np.dot(emb[0], emb[1]))
     threshold = float(meta["threshold"])
@@ -198,13 +239,16 @@ def verify(
         similarity=similarity,
         threshold=threshold,
         band=band,
-        verdict=decide(similarity, threshold, band),
+        verdict=decide(similarity, threshold, band, reasons),
         faces=faces,
         chosen=chosen,
         crops=crops,
         embeddings=emb,
         model=loaded.name,
-        detector=faces[0][chosen[0]].detector,
+        detector=used[0].detector,
+        quality=quality,
+        reasons=reasons,
+        rates=score_rates(similarity, meta["scores"]) if "scores" in meta else {},
         timings=timings,
     )
 
@@ -212,7 +256,7 @@ def verify(
 def embed(
     img: ImageInput, model: str | None = None, face: int | None = None, detector: str | None = None
 ) -> np.ndarray:
-    """L2-normalised embedding (D,) of one face of `img` (default: the largest).
+    """L2-normalised embedding (D,) of face number `face` of `img` (from 1; default the largest).
 
     >>> embed("a.jpg").shape
     (128,)
@@ -220,6 +264,6 @@ def embed(
     loaded = load_identity_model(model)
     image = load_image(img)
     faces = detect_faces(image, detector)
-    index = pick_face(faces, face)
-    face_views = [views(image, faces[index], model_template(loaded.config))]
+    number = pick_face(faces, face)
+    face_views = [views(image, faces[number - 1], model_template(loaded.config))]
     return embed_views(face_views, lambda batch: embed_crops(batch, loaded))[0]

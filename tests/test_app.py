@@ -8,6 +8,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -170,17 +171,22 @@ def picked_faces() -> dict:
     crop = render.data_uri(np.zeros((16, 16, 3), np.uint8))
     a, b = [1.0, 0.0, 0.0], [0.6, 0.8, 0.0]
 
-    def face(x: float, embedding: list[float]) -> dict:
+    def face(x: float, embedding: list[float], eyes: float = 40.0) -> dict:
         return {
             "box": [x, 10.0, 40.0, 40.0],
             "score": 0.9,
             "detector": "yunet",
+            "quality": {"eye_distance": eyes, "sharpness": 90.0, "yaw": 3.0, "score": 0.9},
             "embedding": embedding,
             "crop": crop,
         }
 
     preview = render.data_uri(np.zeros((100, 200, 3), np.uint8))
-    photo1 = {"preview": preview, "size": [200, 100], "faces": [face(10, a), face(120, b)]}
+    photo1 = {
+        "preview": preview,
+        "size": [200, 100],
+        "faces": [face(10, a), face(120, b), face(60, a, eyes=12.0)],
+    }
     photo2 = {"preview": preview, "size": [200, 100], "faces": [face(10, a)]}
     return {
         "model": "m",
@@ -191,40 +197,86 @@ def picked_faces() -> dict:
     }
 
 
+CALIBRATION = {
+    "quality_gate": {"min_eye_distance": 20},
+    "scores": {"genuine": [0.65, 0.9, 0.95, 0.99], "impostor": [0.1, 0.3, 0.62, 0.8]},
+}
+"""A model config's calibration, by hand: its answers below are counted by hand."""
+
+
 def test_pick_faces_works_from_the_json_alone(monkeypatch):
     def no_photo_or_model(*args, **kwargs):
         raise AssertionError("a face pick must not decode a photo or run a model")
 
     for name in ("take_photos", "verify", "embed_crops", "load_identity_model"):
         monkeypatch.setattr(verify_tab, name, no_photo_or_model)
+    monkeypatch.setattr(verify_tab.registry, "model_config", lambda name: {"faceres": CALIBRATION})
     faces = json.loads(json.dumps(picked_faces()))  # as it comes back from the browser
-    verdict, shown1, shown2, crops, details = verify_tab.pick_faces(faces, 0, 0)
+    verdict, shown1, shown2, crops, details, maps = verify_tab.pick_faces(faces, 1, 1)
     assert details["verdict"] == "same" and details["similarity"] == pytest.approx(1.0)
     assert "Same person" in verdict and crops.count("<img") == 2
-    verdict, shown1, _, crops, details = verify_tab.pick_faces(faces, 1, None)
+    verdict, shown1, _, crops, details, maps = verify_tab.pick_faces(faces, 2, None)
     assert details["similarity"] == pytest.approx(0.6) and details["verdict"] == "different"
-    assert [image["chosen"] for image in details["images"]] == [1, 0]
+    assert [image["chosen"] for image in details["images"]] == [2, 1]
     assert "photo 1, face 2" in crops and "face 2 used" in shown1
     assert not any("embedding" in face for face in details["images"][0]["faces"])
-    with pytest.raises(gr.Error, match="face index 2 does not exist"):
-        verify_tab.pick_faces(faces, 2, 0)
+    # 0.6: impostors at least 0.6: 0.62, 0.8 (2 of 4); genuines at most 0.6: none
+    rates = details["rates"]
+    assert (rates["impostor_count"], rates["genuine_count"]) == (2, 0)
+    assert rates["impostor_at_least"] == 0.5 and "2 of 4 calibration pairs" in verdict
+    # face 3 is the same embedding as face 1 but 12 px between the eyes: the gate says why
+    verdict, *_, details, maps = verify_tab.pick_faces(faces, 3, 1)
+    assert details["similarity"] == pytest.approx(1.0) and details["verdict"] == "uncertain"
+    assert details["reasons"] == ["photo 1: face 12 px between the eyes; needs ≥ 20"]
+    assert "needs ≥ 20" in verdict and "data:image/png" in verdict  # the distributions plot
+    with pytest.raises(gr.Error, match="there is no face 4"):
+        verify_tab.pick_faces(faces, 4, 1)
     for bad in (None, {}, {"photos": "x"}):
         with pytest.raises(gr.Error, match="Run Verify first"):
-            verify_tab.pick_faces(bad, 0, 0)
+            verify_tab.pick_faces(bad, 1, 1)
 
 
 def test_photo_html_marks_the_chosen_face():
     photo = picked_faces()["photos"][0]
-    html = render.photo_html(photo, 1, "photo")
-    first, second = html.split("border:3px solid")[1:]
+    html = render.photo_html(photo, 2, "photo")
+    first, second, third = html.split("border:3px solid")[1:]
     assert first.startswith(f" rgb{render.OTHER}") and second.startswith(f" rgb{render.CHOSEN}")
+    assert third.startswith(f" rgb{render.OTHER}")
     assert "left:5.00%" in html and "width:20.00%" in html  # boxes in % of the photo
 
 
-def test_gauge_shows_threshold_band_and_verdict():
-    html = render.gauge_html(0.91, 0.88, (0.86, 0.90), "same", "m")
-    assert "Same person" in html and "0.910" in html and "0.860 – 0.900" in html
-    assert "Uncertain" in render.gauge_html(0.88, 0.88, (0.86, 0.90), "uncertain", "m")
+def test_score_plot_marks_the_pair_where_matplotlib_drew_the_band():
+    rng = np.random.default_rng(0)
+    scores = {
+        "genuine": list(rng.normal(0.95, 0.02, 300)),
+        "impostor": list(rng.normal(0.8, 0.05, 300)),
+    }
+    threshold, band = 0.9, 0.02
+    html = render.score_plot(scores, threshold, threshold, band)
+    uri = re.search(r'src="(data:image/png;base64,[^"]+)"', html)[1]
+    png = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",")[1]))).convert("RGB"))
+    # the band, drawn by matplotlib in #f9e79f, in a row above the highest bar
+    row = png[round(0.12 * png.shape[0])]
+    yellow = np.flatnonzero(np.all(np.abs(row.astype(int) - (249, 231, 159)) <= 2, axis=1))
+    # the legend's patch, then the band (the threshold's dashes may cut it: gaps of a few px)
+    runs = np.split(yellow, np.flatnonzero(np.diff(yellow) > 8) + 1)
+    band_px = runs[-1]
+    centre = 100 * (band_px.min() + band_px.max() + 1) / 2 / png.shape[1]
+    left = float(re.search(r"left:([0-9.]+)%", html)[1])
+    assert abs(left - centre) < 0.5, (left, centre)
+    # a pair lower than every calibration pair sits at the plot's left edge, titled with its value
+    low = render.score_plot(scores, -0.3, threshold, band)
+    assert (
+        'title="this pair: -0.300"' in low and float(re.search(r"left:([0-9.]+)%", low)[1]) < left
+    )
+
+
+def test_verdict_html_says_threshold_band_and_why():
+    details = {"verdict": "same", "similarity": 0.91, "threshold": 0.88, "band": 0.02, "model": "m"}
+    html = render.verdict_html(details, None)
+    assert "Same person" in html and "0.910" in html and "from 0.860 to 0.900" in html
+    uncertain = render.verdict_html({**details, "verdict": "uncertain", "similarity": 0.87}, None)
+    assert "Uncertain: similarity within 0.020 of the threshold 0.880" in uncertain
 
 
 # -- handlers with stand-in models (formatting only) ---------------------------------------------
@@ -266,8 +318,14 @@ def fake_expression(monkeypatch, faces: int) -> list:
             faces=found, model=name, detector="yunet", timings={"detect": 1.0, "classify": 2.0}
         )
 
+    def explain_expression(found):
+        overlay = np.zeros((8, 8, 3), np.uint8)
+        cams = [types.SimpleNamespace(label=f.label, overlay=lambda: overlay) for f in found.faces]
+        return types.SimpleNamespace(faces=tuple(cams), model=found.model)
+
     for tab in (expression_tab, compare_tab):
         monkeypatch.setattr(tab, "analyze_expression", analyze_expression)
+        monkeypatch.setattr(tab, "explain_expression", explain_expression)
     return asked
 
 
@@ -275,13 +333,15 @@ def fake_expression(monkeypatch, faces: int) -> list:
 def test_expression_handler_labels_every_face(monkeypatch, face_jpeg, faces):
     fake_expression(monkeypatch, faces)
     html, *rest = expression_tab.analyze_photo(str(face_jpeg), "fake")
-    labels, (summary, details) = (
+    labels, (summary, maps, details) = (
         rest[: expression_tab.MAX_FACE_LABELS],
         rest[expression_tab.MAX_FACE_LABELS :],
     )
     assert html.startswith("<img")
     assert sum(label.visible for label in labels) == min(faces, expression_tab.MAX_FACE_LABELS)
     assert len(details["faces"]) == faces
+    assert [face["face"] for face in details["faces"]] == list(range(1, faces + 1))
+    assert maps.count("<figure") == min(faces, expression_tab.MAX_FACE_LABELS)
     assert ("No face found" in summary) == (faces == 0)
     if faces > expression_tab.MAX_FACE_LABELS:
         assert "6 largest" in summary
@@ -291,7 +351,7 @@ def test_expression_handler_labels_every_face(monkeypatch, face_jpeg, faces):
 def test_expression_handler_shows_the_chosen_models_output(monkeypatch, face_jpeg, model):
     asked = fake_expression(monkeypatch, 2)
     html, *rest = expression_tab.analyze_photo(str(face_jpeg), model)
-    labels, (summary, details) = (
+    labels, (summary, maps, details) = (
         rest[: expression_tab.MAX_FACE_LABELS],
         rest[expression_tab.MAX_FACE_LABELS :],
     )
@@ -303,14 +363,16 @@ def test_expression_handler_shows_the_chosen_models_output(monkeypatch, face_jpe
     assert [face["probabilities"][expected] for face in details["faces"]] == [0.7, 0.7]
     assert [label.value["label"] for label in labels[:2]] == [expected, expected]
     assert labels[0].label == f"Face 1: {expected}"
+    assert f"face 1: {expected}" in maps and f"face 2: {expected}" in maps
 
 
 @pytest.mark.parametrize("resnet, plain", [("m-happy", "m-sad"), ("m-sad", "m-fear")])
 def test_compare_handler_runs_both_chosen_models(monkeypatch, face_jpeg, resnet, plain):
     asked = fake_expression(monkeypatch, 1)
-    res, res_text, plain_label, plain_text, details = compare_tab.compare_models(
+    res, res_text, plain_label, plain_text, maps, details = compare_tab.compare_models(
         str(face_jpeg), resnet, plain
     )
+    assert f"{resnet}: {FAKE_LABELS[resnet]}" in maps and f"{plain}: {FAKE_LABELS[plain]}" in maps
     assert sorted(asked) == sorted([resnet, plain])
     for key, name, label, text in (
         ("resnet", resnet, res, res_text),
@@ -388,9 +450,13 @@ def test_verify_two_lfw_photos(same):
         assert details["verdict"] == "different" and "Different people" in verdict
         assert details["similarity"] < details["threshold"] - details["band"]
     # what the face pickers get back gives the same answer without the photos
-    picked = verify_tab.pick_faces(json.loads(json.dumps(faces)), 0, 0)[4]
+    picked = verify_tab.pick_faces(json.loads(json.dumps(faces)), 1, 1)[4]
     assert picked["verdict"] == details["verdict"]
     assert picked["similarity"] == pytest.approx(details["similarity"], abs=1e-4)
+    # the maps explain the crops the browser holds (JPEG, one alignment): nearly the same score
+    maps = verify_tab.explain_faces(json.loads(json.dumps(faces)), 1, 1)
+    explained = float(re.search(r"Similarity of these two crops <b>([0-9.-]+)</b>", maps)[1])
+    assert explained == pytest.approx(details["similarity"], abs=0.03)
 
 
 def other_expression_model() -> str:
@@ -430,11 +496,12 @@ def test_expression_handler_runs_the_chosen_registry_model(face_jpeg):
 def test_verify_offers_a_face_picker_for_several_faces(face_jpeg, two_faces_jpeg):
     out = verify_tab.verify_photos(str(two_faces_jpeg), str(face_jpeg))
     picker = out[4]
-    assert picker.visible is True and len(picker.choices) >= 2 and picker.value == 0
-    second = verify_tab.verify_photos(str(two_faces_jpeg), str(face_jpeg), face1=1)[6]
-    assert second["images"][0]["chosen"] == 1
-    picked = verify_tab.pick_faces(json.loads(json.dumps(out[7])), 1, 0)[4]  # no photo, no model
-    assert picked["images"][0]["chosen"] == 1
+    assert picker.visible is True and len(picker.choices) >= 2 and picker.value == 1
+    assert picker.choices[:2] == [("Face 1 (largest)", 1), ("Face 2", 2)]
+    second = verify_tab.verify_photos(str(two_faces_jpeg), str(face_jpeg), face1=2)[6]
+    assert second["images"][0]["chosen"] == 2
+    picked = verify_tab.pick_faces(json.loads(json.dumps(out[7])), 2, 1)[4]  # no photo, no model
+    assert picked["images"][0]["chosen"] == 2
     assert picked["similarity"] == pytest.approx(second["similarity"], abs=1e-4)
     assert picked["verdict"] == second["verdict"]
 
@@ -513,7 +580,7 @@ def test_the_fallback_detector_is_named_with_its_limits(face_jpeg, camera_jpeg, 
     assert details["detector"] == "dlib"
     assert "yunet is not available" in details["detector_note"] and "80 px" in gauge
     if has_default("expression"):
-        summary = expression_tab.analyze_photo(str(face_jpeg))[-2]
+        summary = expression_tab.analyze_photo(str(face_jpeg))[-3]
         assert "so the dlib detector ran" in summary
     chosen = verify_tab.verify_photos(str(face_jpeg), str(camera_jpeg), detector="dlib")[6]
     assert "detector_note" not in chosen  # dlib asked for: no fallback to explain
@@ -530,7 +597,7 @@ def test_every_class_of_every_expression_model_is_shown(face_jpeg):
         if isinstance(block, gr.Label) and block.num_top_classes is not None:
             assert block.num_top_classes >= max(counts, default=0), block.label
     if "resnet18-ferplus" in [e["name"] for e in registry.list_models("expression")]:
-        panels = expression_tab.analyze_photo(str(face_jpeg), "resnet18-ferplus")[1:-2]
+        panels = expression_tab.analyze_photo(str(face_jpeg), "resnet18-ferplus")[1:-3]
         assert (
             len(panels[0].value["confidences"])
             == 8
@@ -651,9 +718,11 @@ def test_client_picks_another_face_without_the_photos(client, face_jpeg, two_fac
         api_name="/verify",
     )
     faces = out[7]
-    assert out[6]["images"][0]["chosen"] == 0 and len(faces["photos"][0]["faces"]) >= 2
-    verdict, *_, details = client.predict(faces, 1, 0, api_name="/pick_faces")
-    assert details["images"][0]["chosen"] == 1 and "similarity" in verdict
+    assert out[6]["images"][0]["chosen"] == 1 and len(faces["photos"][0]["faces"]) >= 2
+    verdict, *_, details, maps = client.predict(faces, 2, 1, api_name="/pick_faces")
+    assert details["images"][0]["chosen"] == 2 and "similarity" in verdict and maps == ""
+    maps = client.predict(faces, 2, 1, api_name="/explain")  # from the JSON alone, no photo
+    assert maps.count("<img") == 2 and "photo 1, face 2: supporting" in maps
 
 
 @needs_identity

@@ -151,7 +151,7 @@ def test_api_verify(inputs, warm_identity, name):
         result = expect_result(out, VerifyResult)
         if expect == "face":
             assert result.verdict == "same", (result.similarity, result.threshold)
-            assert eyes_above_mouth(result.faces[1][result.chosen[1]])
+            assert eyes_above_mouth(result.chosen_faces[1])
         if name.startswith("faces"):
             assert len(result.faces[1]) >= MANY * 2 // 3
 

@@ -65,6 +65,8 @@ def test_upload_two_photos_read_the_verdict_and_pick_another_face(page, tmp_path
     photos = tmp_path / "group.jpg", tmp_path / "astronaut.jpg"
     Image.fromarray(two_faces(big)).save(photos[0], quality=92)
     Image.fromarray(big).save(photos[1], quality=92)
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (320, 240), (127, 127, 127)).save(blank)
     with serve_app() as url:
         page.goto(url, timeout=60_000)
         for box, photo in zip(("#verify-photo1", "#verify-photo2"), photos, strict=True):
@@ -81,18 +83,29 @@ def test_upload_two_photos_read_the_verdict_and_pick_another_face(page, tmp_path
         page.get_by_role("option", name="Face 2").click()
         sync_api.expect(page.get_by_text("photo 1, face 2")).to_be_visible(timeout=60_000)
         assert verdict.inner_text() != first and "similarity" in verdict.inner_text()
-        # A rerun (another model) needs the photos again, and says so; the earlier answer goes.
+        # Run again with another detector, no new upload: the browser sends the photos it shows.
+        page.locator("#verify-detector input").click()
+        page.get_by_role("option", name="dlib").click()
         page.locator("#verify-run").click()
-        sync_api.expect(page.get_by_text("upload the photo again").first).to_be_visible(
+        sync_api.expect(verdict).not_to_contain_text("similarity", timeout=30_000)  # cleared first
+        sync_api.expect(verdict).to_contain_text("similarity", timeout=120_000)
+        assert page.get_by_text("upload the photo again").count() == 0
+        assert "detector dlib" in verdict.inner_text()
+        # A photo without a face: the old answer goes when it is replaced, and the error leaves
+        # no answer on screen.
+        page.locator("#verify-photo2 input[type=file]").set_input_files(str(blank))
+        sync_api.expect(verdict).not_to_contain_text("similarity", timeout=30_000)
+        page.locator("#verify-photo2 img").first.wait_for(timeout=30_000)
+        page.locator("#verify-run").click()
+        sync_api.expect(page.get_by_text("No face found in image 2").first).to_be_visible(
             timeout=60_000
         )
-        sync_api.expect(verdict).not_to_contain_text("similarity", timeout=30_000)
+        sync_api.expect(verdict).not_to_contain_text("similarity")
         assert page.locator("img[alt^='photo 1']").count() == 0
-        # A new photo 2 and a run: the new answer; then replacing photo 1 clears it and the
-        # face pickers (no stale verdict beside another photo).
-        for box, photo in zip(("#verify-photo1", "#verify-photo2"), photos, strict=True):
-            page.locator(f"{box} input[type=file]").set_input_files(str(photo))
-            page.locator(f"{box} img").first.wait_for(timeout=30_000)
+        # A face again, a run: the new answer; then replacing photo 1 clears it and the face
+        # pickers (no stale verdict beside another photo).
+        page.locator("#verify-photo2 input[type=file]").set_input_files(str(photos[1]))
+        page.locator("#verify-photo2 img").first.wait_for(timeout=30_000)
         page.locator("#verify-run").click()
         sync_api.expect(verdict).to_contain_text("similarity", timeout=120_000)
         sync_api.expect(page.locator("#verify-face1")).to_be_visible()

@@ -28,12 +28,16 @@ from faceres.eval.metrics import (
     accuracy,
     best_balanced_accuracy,
     best_threshold,
+    called_metrics,
+    choose_band,
     kfold_accuracy,
+    risk_coverage,
     roc_auc,
     roc_curve,
     tar_at_far,
-    uncertainty_band,
+    verdicts,
 )
+from faceres.identity import decide
 from faceres.settings import data_dir
 
 skdata = pytest.importorskip("skimage.data")
@@ -187,21 +191,52 @@ def test_tar_at_far_matches_sklearns_roc():
     assert tar_at_far(scores, labels, far=1e-3) == pytest.approx((0.64, 0.5))
 
 
-def test_uncertainty_band_on_a_hand_computed_case():
-    # threshold 0.5; 21 errors at distances 0.00, 0.01, ..., 0.20 from it (different pairs at
-    # 0.5 + even hundredths, same pairs at 0.5 - odd ones) and four correct pairs far away.
-    # The narrowest band holding 95% of the errors holds 20 of 21 (95.2%): half-width 0.19
-    # (0.18 holds 19 = 90.5%); holding them all takes 0.20.
+def _band_case() -> tuple[np.ndarray, np.ndarray]:
+    """Threshold 0.5; 21 errors at distances 0.00, 0.01, ..., 0.20 from it (different pairs at
+    0.5 + even hundredths, same pairs at 0.5 - odd ones), 100 right "different" at 0.1 and 100
+    right "same" at 0.95."""
     different = 0.5 + np.arange(0, 21, 2) / 100
     same = 0.5 - np.arange(1, 21, 2) / 100
-    scores = np.r_[different, same, 0.1, 0.2, 0.9, 0.95]
-    labels = np.r_[np.zeros(11, bool), np.ones(10, bool), False, False, True, True]
-    band = uncertainty_band(scores, labels, 0.5)
-    assert band == pytest.approx(0.19)
-    wrong = (scores >= 0.5) != labels
-    assert np.mean(np.abs(scores[wrong] - 0.5) <= band + 1e-12) >= 0.95
-    assert uncertainty_band(scores, labels, 0.5, coverage=1.0) == pytest.approx(0.20)
-    assert uncertainty_band(np.r_[0.2, 0.8], np.r_[False, True], 0.5) == 0.0
+    scores = np.r_[different, same, np.full(100, 0.1), np.full(100, 0.95)]
+    labels = np.r_[np.zeros(11, bool), np.ones(10, bool), np.zeros(100, bool), np.ones(100, bool)]
+    return scores, labels
+
+
+def test_choose_band_on_a_hand_computed_case():
+    scores, labels = _band_case()
+    # a band covering the errors up to k/100 leaves 20 - k of them among 220 - k verdicts:
+    # 200 / (220 - k) >= 0.99 first at k = 18 (200/202 = 0.9901; k = 17 gives 0.9852)
+    assert choose_band(scores, labels, 0.5, target=0.99) == pytest.approx(0.18, abs=1e-6)
+    # 200 / (220 - k) >= 0.95 at k = 10 (200/210 = 0.952; k = 9 gives 0.948)
+    assert choose_band(scores, labels, 0.5, target=0.95) == pytest.approx(0.10, abs=1e-6)
+    assert choose_band(np.r_[0.2, 0.8], np.r_[False, True], 0.5) == 0.0
+
+
+def test_called_metrics_count_verdicts_by_hand():
+    scores, labels = _band_case()
+    calls = verdicts(scores, 0.5, 0.18 + 1e-9)
+    m = called_metrics(calls, labels)
+    assert m["pairs"] == 221 and m["uncertain"] == 19  # errors at 0.00 ... 0.18
+    assert m["accuracy_called"] == pytest.approx(200 / 202)
+    # left: the different pairs at 0.70 and the same pair at 0.31, both wrong
+    assert m["confident_wrong_same"] == pytest.approx(1 / 221)
+    assert m["confident_wrong_different"] == pytest.approx(1 / 221)
+    gated = np.zeros(221, bool)
+    gated[-100:] = True  # the quality gate stops every right "same"
+    m = called_metrics(verdicts(scores, 0.5, 0.18 + 1e-9, gated), labels)
+    assert m["uncertain"] == 119 and m["accuracy_called"] == pytest.approx(100 / 102)
+    # verdicts follows faceres.identity.decide, pair by pair
+    for s, call in zip(scores, verdicts(scores, 0.5, 0.05), strict=True):
+        assert {1: "same", -1: "different", 0: "uncertain"}[call] == decide(s, 0.5, 0.05)
+
+
+def test_risk_coverage_drops_pairs_nearest_the_threshold_first():
+    scores = np.r_[0.9, 0.52, 0.1, 0.47, 0.2]
+    labels = np.r_[True, False, False, True, False]
+    coverage, risk = risk_coverage(scores, labels, 0.5)
+    # by distance from 0.5: 0.1 (right), 0.9 (right), 0.2 (right), 0.47 (wrong), 0.52 (wrong)
+    np.testing.assert_allclose(coverage, [0.2, 0.4, 0.6, 0.8, 1.0])
+    np.testing.assert_allclose(risk, [0, 0, 0, 1 / 4, 2 / 5])
 
 
 def test_best_balanced_accuracy_weighs_both_classes_equally():
@@ -352,6 +387,32 @@ def test_evaluate_lfw_on_a_miniature_lfw(tmp_path):
         )
     saved = json.loads((tmp_path / "out" / "lfw-throwaway-yunet.json").read_text())
     assert saved["view2"]["auc"] == report["view2"]["auc"]
+    v2 = report["view2"]
+    calls = v2["pairs"] - v2["uncertain"]
+    assert v2["uncertain_fraction"] == v2["uncertain"] / 4 and 0 <= calls <= 4
+    # Bob_0002 has no face: its View 2 pair gets no verdict, whatever its similarity
+    assert v2["gated"] == 1 and v2["uncertain"] >= 1
+    assert report["view1"]["genuine_scores"] == sorted(report["view1"]["genuine_scores"])
+    assert len(report["view1"]["genuine_scores"]) == len(report["view1"]["impostor_scores"]) == 2
+    table = (tmp_path / "out" / "lfw-throwaway-yunet-pairs.csv").read_text().splitlines()
+    assert len(table) == 1 + 2 + 2 + 4 and table[0].startswith("list,fold,same,similarity")
+    blank = [row for row in table if "Bob/Bob_0002.jpg" in row]
+    assert len(blank) == 2 and all(row.endswith(",,,") for row in blank)  # DevTest, View 2
+    assert Path(report["risk_coverage_plot"]).is_file()
+    small = evaluate_lfw(
+        "throwaway",
+        data=root,
+        out_dir=tmp_path / "out",
+        detector="yunet",
+        embedder=colour_embedder,
+        template=dlib_chip_template(),
+        downscale=0.5,
+        gate={"min_eye_distance": 10_000},
+    )
+    assert small["downscale"] == 0.5 and small["view2"]["uncertain_fraction"] == 1.0
+    assert (tmp_path / "out" / "lfw-throwaway-yunet-x0.5.json").is_file()
+    with pytest.raises(DataError, match="downscale"):
+        evaluate_lfw("throwaway", data=root, downscale=1.5, embedder=colour_embedder)
     both = evaluate_detectors(
         "throwaway",
         data=root,

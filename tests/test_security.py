@@ -301,11 +301,11 @@ def test_pick_faces_accepts_only_the_pictures_it_made(server, tmp_path):
     for picture in (f"{server['web']}/p.jpg", f"file://{SECRET_JPEG}", '" onerror="alert(1)'):
         forged = json.loads(json.dumps(faces))
         forged["photos"][0]["preview"] = picture
-        name, payload = call(server["url"], "pick_faces", [forged, 0, 0])
+        name, payload = call(server["url"], "pick_faces", [forged, 1, 1])
         assert name == "error" and json.loads(payload)["error"] == REFUSED, payload[:300]
     hidden = json.loads(json.dumps(faces))
     hidden["photos"][0]["faces"][0]["crop"] = {"path": str(SECRET_JPEG), "meta": FILE_DATA}
-    name, payload = call(server["url"], "pick_faces", [hidden, 0, 0])
+    name, payload = call(server["url"], "pick_faces", [hidden, 1, 1])
     assert name == "error" and json.loads(payload)["error"] == REFUSED
     assert not Recorder.hits
 
@@ -397,7 +397,7 @@ def test_no_photo_stays_in_the_session_after_a_request(tmp_path, monkeypatch):
             handle_file(str(photo)), handle_file(str(other)), None, None, None, api_name="/verify"
         )
         assert out[6]["verdict"] == "different"  # astronaut vs cameraman
-        client.predict(out[7], 0, 0, api_name="/pick_faces")
+        client.predict(out[7], 1, 1, api_name="/pick_faces")
         sessions = demo.state_holder.session_data
         assert sessions, "the test expects Gradio to keep a session for the client"
         kept = [json.dumps(getattr(s, "config_values", {}), default=str) for s in sessions.values()]

@@ -8,6 +8,7 @@ the photo input.
 from __future__ import annotations
 
 import functools
+import json
 
 import gradio as gr
 
@@ -62,10 +63,11 @@ def photo_input(label: str, elem_id: str) -> gr.Image:
     )
 
 
-def detector_input() -> gr.Dropdown:
+def detector_input(elem_id: str | None = None) -> gr.Dropdown:
     """The face detector picker: every name of `faceres.detect.DETECTORS`, "auto" first."""
     return gr.Dropdown(
         list(DETECTORS),
+        elem_id=elem_id,
         value="auto",
         label="Face detector",
         info="auto: YuNet when its model file is here, else dlib's detector",
@@ -86,3 +88,34 @@ def fallback_note(requested: str | None, used: str) -> str:
         f"{preferred} is not available on this server, so the {used} detector ran: it "
         f"{BACKENDS[used].LIMITS}."
     )
+
+
+RESEND_JS = """
+(...values) => {
+  const sent = (window.faceresSent ??= new Set());
+  const ids = %s;
+  return values.map((value, i) => {
+    if (!ids[i] || !value || typeof value.path !== "string") return value;
+    if (!sent.has(value.path)) { sent.add(value.path); return value; }
+    const img = document.querySelector(`#${ids[i]} img`);
+    if (!img || !img.complete || !img.naturalWidth) return value;
+    const canvas = document.createElement("canvas");
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+    canvas.getContext("2d").drawImage(img, 0, 0);
+    return {...value, path: null, url: canvas.toDataURL("image/png")};
+  });
+}
+"""
+
+
+def resend_photos_js(inputs: list) -> str:
+    """Browser code run before an event: a photo input whose upload was already used (the server
+    deleted it) is sent again from the picture the browser still shows, as an inline PNG data URI,
+    so another model or detector runs without a new upload and the server keeps no photo.
+
+    >>> "verify-photo1" in resend_photos_js([photo1, photo2, model])
+    True
+    """
+    ids = [c.elem_id if isinstance(c, gr.Image) and c.elem_id else None for c in inputs]
+    return RESEND_JS % json.dumps(ids)

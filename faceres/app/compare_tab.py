@@ -19,10 +19,13 @@ from faceres.app.common import (
     model_choices,
     ms_text,
     photo_input,
+    resend_photos_js,
     user_errors,
 )
+from faceres.app.render import figures_html
 from faceres.app.uploads import take_photo
 from faceres.errors import FaceresError
+from faceres.explain import explain_expression
 from faceres.expression import analyze_expression
 from faceres.study.depth import format_table, load_report
 
@@ -53,12 +56,15 @@ def twin_pairs() -> list[tuple[str, str]]:
     ]
 
 
-def _run_one(image: np.ndarray, model: str, detector: str | None) -> tuple[gr.Label, str, dict]:
+def _run_one(
+    image: np.ndarray, model: str, detector: str | None
+) -> tuple[gr.Label, str, dict, np.ndarray]:
     start = time.perf_counter()
     r = analyze_expression(image, model=model, detector=detector)
     total_ms = 1000 * (time.perf_counter() - start)
     if not r.faces:
         raise FaceresError("No face found in the photo; try a larger, frontal face.")
+    cam = explain_expression(r).faces[0]
     face = r.faces[0]
     probs = dict(face.probabilities)
     text = (
@@ -71,7 +77,7 @@ def _run_one(image: np.ndarray, model: str, detector: str | None) -> tuple[gr.La
         "latency_ms": round(total_ms, 1),
         "probabilities": {k: round(float(p), 4) for k, p in probs.items()},
     }
-    return gr.Label(value=probs, label=f"{r.model}: {face.label}"), text, detail
+    return gr.Label(value=probs, label=f"{r.model}: {face.label}"), text, detail, cam.overlay()
 
 
 @user_errors
@@ -81,7 +87,8 @@ def compare_models(
     """ResNet vs plain tab: the largest face (found by `detector`, default auto) through a ResNet
     and its plain twin.
 
-    Returns (ResNet label, ResNet summary, plain label, plain summary, details dict).
+    Returns (ResNet label, ResNet summary, plain label, plain summary, maps HTML: where each
+    looked for the class it chose (Grad-CAM), side by side, details dict).
     """
     if not resnet or not plain:
         pairs = twin_pairs()
@@ -90,13 +97,20 @@ def compare_models(
         resnet = resnet or pairs[0][0]
         plain = plain or registry.get_entry(resnet).get("twin") or pairs[0][1]
     image = take_photo(photo)
-    res_label, res_text, res_detail = _run_one(image, resnet, detector or None)
-    plain_label, plain_text, plain_detail = _run_one(image, plain, detector or None)
+    res_label, res_text, res_detail, res_map = _run_one(image, resnet, detector or None)
+    plain_label, plain_text, plain_detail, plain_map = _run_one(image, plain, detector or None)
+    maps = "<b>Where each looked</b> (Grad-CAM of the class it chose; red: most)<br>" + (
+        figures_html(
+            [res_map, plain_map],
+            [f"{d['model']}: {d['label']}" for d in (res_detail, plain_detail)],
+        )
+    )
     return (
         res_label,
         res_text,
         plain_label,
         plain_text,
+        maps,
         {"resnet": res_detail, "plain": plain_detail},
     )
 
@@ -143,15 +157,17 @@ def build() -> None:
             with gr.Column():
                 plain_label = gr.Label(label="Plain")
                 plain_text = gr.Markdown()
+        maps = gr.HTML(elem_id="compare-maps")
         with gr.Accordion("Details", open=False):
             details = gr.JSON()
         resnet.change(plain_twin, resnet, plain, api_name="plain_twin")
         button.click(
             compare_models,
             [photo, resnet, plain, detector],
-            [res_label, res_text, plain_label, plain_text, details],
+            [res_label, res_text, plain_label, plain_text, maps, details],
             api_name="compare",
             preprocess=False,
+            js=resend_photos_js([photo, resnet, plain, detector]),
         )
     gr.Markdown(EXPLANATION)
     table, findings, plots, note = study_report()

@@ -18,10 +18,12 @@ from faceres.app.common import (
     model_choices,
     ms_text,
     photo_input,
+    resend_photos_js,
     user_errors,
 )
-from faceres.app.render import draw_faces, image_html
+from faceres.app.render import draw_faces, figures_html, image_html
 from faceres.app.uploads import take_photo
+from faceres.explain import explain_expression
 from faceres.expression import analyze_expression
 
 MAX_FACE_LABELS = 6
@@ -33,8 +35,8 @@ def analyze_photo(photo: Any, model: str | None = None, detector: str | None = N
     """Expression tab: every face (found by `detector`, default auto) boxed and labelled,
     probabilities for the largest ones.
 
-    Returns (annotated photo HTML, `MAX_FACE_LABELS` gr.Label updates, summary Markdown,
-    details dict).
+    Returns (annotated photo HTML, `MAX_FACE_LABELS` gr.Label updates, summary Markdown, maps
+    HTML: where the model looked for the class it chose, per face (Grad-CAM), details dict).
     """
     start = time.perf_counter()
     image = take_photo(photo)
@@ -64,20 +66,38 @@ def analyze_photo(photo: Any, model: str | None = None, detector: str | None = N
     note = fallback_note(detector, r.detector)
     if note:
         summary += f"\n\n{note}"
+    cams = explain_expression(r).faces[:MAX_FACE_LABELS]
+    maps = (
+        "<b>Where the model looked</b> (Grad-CAM of the class it chose; red: most)<br>"
+        + figures_html(
+            [c.overlay() for c in cams],
+            [f"face {n}: {c.label}" for n, c in enumerate(cams, start=1)],
+            width=150,
+        )
+        if cams
+        else ""
+    )
     details = {
         "model": r.model,
         "detector": r.detector,
         "faces": [
             {
+                "face": number,
                 "box": [round(v, 1) for v in f.face.box],
                 "label": f.label,
                 "probabilities": {k: round(float(p), 4) for k, p in f.probabilities.items()},
             }
-            for f in faces
+            for number, f in enumerate(faces, start=1)
         ],
         "timings_ms": {k: round(v, 1) for k, v in timings.items()},
     }
-    return (image_html(drawn, f"{len(faces)} face(s) with expressions"), *labels, summary, details)
+    return (
+        image_html(drawn, f"{len(faces)} face(s) with expressions"),
+        *labels,
+        summary,
+        maps,
+        details,
+    )
 
 
 def build() -> None:
@@ -99,6 +119,7 @@ def build() -> None:
         with gr.Column():
             shown = gr.HTML()
             summary = gr.Markdown(elem_id="expression-summary")
+            maps = gr.HTML(elem_id="expression-maps")
     with gr.Row():
         labels = [gr.Label(visible=False) for _ in range(MAX_FACE_LABELS)]
     with gr.Accordion("Details", open=False):
@@ -106,7 +127,8 @@ def build() -> None:
     button.click(
         analyze_photo,
         [photo, model, detector],
-        [shown, *labels, summary, details],
+        [shown, *labels, summary, maps, details],
         api_name="expression",
         preprocess=False,
+        js=resend_photos_js([photo, model, detector]),
     )

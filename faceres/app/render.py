@@ -1,5 +1,5 @@
 """Pictures and HTML sent to the browser: inline JPEG data URIs (never written to disk), boxes drawn
-on photos, the verdict gauge and the face-numbered photo of the Verify tab.
+on photos, the verdict with the calibration plot and the face-numbered photo of the Verify tab.
 
 >>> data_uri(np.zeros((8, 8, 3), np.uint8))[:23]
 'data:image/jpeg;base64,'
@@ -8,12 +8,15 @@ on photos, the verdict gauge and the face-numbered photo of the Verify tab.
 from __future__ import annotations
 
 import base64
+import functools
 import html
+import io
 import re
 
 import cv2
 import numpy as np
 
+from faceres.calibration import rates_text
 from faceres.errors import ImageError
 
 PREVIEW_MAX_SIDE = 1024
@@ -49,6 +52,20 @@ def img_tag(src: str, alt: str) -> str:
     )
 
 
+def figures_html(images: list[np.ndarray], captions: list[str], width: int = 180) -> str:
+    """RGB arrays side by side, each `width` px wide with its caption (inline JPEGs).
+
+    >>> figures_html([np.zeros((8, 8, 3), np.uint8)], ["face 1"]).count("<figure")
+    1
+    """
+    return "".join(
+        f'<figure style="display:inline-block;margin:4px;width:{width}px;vertical-align:top">'
+        f"{img_tag(data_uri(image), caption)}"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for image, caption in zip(images, captions, strict=True)
+    )
+
+
 def image_html(image: np.ndarray, alt: str, max_side: int = PREVIEW_MAX_SIDE) -> str:
     """An RGB array as an inline `<img>` (JPEG data URI): shown to the user, never written."""
     return img_tag(data_uri(image, max_side), alt)
@@ -78,45 +95,96 @@ def draw_faces(image: np.ndarray, faces: list, labels: list[str]) -> np.ndarray:
     return out
 
 
-def gauge_html(
-    similarity: float, threshold: float, band: tuple[float, float], verdict: str, model: str
-) -> str:
-    """Similarity on a 0-1 bar with the calibrated threshold and its uncertainty band marked."""
+def score_plot(scores: dict, similarity: float, threshold: float, band: float) -> str:
+    """The calibration pairs' similarities (same person, different people) as histograms, with
+    the threshold and the uncertain band marked, and this pair's similarity as a line drawn by the
+    browser over the picture (HTML): the picture is rendered once per calibration
+    (`_distributions`), a pair adds only the line (at the left edge when it is lower than every
+    calibration pair).
 
-    def pct(v: float) -> float:
-        return 100 * min(1.0, max(0.0, v))
-
-    lo, hi = band
-    color = {"same": "#2ecc71", "different": "#e74c3c"}.get(verdict, "#f1c40f")
-    text = {"same": "Same person", "different": "Different people"}.get(
-        verdict, "Uncertain: too close to the threshold to call"
+    >>> 'title="this pair: 0.900"' in score_plot({"genuine": [0.95], "impostor": [0.6]}, 0.9, 0.91, 0.01)
+    True
+    """  # noqa: E501
+    uri, left, right, low = _distributions(
+        tuple(scores["genuine"]), tuple(scores["impostor"]), threshold, band
     )
+    x = min(1.0, max(low, similarity))
+    at = 100 * (left + (right - left) * (x - low) / (1.0 - low))
+    return (
+        '<div style="position:relative;display:inline-block;max-width:100%">'
+        + img_tag(uri, "similarity of the calibration pairs, threshold and uncertain band")
+        + f'<div title="this pair: {similarity:.3f}" style="position:absolute;top:6%;bottom:22%;'
+        f'left:{at:.2f}%;width:3px;margin-left:-1px;background:#1f4e79"></div></div>'
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _distributions(
+    genuine: tuple[float, ...], impostor: tuple[float, ...], threshold: float, band: float
+) -> tuple[str, float, float, float]:
+    """(PNG data URI, left and right edges of the plot area as fractions of the picture's width,
+    lowest similarity on the axis; the highest is 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    low = float(np.floor(20 * np.min(impostor, initial=1.0)) / 20 - 0.05)
+    bins = np.linspace(low, 1.0, 61)
+    fig, ax = plt.subplots(figsize=(6.4, 2.4), dpi=100)
+    ax.axvspan(threshold - band, threshold + band, color="#f9e79f", label="uncertain band")
+    ax.hist(impostor, bins, color="#e74c3c", alpha=0.6, label="different people")
+    ax.hist(genuine, bins, color="#2ecc71", alpha=0.6, label="same person")
+    ax.axvline(threshold, color="#333", lw=1, ls="--", label="threshold")
+    ax.plot([], [], color="#1f4e79", lw=3, label="this pair")
+    ax.set(xlabel="cosine similarity", ylabel="calibration pairs", xlim=(low, 1.0))
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=7, loc="upper left", frameon=False)
+    fig.tight_layout()
+    box = ax.get_position()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return uri, float(box.x0), float(box.x1), low
+
+
+def verdict_html(details: dict, plot: str | None) -> str:
+    """The verdict in words, why when uncertain, what the score means, and `plot`
+    (`score_plot`'s HTML) in place of a bare 0-1 gauge."""
+    verdict, reasons = details["verdict"], details.get("reasons", [])
+    color = {"same": "#2ecc71", "different": "#e74c3c"}.get(verdict, "#d4ac0d")
+    text = {"same": "Same person", "different": "Different people"}.get(verdict, "Uncertain")
+    threshold, band = details["threshold"], details["band"]
+    if verdict == "uncertain":
+        why = reasons or [
+            f"similarity within {band:.3f} of the threshold {threshold:.3f}: too close to call"
+        ]
+        text += ": " + "; ".join(why)
+    rates = details.get("rates") or {}
+    meaning = f"<div>{html.escape(rates_text(rates))}</div>" if rates else ""
     return f"""
 <div style="font-family:sans-serif">
-  <div style="font-size:1.4em;font-weight:600;color:{color}">{text}</div>
-  <div style="position:relative;height:22px;background:#eee;border-radius:4px;margin:10px 0">
-    <div style="position:absolute;left:{pct(lo)}%;width:{pct(hi) - pct(lo)}%;height:100%;
-         background:#f9e79f" title="uncertain band"></div>
-    <div style="position:absolute;left:0;width:{pct(similarity)}%;height:8px;top:7px;
-         background:{color};border-radius:4px"></div>
-    <div style="position:absolute;left:{pct(threshold)}%;width:2px;height:100%;
-         background:#333" title="threshold"></div>
-  </div>
-  <div>similarity <b>{similarity:.3f}</b> · threshold {threshold:.3f} (calibrated) ·
-       uncertain band {lo:.3f} – {hi:.3f} · model <code>{html.escape(model)}</code></div>
+  <div style="font-size:1.4em;font-weight:600;color:{color}">{html.escape(text)}</div>
+  <div>similarity <b>{details["similarity"]:.3f}</b> (cosine, not a percentage) · threshold
+       {threshold:.3f} · uncertain from {threshold - band:.3f} to {threshold + band:.3f} · model
+       <code>{html.escape(details["model"])}</code> · detector
+       <code>{html.escape(str(details.get("detector")))}</code></div>
+  {meaning}
+  <div style="max-width:640px">{plot or ""}</div>
 </div>"""
 
 
 def photo_html(photo: dict, chosen: int, alt: str) -> str:
-    """A photo of `pickable_faces` with every face boxed and numbered, the `chosen` one in green
-    (boxes drawn by the browser over the preview, so a new pick needs no pixels)."""
+    """A photo of `pickable_faces` with every face boxed and numbered from 1, face number `chosen`
+    in green (boxes drawn by the browser over the preview, so a new pick needs no pixels)."""
     width, height = photo["size"]
     marks = []
     for i, face in enumerate(photo["faces"]):
         x, y, w, h = face["box"]
         x0, y0 = max(0.0, x), max(0.0, y)
         x1, y1 = min(width, x + w), min(height, y + h)
-        color = f"rgb{CHOSEN if i == chosen else OTHER}"
+        color = f"rgb{CHOSEN if i + 1 == chosen else OTHER}"
         marks.append(
             f'<div style="position:absolute;box-sizing:border-box;left:{100 * x0 / width:.2f}%;'
             f"top:{100 * y0 / height:.2f}%;width:{100 * (x1 - x0) / width:.2f}%;"

@@ -9,6 +9,7 @@ the response and comes back with a pick (`pick_faces`): no photo is kept on the 
 
 from __future__ import annotations
 
+import base64
 import html
 import time
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from faceres import registry
 from faceres.align import model_template, views
 from faceres.app.common import (
     detector_input,
@@ -24,11 +26,22 @@ from faceres.app.common import (
     model_choices,
     ms_text,
     photo_input,
+    resend_photos_js,
     user_errors,
 )
-from faceres.app.render import JPEG_URI, data_uri, gauge_html, img_tag, photo_html
+from faceres.app.render import (
+    JPEG_URI,
+    data_uri,
+    figures_html,
+    img_tag,
+    photo_html,
+    score_plot,
+    verdict_html,
+)
 from faceres.app.uploads import REFUSED, take_photos
+from faceres.calibration import score_rates
 from faceres.errors import FaceresError
+from faceres.explain import explain_crops
 from faceres.identity import (
     VerifyResult,
     decide,
@@ -36,8 +49,11 @@ from faceres.identity import (
     embed_views,
     load_identity_model,
     pick_face,
+    quality_reasons,
     verify,
 )
+from faceres.imageio import load_image
+from faceres.quality import FaceQuality, assess
 
 MAX_PICK_FACES = 12
 """Faces of one photo (largest first) whose embedding and crop go to the browser for the picker."""
@@ -49,23 +65,23 @@ EXPIRED_PAIR = (
 
 
 def _face_picker(count: int, chosen: int, label: str) -> gr.Dropdown:
-    choices = [(f"Face {i + 1}" + (" (largest)" if i == 0 else ""), i) for i in range(count)]
+    choices = [(f"Face {n}" + (" (largest)" if n == 1 else ""), n) for n in range(1, count + 1)]
     return gr.Dropdown(choices=choices, value=chosen, label=label, visible=count > 1)
 
 
-def _face_index(value: Any) -> int | None:
+def _face_number(value: Any) -> int | None:
     if value is None or value == "":
         return None
     try:
-        index = int(value)
+        number = int(value)
     except (TypeError, ValueError):
-        raise FaceresError(f"Face index {value!r} is not a number (0: the largest).") from None
-    if index >= MAX_PICK_FACES:
+        raise FaceresError(f"Face number {value!r} is not a number (1: the largest).") from None
+    if number > MAX_PICK_FACES:
         raise FaceresError(
             f"Only the {MAX_PICK_FACES} largest faces of a photo can be compared "
-            f"(index 0 to {MAX_PICK_FACES - 1})."
+            f"(faces 1 to {MAX_PICK_FACES})."
         )
-    return index
+    return number
 
 
 def reset_picker() -> gr.Dropdown:
@@ -75,9 +91,9 @@ def reset_picker() -> gr.Dropdown:
 
 def clear_results() -> tuple:
     """Every result that depended on the photos, emptied: (verdict HTML, photo 1 HTML, photo 2
-    HTML, crops HTML, details, faces). Runs before each Verify, so an error leaves no earlier
-    answer on screen, and a face pick without a fresh run says "Run Verify first"."""
-    return "", "", "", "", None, None
+    HTML, crops HTML, details, faces, maps HTML). Runs before each Verify, so an error leaves no
+    earlier answer on screen, and a face pick without a fresh run says "Run Verify first"."""
+    return "", "", "", "", None, None, ""
 
 
 def clear_photo() -> tuple:
@@ -87,24 +103,25 @@ def clear_photo() -> tuple:
 
 def pickable_faces(images: list[np.ndarray], result: VerifyResult) -> list[dict]:
     """Per photo, what the face pickers need once the photo is gone: a preview, its size, and for
-    each of its `MAX_PICK_FACES` largest faces the box, the embedding (by `result`'s model) and
-    the aligned crop. The faces `result` compared are not embedded again.
+    each of its `MAX_PICK_FACES` largest faces the box, the quality record, the embedding (by
+    `result`'s model) and the aligned crop. The faces `result` compared are not embedded again.
 
     >>> pickable_faces([a, b], verify(a, b))[0]["faces"][0].keys()
-    dict_keys(['box', 'score', 'detector', 'embedding', 'crop'])
+    dict_keys(['box', 'score', 'detector', 'quality', 'embedding', 'crop'])
     """
     loaded = load_identity_model(result.model)
     template = model_template(loaded.config)
     photos = []
     for i, (image, found) in enumerate(zip(images, result.faces, strict=True)):
         found = found[:MAX_PICK_FACES]
-        others = [j for j in range(len(found)) if j != result.chosen[i]]
+        used = result.chosen[i] - 1
+        others = [j for j in range(len(found)) if j != used]
         other_views = [views(image, found[j], template) for j in others]
         crops = {j: v[0] for j, v in zip(others, other_views)}
         embeddings = {}
-        if result.chosen[i] < len(found):
-            crops[result.chosen[i]] = result.crops[i]
-            embeddings[result.chosen[i]] = result.embeddings[i]
+        if used < len(found):
+            crops[used] = result.crops[i]
+            embeddings[used] = result.embeddings[i]
         if others:
             embeddings.update(
                 zip(others, embed_views(other_views, lambda batch: embed_crops(batch, loaded)))
@@ -118,6 +135,7 @@ def pickable_faces(images: list[np.ndarray], result: VerifyResult) -> list[dict]
                         "box": [round(v, 1) for v in face.box],
                         "score": round(face.score, 4),
                         "detector": face.detector,
+                        "quality": assess(face, crops[j]).to_dict(),
                         "embedding": [round(float(v), 6) for v in embeddings[j]],
                         "crop": data_uri(crops[j]),
                     }
@@ -130,57 +148,69 @@ def pickable_faces(images: list[np.ndarray], result: VerifyResult) -> list[dict]
 
 def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str, dict]:
     """(verdict HTML, photo 1 HTML, photo 2 HTML, crops HTML, details) of the chosen faces, from
-    what `verify_photos` sent to the browser alone (cosine similarity of the stored embeddings)."""
+    what `verify_photos` sent to the browser alone (cosine similarity of the stored embeddings,
+    the quality gate on the stored quality records), with the model's calibration."""
     try:
         photos = faces["photos"]
         pictures = [photo["preview"] for photo in photos]
         pictures += [face["crop"] for photo in photos for face in photo["faces"]]
         chosen = [
-            pick_face(photo["faces"], _face_index(index), f"photo {i + 1}")
-            for i, (photo, index) in enumerate(zip(photos, (face1, face2), strict=True))
+            pick_face(photo["faces"], _face_number(number), f"photo {i + 1}")
+            for i, (photo, number) in enumerate(zip(photos, (face1, face2), strict=True))
         ]
-        a, b = (
-            np.asarray(photo["faces"][i]["embedding"], np.float64)
-            for photo, i in zip(photos, chosen, strict=True)
-        )
+        used = [photo["faces"][n - 1] for photo, n in zip(photos, chosen, strict=True)]
+        a, b = (np.asarray(face["embedding"], np.float64) for face in used)
         similarity = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        quality = [FaceQuality(**face["quality"]) for face in used]
         threshold, band, model = float(faces["threshold"]), float(faces["band"]), faces["model"]
         shown = [
-            photo_html(photo, i, f"photo {k + 1}: {len(photo['faces'])} face(s), face {i + 1} used")
-            for k, (photo, i) in enumerate(zip(photos, chosen, strict=True))
+            photo_html(photo, n, f"photo {k + 1}: {len(photo['faces'])} face(s), face {n} used")
+            for k, (photo, n) in enumerate(zip(photos, chosen, strict=True))
         ]
         crops = "".join(
             f'<figure style="display:inline-block;margin:4px">'
-            f"{img_tag(photo['faces'][i]['crop'], f'aligned face {k + 1}')}"
-            f"<figcaption>photo {k + 1}, face {i + 1}</figcaption></figure>"
-            for k, (photo, i) in enumerate(zip(photos, chosen, strict=True))
+            f"{img_tag(face['crop'], f'aligned face {k + 1}')}"
+            f"<figcaption>photo {k + 1}, face {n}<br>{_quality_text(q)}</figcaption></figure>"
+            for k, (face, n, q) in enumerate(zip(used, chosen, quality, strict=True))
         )
         images = [
             {
                 "faces": [
-                    {k: v for k, v in face.items() if k not in ("embedding", "crop")}
-                    for face in photo["faces"]
+                    {"face": number}
+                    | {k: v for k, v in face.items() if k not in ("embedding", "crop")}
+                    for number, face in enumerate(photo["faces"], start=1)
                 ],
-                "chosen": i,
+                "chosen": n,
             }
-            for photo, i in zip(photos, chosen, strict=True)
+            for photo, n in zip(photos, chosen, strict=True)
         ]
     except (KeyError, TypeError, ValueError, IndexError):
         raise FaceresError(NOT_RUN) from None
     if not all(isinstance(p, str) and JPEG_URI.fullmatch(p) for p in pictures):
         raise FaceresError(REFUSED)
-    verdict = decide(similarity, threshold, band)
+    meta = registry.model_config(model)["faceres"]
+    reasons = quality_reasons(quality, meta.get("quality_gate", {}))
+    scores = meta.get("scores")
     details = {
-        "verdict": verdict,
+        "verdict": decide(similarity, threshold, band, reasons),
         "similarity": round(similarity, 6),
         "threshold": threshold,
         "band": band,
+        "reasons": list(reasons),
+        "rates": score_rates(similarity, scores) if scores else {},
         "model": model,
         "detector": faces.get("detector"),
         "images": images,
     }
-    gauge = gauge_html(similarity, threshold, (threshold - band, threshold + band), verdict, model)
-    return gauge, shown[0], shown[1], crops, details
+    plot = score_plot(scores, similarity, threshold, band) if scores else None
+    return verdict_html(details, plot), shown[0], shown[1], crops, details
+
+
+def _quality_text(q: FaceQuality) -> str:
+    return (
+        f"{q.eye_distance:.0f} px between the eyes · sharpness {q.sharpness:.0f} · "
+        f"yaw {q.yaw:.0f}° · detector {q.score:.2f}"
+    )
 
 
 @user_errors
@@ -209,8 +239,8 @@ def verify_photos(
         images[0],
         images[1],
         model=model or None,
-        face1=_face_index(face1),
-        face2=_face_index(face2),
+        face1=_face_number(face1),
+        face2=_face_number(face2),
         detector=detector or None,
     )
     start = time.perf_counter()
@@ -250,14 +280,56 @@ def pick_faces(faces: dict | None, face1: int | None = None, face2: int | None =
     """Verify tab, another face picked: the comparison recomputed from the `faces` that
     `verify_photos` returned alone (no photo, no model run).
 
-    Returns (verdict HTML, photo 1 HTML, photo 2 HTML, aligned crops HTML, details dict).
+    Returns (verdict HTML, photo 1 HTML, photo 2 HTML, aligned crops HTML, details dict, maps
+    HTML emptied: the explanation was of the previous faces).
 
-    >>> pick_faces(verify_photos("group.jpg", "b.jpg")[7], face1=1)[4]["images"][0]["chosen"]
-    1
+    >>> pick_faces(verify_photos("group.jpg", "b.jpg")[7], face1=2)[4]["images"][0]["chosen"]
+    2
     """
     if not faces:
         raise FaceresError(NOT_RUN)
-    return _comparison(faces, face1, face2)
+    return (*_comparison(faces, face1, face2), "")
+
+
+@user_errors
+def explain_faces(faces: dict | None, face1: int | None = None, face2: int | None = None) -> str:
+    """Verify tab, "Explain": for the chosen faces, which regions raise the similarity (green) and
+    which lower it (red), over the aligned crops `verify_photos` sent to the browser (no photo
+    needed; `faceres.explain.explain_crops`).
+
+    Returns the maps as HTML.
+
+    >>> "supporting" in explain_faces(verify_photos("a.jpg", "b.jpg")[7])
+    True
+    """
+    if not faces:
+        raise FaceresError(NOT_RUN)
+    *_, details = _comparison(faces, face1, face2)  # checks the JSON and the picks
+    chosen = [image["chosen"] for image in details["images"]]
+    uris = [photo["faces"][n - 1]["crop"] for photo, n in zip(faces["photos"], chosen, strict=True)]
+    crops = [load_image(base64.b64decode(uri.partition(",")[2])) for uri in uris]
+    start = time.perf_counter()
+    ex = explain_crops(crops[0], crops[1], load_identity_model(details["model"]))
+    ms = 1000 * (time.perf_counter() - start)
+    figures = figures_html(
+        list(ex.overlays()),
+        [
+            f"photo {k}, face {n}: supporting {stats['supporting']:+.3f}, opposing "
+            f"{stats['opposing']:+.3f}"
+            for k, (stats, n) in enumerate(zip(ex.to_dict()["maps"], chosen, strict=True), 1)
+        ],
+    )
+    return (
+        '<div style="font-family:sans-serif"><b>Why this score</b>: green regions raise the '
+        "similarity, red ones pull it down (gradient of the cosine similarity times each pixel's "
+        "difference from the face's mean colour: how much the similarity would change, to first "
+        "order, without them; <code>faceres eval explain</code> measures how much more masking "
+        "the green lowers the similarity than masking random pixels; masking the red does not "
+        "raise it). "
+        "Similarity of these two crops "
+        f"<b>{ex.similarity:.3f}</b> (the verdict also averages a second alignment) · {ms:.0f} ms"
+        f"<br>{figures}</div>"
+    )
 
 
 def build() -> None:
@@ -269,7 +341,8 @@ def build() -> None:
     gr.Markdown(
         "Two photos: are they the same person? Every face found is boxed; the green one "
         "is compared (the largest by default, pick another below after a first run). "
-        "Photos are not kept: another model needs them uploaded again."
+        "Run again with another model or detector without uploading again: the browser sends "
+        "the photos it shows, and the server keeps none after the request."
     )
     photos, pickers = [], []
     with gr.Row():
@@ -288,17 +361,21 @@ def build() -> None:
     (photo1, photo2), (face1, face2) = photos, pickers
     with gr.Row(equal_height=True):
         model = gr.Dropdown(models, value=models[0], label="Identity model", scale=2)
-        detector = detector_input()
+        detector = detector_input("verify-detector")
         button = gr.Button("Verify", variant="primary", elem_id="verify-run", scale=1)
     verdict = gr.HTML(elem_id="verify-verdict")
     with gr.Row():
         shown1 = gr.HTML()
         shown2 = gr.HTML()
-    crops = gr.HTML()
+    with gr.Row():
+        crops = gr.HTML()
+        with gr.Column():
+            explain = gr.Button("Explain: why this score?", elem_id="verify-explain")
+            maps = gr.HTML(elem_id="verify-maps")
     with gr.Accordion("Details", open=False):
-        details = gr.JSON()
+        details = gr.JSON(elem_id="verify-details")
     faces = gr.JSON(visible=False)  # in the browser only: what a new face pick needs
-    results = [verdict, shown1, shown2, crops, details, faces]
+    results = [verdict, shown1, shown2, crops, details, faces, maps]
     gr.on(
         [photo1.change, photo2.change],
         clear_photo,
@@ -315,12 +392,16 @@ def build() -> None:
         [verdict, shown1, shown2, crops, face1, face2, details, faces],
         api_name="verify",
         preprocess=False,
+        js=resend_photos_js([photo1, photo2, model, face1, face2, detector]),
     )
     gr.on(
         [face1.input, face2.input],
         pick_faces,
         [faces, face1, face2],
-        [verdict, shown1, shown2, crops, details],
+        [verdict, shown1, shown2, crops, details, maps],
         api_name="pick_faces",
         preprocess=False,
+    )
+    explain.click(lambda: "", None, maps, api_name="clear_maps", api_visibility="private").then(
+        explain_faces, [faces, face1, face2], maps, api_name="explain", preprocess=False
     )

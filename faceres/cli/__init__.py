@@ -12,7 +12,17 @@ import sys
 
 from faceres.errors import FaceresError
 
-GROUPS = ("registry", "convert", "verify", "expression", "eval", "train", "study", "space")
+GROUPS = (
+    "registry",
+    "convert",
+    "verify",
+    "explain",
+    "expression",
+    "eval",
+    "train",
+    "study",
+    "space",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,11 +31,12 @@ def run(args: argparse.Namespace) -> int:
                 "timings_ms": result.timings,
                 "faces": [
                     {
+                        "face": number,
                         "box": [round(v, 1) for v in f.face.box],
                         "label": f.label,
                         "probabilities": {k: round(v, 4) for k, v in f.probabilities.items()},
                     }
-                    for f in result.faces
+                    for number, f in enumerate(result.faces, start=1)
                 ],
             }
         )
@@ -45,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
     for item in out:
         if not item["faces"]:
             print(f"{item['image']}: no face found")
-        for i, face in enumerate(item["faces"]):
+        for face in item["faces"]:
             top = sorted(face["probabilities"].items(), key=lambda kv: -kv[1])[:3]
             print(
-                f"{item['image']} face {i} at {face['box']}: {face['label']} ("
+                f"{item['image']} face {face['face']} at {face['box']}: {face['label']} ("
                 + ", ".join(f"{k} {v:.2f}" for k, v in top)
                 + ")"
             )

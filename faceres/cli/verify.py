@@ -18,16 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="are two photos the same person?",
         description="Compare one face of each photo (default: the largest) with an identity model.",
     )
-    p.add_argument("image1", metavar="IMG1")
-    p.add_argument("image2", metavar="IMG2")
-    p.add_argument("--model", help="identity model from the registry (default: the default one)")
-    p.add_argument("--face1", type=int, help="face index in IMG1, largest first (default 0)")
-    p.add_argument("--face2", type=int, help="face index in IMG2, largest first (default 0)")
-    p.add_argument(
-        "--detector",
-        choices=DETECTORS,
-        help="face detector (default: the FACERES_DETECTOR setting, else auto)",
-    )
+    add_pair_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON only")
     p.set_defaults(func=run_verify)
 
@@ -39,7 +30,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("images", metavar="IMG", nargs="+")
     e.add_argument("--out", required=True, type=Path, help="output file, .npy or .json")
     e.add_argument("--model", help="identity model from the registry (default: the default one)")
-    e.add_argument("--face", type=int, help="face index in every photo, largest first (default 0)")
+    e.add_argument(
+        "--face",
+        type=int,
+        metavar="N",
+        help="face number in every photo, from 1, largest first (default 1)",
+    )
     e.add_argument(
         "--detector",
         choices=DETECTORS,
@@ -48,17 +44,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_embed)
 
 
+def add_pair_arguments(p: argparse.ArgumentParser) -> None:
+    """IMG1 IMG2 and the options choosing how they are compared (`verify`, `explain`)."""
+    p.add_argument("image1", metavar="IMG1")
+    p.add_argument("image2", metavar="IMG2")
+    p.add_argument("--model", help="identity model from the registry (default: the default one)")
+    p.add_argument(
+        "--face1", type=int, metavar="N", help="face number in IMG1, largest first (default 1)"
+    )
+    p.add_argument(
+        "--face2", type=int, metavar="N", help="face number in IMG2, largest first (default 1)"
+    )
+    p.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        help="face detector (default: the FACERES_DETECTOR setting, else auto)",
+    )
+
+
+def pair_arguments(args: argparse.Namespace) -> dict:
+    """The keyword arguments of `verify` (and `explain_verify`) that `add_pair_arguments` parsed."""
+    names = ("model", "face1", "face2", "detector")
+    return {"img1": args.image1, "img2": args.image2} | {k: getattr(args, k) for k in names}
+
+
 def run_verify(args: argparse.Namespace) -> int:
+    from faceres.calibration import rates_text
     from faceres.identity import verify
 
-    result = verify(
-        args.image1,
-        args.image2,
-        model=args.model,
-        face1=args.face1,
-        face2=args.face2,
-        detector=args.detector,
-    )
+    result = verify(**pair_arguments(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
@@ -66,11 +80,18 @@ def run_verify(args: argparse.Namespace) -> int:
         f"{result.verdict}: similarity {result.similarity:.4f} "
         f"(threshold {result.threshold:.4f}, uncertain within ±{result.band:.4f})"
     )
-    for i, (faces, index) in enumerate(zip(result.faces, result.chosen, strict=True), start=1):
-        x, y, w, h = faces[index].box
+    for reason in result.reasons:
+        print(f"uncertain because {reason}")
+    if result.rates:
+        print(rates_text(result.rates))
+    for i, (faces, number, q) in enumerate(
+        zip(result.faces, result.chosen, result.quality, strict=True), start=1
+    ):
+        x, y, w, h = faces[number - 1].box
         print(
-            f"image {i}: {len(faces)} face(s), using face {index} "
-            f"at x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f}"
+            f"image {i}: {len(faces)} face(s), using face {number} "
+            f"at x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f}; {q.eye_distance:.0f} px between the "
+            f"eyes, sharpness {q.sharpness:.0f}, yaw {q.yaw:.0f}°, detector score {q.score:.2f}"
         )
     times = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings.items())
     print(f"model {result.model}, detector {result.detector}; {times}")

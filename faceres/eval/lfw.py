@@ -24,10 +24,11 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from faceres import registry
-from faceres.align import dlib_chip_template, model_template, views
+from faceres.align import align, dlib_chip_template, model_template, views
 from faceres.datasets.lfw import (
     TUNE_DIFFERENT_PAIRS,
     Pair,
@@ -40,18 +41,24 @@ from faceres.detect import BACKENDS, SCHEMES, Face, detect_faces, select_detecto
 from faceres.detect.landmarks import dlib5_in_box
 from faceres.errors import DataError
 from faceres.eval.metrics import (
+    BAND_TARGET,
     FAR_TARGET,
     accuracy,
     best_balanced_accuracy,
     best_threshold,
+    called_metrics,
+    choose_band,
     kfold_accuracy,
     roc_auc,
     roc_curve,
+    smallest_limit,
     tar_at_far,
-    uncertainty_band,
+    verdicts,
 )
+from faceres.eval.plots import save_risk_coverage_plot, save_roc_plot
 from faceres.identity import embed_crops, embed_views, load_identity_model
 from faceres.imageio import load_image
+from faceres.quality import FaceQuality, assess, gate_reasons
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,19 @@ UNDETECTED_RULE = f"centre crop, side {CENTRE_CROP} x shorter side"
 """How reports describe the embedding of an image without a detected face."""
 TUNE_SCALES = (1.0, 1.05, 1.1, 1.15, 1.2)
 """yunet5 template scales `--tune` tries, each with and without the dlib5 view."""
+BAND_RULE = (
+    f"narrowest band around the threshold outside which {BAND_TARGET:.1%} of View 1's pairs "
+    "(DevTrain + DevTest) are verified correctly"
+)
+"""The uncertain band's operating point, in words (reports and the model's config)."""
+GATE_SCALES = (0.4, 0.25)
+"""Sizes View 1's images are shrunk to when `--fit-gate` fits the quality gate."""
+GATE_RULE = (
+    "min_eye_distance: the smallest whole number of pixels L such that, with View 1's images "
+    f"shrunk to {' and '.join(map(str, GATE_SCALES))} of their size, the verdicts on pairs whose "
+    f"smaller face has at least L px between the eyes are {BAND_TARGET:.1%} right (the band's "
+    "operating point)"
+)
 BOX_FIT_IMAGES = 400
 """View 1 images the dlib detector runs on to fit where its box lies relative to YuNet's."""
 
@@ -103,13 +123,25 @@ def centre_face(shape: tuple[int, ...], template: dict) -> Face:
     )
 
 
+def read_image(path: Path, scale: float = 1.0) -> np.ndarray:
+    """An image decoded as RGB and, when `scale` < 1, shrunk to `scale` times its size (area
+    interpolation: `--downscale`)."""
+    image = load_image(path)
+    if scale == 1.0:
+        return image
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def detect_images(
-    paths: Iterable[Path], detector: str | None, pick: str
+    paths: Iterable[Path], detector: str | None, pick: str, scale: float = 1.0
 ) -> dict[Path, Face | None]:
-    """The chosen face of every image (None where no face was detected)."""
+    """The chosen face of every image (None where no face was detected), images shrunk to
+    `scale`."""
     faces: dict[Path, Face | None] = {}
     for path in paths:
-        image = load_image(path)
+        image = read_image(path, scale)
         faces[path] = choose_face(detect_faces(image, detector), image.shape, pick)
         if len(faces) % 1000 == 0:
             log.info("detected %d images", len(faces))
@@ -117,17 +149,21 @@ def detect_images(
 
 
 def embed_images(
-    faces: dict[Path, Face | None], template: dict, embedder: Embedder, batch_size: int = 32
+    faces: dict[Path, Face | None],
+    template: dict,
+    embedder: Embedder,
+    batch_size: int = 32,
+    scale: float = 1.0,
 ) -> dict[Path, np.ndarray]:
-    """Embedding of every image: its face aligned onto `template` (and its test-time views),
-    else the centre crop."""
+    """Embedding of every image (shrunk to `scale`): its face aligned onto `template` (and its
+    test-time views), else the centre crop."""
     paths = list(faces)
     out: dict[Path, np.ndarray] = {}
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
         face_views = []
         for path in chunk:
-            image = load_image(path)
+            image = read_image(path, scale)
             face_views.append(
                 views(image, faces[path] or centre_face(image.shape, template), template)
             )
@@ -137,37 +173,59 @@ def embed_images(
     return out
 
 
+def assess_images(
+    faces: dict[Path, Face | None], template: dict, scale: float = 1.0
+) -> dict[Path, FaceQuality | None]:
+    """The quality record (`faceres.quality.assess`) of every detected face."""
+    return {
+        path: assess(face, align(read_image(path, scale), face, template)) if face else None
+        for path, face in faces.items()
+    }
+
+
+def gated_pairs(
+    pairs: Sequence[Pair], quality: dict[Path, FaceQuality | None], gate: dict
+) -> np.ndarray:
+    """Per pair, True where a face was not found or fails the quality `gate`."""
+    return np.array(
+        [
+            any(not q or gate_reasons(q, gate) for q in (quality[pair.left], quality[pair.right]))
+            for pair in pairs
+        ],
+        dtype=bool,
+    )
+
+
+def fit_quality_gate(
+    pairs: Sequence[Pair],
+    detector: str | None,
+    template: dict,
+    embedder: Embedder,
+    threshold: float,
+    band: float,
+) -> dict:
+    """The quality gate's eye-distance limit, fitted on `pairs` (View 1) shrunk to each of
+    `GATE_SCALES` (`GATE_RULE`), with the verdicts of `threshold` and `band`."""
+    paths = list(dict.fromkeys(p for pair in pairs for p in (pair.left, pair.right)))
+    labels = np.array([p.same for p in pairs] * len(GATE_SCALES))
+    eyes, calls = [], []
+    for scale in GATE_SCALES:
+        log.info("fitting the quality gate: View 1 at x%g", scale)
+        faces = detect_images(paths, detector, pick="center", scale=scale)
+        quality = assess_images(faces, template, scale)
+        scores = pair_scores(pairs, embed_images(faces, template, embedder, scale=scale))
+        eyes += [
+            min(q.eye_distance if q else 0.0 for q in (quality[p.left], quality[p.right]))
+            for p in pairs
+        ]
+        calls.append(verdicts(scores, threshold, band))
+    limit = smallest_limit(np.array(eyes), np.concatenate(calls), labels)
+    return {"min_eye_distance": limit, "rule": GATE_RULE, "pairs": len(labels)}
+
+
 def pair_scores(pairs: Sequence[Pair], embeddings: dict[Path, np.ndarray]) -> np.ndarray:
     """Cosine similarity of each pair."""
     return np.array([float(np.dot(embeddings[p.left], embeddings[p.right])) for p in pairs])
-
-
-def save_roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> Path:
-    """ROC curves (label → (fpr, tpr)) on a log-FAR axis, saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
-    for label, (fpr, tpr) in curves.items():
-        ax.plot(np.maximum(fpr, 1e-4), tpr, label=label)
-    ax.axvline(FAR_TARGET, color="grey", lw=0.8, ls="--")
-    ax.set(
-        xscale="log",
-        xlim=(1e-4, 1),
-        ylim=(0.8, 1.0),
-        xlabel="false accept rate",
-        ylabel="true accept rate",
-        title=title,
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def pair_metrics(pairs: Sequence[Pair], scores: np.ndarray) -> dict:
@@ -285,21 +343,40 @@ def evaluate_lfw(
     write: bool = False,
     embedder: Embedder | None = None,
     template: dict | None = None,
+    downscale: float = 1.0,
+    gate: dict | None = None,
+    fit_gate: bool = False,
 ) -> dict:
-    """LFW: threshold (and with `tune`, template) calibrated on View 1, View 2 10-fold accuracy,
-    TAR at FAR 1e-3, AUC, ROC plot; with `write`, the calibration goes into the model's config.
+    """LFW: threshold, uncertain band and score distributions (and with `tune`, template)
+    calibrated on View 1; on View 2, 10-fold accuracy, TAR at FAR 1e-3, AUC, and the verdicts
+    the app would give (band and quality `gate`, default the model's): the uncertain fraction, the
+    accuracy of the verdicts given, and the confident wrong ones; ROC and risk–coverage plots.
+    With `fit_gate`, the quality gate is fitted on View 1 shrunk (`fit_quality_gate`) and used.
+    With `write`, the calibration goes into the model's config.
 
-    `embedder` and `template` replace the registry model's (tests; `write` is then ignored).
+    `downscale` < 1 shrinks every image first (the quality gate's test): View 2's verdicts then
+    use the model's stored threshold and band, as the app does (the View 1 figures are still
+    those of the shrunk images), and nothing is written. `embedder` and `template` replace the
+    registry model's (tests: View 1's calibration is used, and `write` is ignored).
     """
+    if not 0 < downscale <= 1:
+        raise DataError(f"--downscale must be in (0, 1], not {downscale}.")
     root = lfw_dir(data)
     images = root / "lfw-deepfunneled"
     dev_train = read_lfw_pairs(root / "pairsDevTrain.txt", images)
     dev_test = read_lfw_pairs(root / "pairsDevTest.txt", images)
     view2 = read_lfw_pairs(root / "pairs.txt", images)
+    stored: dict = {}
     if embedder is None:
+        stored = load_identity_model(model).config["faceres"]
         embedder, template, model = model_embedder(model)
     else:
         write = False
+    gate = stored.get("quality_gate", {}) if gate is None else gate
+    if downscale != 1.0 and (tune or write or fit_gate):
+        raise DataError(
+            "--downscale tests the quality gate: no --tune, --fit-gate or --update-registry."
+        )
     detector_name = select_detector(detector)
     paths = list(
         dict.fromkeys(
@@ -307,7 +384,7 @@ def evaluate_lfw(
         )
     )
     log.info("detecting faces in %d images with %s", len(paths), detector_name)
-    faces = detect_images(paths, detector, pick="center")
+    faces = detect_images(paths, detector, pick="center", scale=downscale)
     undetected = sorted(str(p.relative_to(images)) for p, f in faces.items() if f is None)
 
     trials: list[dict] = []
@@ -320,27 +397,55 @@ def evaluate_lfw(
             dict.fromkeys(p for pair in (*dev_train, *dev_test) for p in (pair.left, pair.right))
         )
         template, trials = tune_template(view1, {p: faces[p] for p in view1}, template, embedder)
-    embeddings = embed_images(faces, template, embedder)
+    embeddings = embed_images(faces, template, embedder, scale=downscale)
+    quality = assess_images(faces, template, downscale)
 
     train_labels = np.array([p.same for p in dev_train])
     train_scores = pair_scores(dev_train, embeddings)
     threshold, train_acc = best_threshold(train_scores, train_labels)
-    band = uncertainty_band(train_scores, train_labels, threshold)
     test_scores = pair_scores(dev_test, embeddings)
     test_acc = accuracy(test_scores, np.array([p.same for p in dev_test]), threshold)
+    view1_scores = np.r_[train_scores, test_scores]
+    view1_labels = np.r_[train_labels, [p.same for p in dev_test]].astype(bool)
+    band = choose_band(view1_scores, view1_labels, threshold)
+    gate_fit = {}
+    if fit_gate:
+        gate_fit = fit_quality_gate(
+            [*dev_train, *dev_test], detector, template, embedder, threshold, band
+        )
+        gate = {"min_eye_distance": gate_fit["min_eye_distance"]}
 
     scores = pair_scores(view2, embeddings)
     metrics = pair_metrics(view2, scores)
     labels = np.array([p.same for p in view2])
+    folds = np.array([p.fold for p in view2])
+    fold_threshold = dict(zip(np.unique(folds), metrics["fold_thresholds"], strict=True))
+    thresholds = np.array([fold_threshold[f] for f in folds])
+    verdict_band = band
+    if downscale != 1.0 and "threshold" in stored:
+        thresholds = np.full(len(view2), float(stored["threshold"]))
+        verdict_band = float(stored.get("band", band))
+    gated = gated_pairs(view2, quality, gate)
+    called = called_metrics(verdicts(scores, thresholds, verdict_band, gated), labels)
+    tag = f"{model}-{detector_name}" + (f"-x{downscale:g}" if downscale != 1.0 else "")
     fpr, tpr, _ = roc_curve(scores, labels)
     plot = save_roc_plot(
         {f"{model} (AUC {metrics['auc']:.4f})": (fpr, tpr)},
-        Path(out_dir) / f"lfw-{model}-{detector_name}-roc.png",
+        Path(out_dir) / f"lfw-{tag}-roc.png",
         f"LFW View 2, {detector_name} + {model}",
+    )
+    coverage_plot = save_risk_coverage_plot(
+        scores,
+        labels,
+        thresholds,
+        called,
+        Path(out_dir) / f"lfw-{tag}-risk-coverage.png",
+        f"LFW View 2, {detector_name} + {model}" + (f", x{downscale:g}" if downscale != 1 else ""),
     )
     report = {
         "model": model,
         "detector": detector_name,
+        "downscale": downscale,
         "images": len(paths),
         "undetected": len(undetected),
         "undetected_images": undetected,
@@ -348,19 +453,89 @@ def evaluate_lfw(
         "view1": {
             "threshold": threshold,
             "band": band,
+            "band_rule": BAND_RULE,
             "dev_train_accuracy": train_acc,
             "dev_test_accuracy": test_acc,
             "template_trials": trials,
+            "quality_gate_fit": gate_fit,
+            "genuine_scores": sorted(round(float(v), 4) for v in view1_scores[view1_labels]),
+            "impostor_scores": sorted(round(float(v), 4) for v in view1_scores[~view1_labels]),
+            **{
+                f"view1_{k}": v
+                for k, v in called_metrics(
+                    verdicts(view1_scores, threshold, band), view1_labels
+                ).items()
+            },
         },
-        "view2": {**metrics, "accuracy_at_view1_threshold": accuracy(scores, labels, threshold)},
+        "view2": {
+            **metrics,
+            "accuracy_at_view1_threshold": accuracy(scores, labels, threshold),
+            "verdict_rule": (
+                "10-fold thresholds, View 1's band"
+                if downscale == 1.0 or "threshold" not in stored
+                else "the model's stored threshold and band"
+            ),
+            "quality_gate": gate,
+            "gated": int(gated.sum()),
+            **called,
+        },
+        "quality": quality_summary(quality),
         "roc_plot": str(plot),
+        "risk_coverage_plot": str(coverage_plot),
         "template": template,
     }
-    out = Path(out_dir) / f"lfw-{model}-{detector_name}.json"
+    out = Path(out_dir) / f"lfw-{tag}.json"
     out.write_text(json.dumps(report, indent=2))
+    write_pair_table(
+        Path(out_dir) / f"lfw-{tag}-pairs.csv",
+        {"devtrain": dev_train, "devtest": dev_test, "view2": view2},
+        embeddings,
+        quality,
+        images,
+    )
     if write:
         write_calibration(model, template, threshold, band, report)
     return report
+
+
+def quality_summary(quality: dict[Path, FaceQuality | None]) -> dict:
+    """Percentiles (1, 5, 50) of each quality field over the detected faces."""
+    found = [q for q in quality.values() if q is not None]
+    if not found:
+        return {}
+    return {
+        field: {
+            f"p{p}": round(float(np.percentile([getattr(q, field) for q in found], p)), 2)
+            for p in (1, 5, 50)
+        }
+        for field in ("eye_distance", "sharpness", "abs_yaw", "score")
+    }
+
+
+def write_pair_table(
+    path: Path,
+    lists: dict[str, Sequence[Pair]],
+    embeddings: dict[Path, np.ndarray],
+    quality: dict[Path, FaceQuality | None],
+    images: Path,
+) -> Path:
+    """One CSV row per pair of every list: list, fold, same, similarity, both images and their
+    quality records (empty where no face was found), for analysis outside this code."""
+    fields = ("eye_distance", "sharpness", "yaw", "score")
+    header = ["list", "fold", "same", "similarity", "left", "right"]
+    header += [f"{side}_{f}" for side in ("left", "right") for f in fields]
+    rows = [",".join(header)]
+    for name, pairs in lists.items():
+        for pair, score in zip(pairs, pair_scores(pairs, embeddings), strict=True):
+            cells = [name, "" if pair.fold is None else str(pair.fold), str(int(pair.same))]
+            cells += [f"{score:.6f}", str(pair.left.relative_to(images))]
+            cells += [str(pair.right.relative_to(images))]
+            for p in (pair.left, pair.right):
+                q = quality[p]
+                cells += [f"{getattr(q, f):.3f}" if q else "" for f in fields]
+            rows.append(",".join(cells))
+    path.write_text("\n".join(rows) + "\n")
+    return path
 
 
 def write_calibration(model: str, template: dict, threshold: float, band: float, report: dict):
@@ -370,14 +545,30 @@ def write_calibration(model: str, template: dict, threshold: float, band: float,
         alignment=template,
         threshold=round(threshold, 6),
         band=round(band, 6),
+        band_rule=BAND_RULE,
+        **(
+            {
+                "quality_gate": {"min_eye_distance": gate_fit["min_eye_distance"]},
+                "gate_rule": GATE_RULE,
+            }
+            if (gate_fit := report["view1"]["quality_gate_fit"])
+            else {}
+        ),
+        scores={
+            "source": "LFW View 1 (pairsDevTrain + pairsDevTest), cosine similarity",
+            "genuine": report["view1"]["genuine_scores"],
+            "impostor": report["view1"]["impostor_scores"],
+        },
         similarity="cosine",
-        calibration="LFW View 1: threshold and band on pairsDevTrain"
+        calibration="LFW View 1: threshold on pairsDevTrain, band and score distributions on "
+        "pairsDevTrain + pairsDevTest"
         + (
             ", template on every same-person pair of View 1's images and "
             f"{TUNE_DIFFERENT_PAIRS:,} different-person pairs"
             if report["view1"]["template_trials"]
-            else ""
+            else ", template as stored"
         )
+        + (", quality gate on View 1 shrunk" if report["view1"]["quality_gate_fit"] else "")
         + f" (DevTest accuracy {report['view1']['dev_test_accuracy']:.4f})",
     )
     record_lfw_metrics(model, report)
@@ -395,6 +586,8 @@ def record_lfw_metrics(model: str, report: dict) -> None:
             f"lfw_tar_at_far1e-3_{det}": round(view2["tar_at_far"], 5),
             f"lfw_auc_{det}": round(view2["auc"], 6),
             f"lfw_detection_rate_{det}": round(1 - report["undetected"] / report["images"], 5),
+            f"lfw_uncertain_fraction_{det}": round(view2["uncertain_fraction"], 5),
+            f"lfw_accuracy_called_{det}": round(view2["accuracy_called"], 5),
         }
     )
     registry.update_entry(model, metrics=metrics)

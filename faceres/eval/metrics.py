@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 FAR_TARGET = 1e-3
-BAND_COVERAGE = 0.95
-"""The uncertain band is the narrowest band around the threshold holding this share of the
-View 1 (DevTrain) errors."""
+BAND_TARGET = 0.997
+"""The operating point of the uncertain band: the narrowest band around the threshold outside
+which this share of View 1's pairs is verified correctly."""
 
 
 def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -104,12 +104,88 @@ def best_balanced_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.max(tpr + 1 - fpr) / 2)
 
 
-def uncertainty_band(
-    scores: np.ndarray, labels: np.ndarray, threshold: float, coverage: float = BAND_COVERAGE
+def verdicts(
+    scores: np.ndarray, thresholds: np.ndarray | float, band: float, gated: np.ndarray | None = None
+) -> np.ndarray:
+    """Per pair 1 ("same": score ≥ threshold + band), -1 ("different": score < threshold − band)
+    or 0 (uncertain: in the band, or `gated`: a face failed the quality gate or was not found),
+    the rule of `faceres.identity.decide`."""
+    scores = np.asarray(scores, dtype=np.float64)
+    out = np.where(scores >= thresholds + band, 1, np.where(scores < thresholds - band, -1, 0))
+    if gated is not None:
+        out[np.asarray(gated, dtype=bool)] = 0
+    return out
+
+
+def called_metrics(calls: np.ndarray, labels: np.ndarray) -> dict:
+    """What the verdicts (`verdicts`) of labelled pairs add up to: `uncertain_fraction`,
+    `accuracy_called` (on the pairs given a verdict; 1.0 when none) and `confident_wrong`,
+    wrong "same" and "different" verdicts as fractions of all pairs.
+
+    >>> called_metrics(np.array([1, 0, -1, 1]), np.array([1, 1, 0, 0]))["accuracy_called"]
+    0.6666666666666666
+    """
+    calls, labels = np.asarray(calls), np.asarray(labels, dtype=bool)
+    called = calls != 0
+    right = called & ((calls == 1) == labels)
+    false_same = int(np.sum((calls == 1) & ~labels))
+    false_different = int(np.sum((calls == -1) & labels))
+    n = max(1, len(calls))
+    return {
+        "pairs": len(calls),
+        "uncertain": int(np.sum(~called)),
+        "uncertain_fraction": float(np.sum(~called) / n),
+        "accuracy_called": float(right.sum() / called.sum()) if called.any() else 1.0,
+        "confident_wrong": (false_same + false_different) / n,
+        "confident_wrong_same": false_same / n,
+        "confident_wrong_different": false_different / n,
+    }
+
+
+def choose_band(
+    scores: np.ndarray, labels: np.ndarray, threshold: float, target: float = BAND_TARGET
 ) -> float:
-    """Half-width of the narrowest band around `threshold` holding `coverage` of the errors."""
-    scores, labels = np.asarray(scores), np.asarray(labels, dtype=bool)
-    wrong = (scores >= threshold) != labels
-    if not wrong.any():
-        return 0.0
-    return float(np.quantile(np.abs(scores[wrong] - threshold), coverage))
+    """Half-width of the narrowest band around `threshold` outside which the pairs given a
+    verdict are at least `target` accurate (the widest band when none is).
+
+    >>> round(choose_band(np.array([0.1, 0.45, 0.55, 0.9]), np.array([0, 1, 0, 1]), 0.5, 0.99), 6)
+    0.05
+    """
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    margin = np.abs(scores - threshold)
+    candidates = np.r_[0.0, np.unique(margin) + 1e-9]
+    for band in candidates:
+        calls = verdicts(scores, threshold, band)
+        if called_metrics(calls, labels)["accuracy_called"] >= target:
+            return float(band)
+    return float(candidates[-1])
+
+
+def risk_coverage(
+    scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coverage (share of pairs given a verdict) and risk (error rate among them) as the band
+    widens: pairs dropped nearest the threshold first."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    margin = np.abs(scores - thresholds)
+    wrong = ((scores >= thresholds) != labels)[np.argsort(-margin, kind="stable")]
+    kept = np.arange(1, len(scores) + 1)
+    return kept / len(scores), np.cumsum(wrong) / kept
+
+
+def smallest_limit(
+    values: np.ndarray, calls: np.ndarray, labels: np.ndarray, target: float = BAND_TARGET
+) -> int:
+    """The smallest whole number L such that the verdicts (`verdicts`) of pairs whose `values`
+    (e.g. the smaller face's eye distance) are ≥ L are at least `target` accurate.
+
+    >>> smallest_limit(np.array([5, 9, 12, 20]), np.array([1, -1, 1, 1]), np.array([0, 1, 1, 1]))
+    10
+    """
+    values, calls = np.asarray(values, dtype=np.float64), np.asarray(calls)
+    right = (calls == 1) == np.asarray(labels, dtype=bool)
+    for limit in range(int(np.nanmax(values, initial=0.0)) + 1):
+        kept = (values >= limit) & (calls != 0)
+        if not kept.any() or right[kept].mean() >= target:
+            return limit
+    return int(np.nanmax(values, initial=0.0)) + 1
