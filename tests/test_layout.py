@@ -20,9 +20,20 @@ INFERENCE = (
     "faceres.models",
     "faceres.app",
     "faceres.imageio",
+    "faceres.search",
 )
 """What answers a user's photo: none of it may import training or evaluation code."""
-LAZY_ALLOWED = {"matplotlib", "huggingface_hub", "timm", "gradio", "tomllib", "filelock", "faceres"}
+LAZY_ALLOWED = {
+    "matplotlib",
+    "huggingface_hub",
+    "timm",
+    "gradio",
+    "tomllib",
+    "filelock",
+    "faiss",
+    "sklearn",
+    "faceres",
+}
 """Top-level packages that may be imported inside a function (heavy, or needed by one command);
 `faceres` only from the CLI, which imports each command's code when that command runs."""
 

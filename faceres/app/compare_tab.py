@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+import pandas as pd
 
 from faceres import registry
 from faceres.app.common import (
@@ -27,7 +28,7 @@ from faceres.app.uploads import take_photo
 from faceres.errors import FaceresError
 from faceres.explain import explain_expression
 from faceres.expression import analyze_expression
-from faceres.study.depth import format_table, load_report
+from faceres.study.depth import depth_report, format_table, load_report, training_curves
 
 EXPLANATION = """
 **What the evidence is about.** He et al. (2015) found that deeper *plain* networks, even *with*
@@ -174,11 +175,21 @@ def build() -> None:
     if note:
         gr.Markdown(note)
         return
-    gr.Markdown("### The depth study\n\n" + table)
+    gr.Markdown("### The depth study: training error first")
+    gr.LinePlot(
+        pd.DataFrame(training_curves(depth_report())),
+        x="epoch",
+        y="training error (%)",
+        color="model",
+        title="Training error per epoch (augmented, running): hover to read, click a legend "
+        "entry to hide a model",
+        height=360,
+    )
     gr.Markdown(
         "**What this run shows** (computed from the table):\n\n"
         + "\n".join(f"- {line}" for line in findings)
     )
+    gr.Markdown(table)
     gr.Gallery(
         value=plots, label="Depth study plots", columns=2, height="auto", object_fit="contain"
     )

@@ -17,6 +17,7 @@ GROUPS = (
     "convert",
     "verify",
     "explain",
+    "index",
     "expression",
     "eval",
     "train",

@@ -114,6 +114,17 @@ def run_depth_study(
     return rows
 
 
+PAPER_EPOCHS = 182
+"""He et al. (2015), CIFAR-10: 64k iterations at batch 128 over 45k training images."""
+PLOT_FILES = (
+    "training_error.png",
+    "accuracy_vs_depth.png",
+    "grad_norms_init.png",
+    "grad_norms_final.png",
+)
+"""The study's figures in the order a reader needs them: the training-error curves first."""
+
+
 def _history(name: str) -> dict:
     path = registry.resolve(name) / "training.json"
     return json.loads(path.read_text())
@@ -172,10 +183,17 @@ def findings(rows: list[dict]) -> list[str]:
             if diff < -0.5
             else "about the same (within 0.5 points)"
         )
+        why = (
+            f" He et al. trained for about {PAPER_EPOCHS} epochs (64k iterations at batch 128 on "
+            f"CIFAR-10) before the deeper ResNet reached the lower training error; this run "
+            f"stopped after {hi['epochs']}, so it does not show that half of the result yet."
+            if residual and diff >= -0.5
+            else ""
+        )
         out.append(
             f"{kind}-{hi['depth']} ends with a training error of "
             f"{100 * hi['train_error_final']:.1f}% vs {100 * lo['train_error_final']:.1f}% "
-            f"for {kind}-{lo['depth']} ({diff:+.1f} points): {verdict}."
+            f"for {kind}-{lo['depth']} ({diff:+.1f} points): {verdict}.{why}"
         )
     for row in rows:
         if row["batchnorm"]:
@@ -210,10 +228,25 @@ def load_report(config: dict | None = None) -> dict:
         raise FaceresError("no model of the depth study is in the registry yet")
     key = "-".join(registry.get_entry(r["name"])["files"]["model.safetensors"][:8] for r in rows)
     out = cache_dir() / f"study-{key}"
-    plots = sorted(out.glob("*.png")) if out.is_dir() else []
-    if len(plots) < 4:
+    plots = [out / name for name in PLOT_FILES]
+    if not all(p.is_file() for p in plots):
         plots = save_plots(rows, out)
     return {"table": rows, "findings": findings(rows), "plots": [str(p) for p in plots]}
+
+
+def training_curves(rows: list[dict]) -> list[dict]:
+    """Training error (augmented, running, %) per epoch of every model with BatchNorm, as rows
+    {"model", "epoch", "training error (%)"} for an interactive plot."""
+    return [
+        {
+            "model": row["name"],
+            "epoch": e["epoch"],
+            "training error (%)": 100 * (1 - e["train_acc"]),
+        }
+        for row in rows
+        if row["batchnorm"]
+        for e in _history(row["name"])["epochs"]
+    ]
 
 
 def format_table(rows: list[dict]) -> str:
@@ -337,13 +370,13 @@ def save_plots(rows: list[dict], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     figures = {
         "training_error.png": plot_training_error([r for r in rows if r["batchnorm"]]),
+        "accuracy_vs_depth.png": plot_accuracy_vs_depth(rows),
         "grad_norms_init.png": plot_gradient_norms(rows, "init"),
         "grad_norms_final.png": plot_gradient_norms(rows, "final"),
-        "accuracy_vs_depth.png": plot_accuracy_vs_depth(rows),
     }
     paths = []
-    for filename, fig in figures.items():
-        fig.savefig(out / filename, dpi=110)
+    for filename in PLOT_FILES:
+        figures[filename].savefig(out / filename, dpi=110)
         paths.append(out / filename)
     _pyplot().close("all")
     return paths

@@ -1,0 +1,1 @@
+"""1:N over a photo collection: build a face index (SQLite + FAISS), search it, group it."""
