@@ -32,6 +32,7 @@ LAZY_ALLOWED = {
     "filelock",
     "faiss",
     "sklearn",
+    "ray",
     "faceres",
 }
 """Top-level packages that may be imported inside a function (heavy, or needed by one command);

@@ -165,7 +165,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 KILLABLE_BUILD = """
 import sys
 import faceres.search.build as build
-build.BATCH_FACES = 1  # one image per write, so a kill lands between images
+build.BATCH_IMAGES = 1  # one image per batch, so a kill lands between images
 build.build_index([sys.argv[1]], sys.argv[2], resume=True)
 """
 
@@ -199,3 +199,22 @@ def test_a_killed_build_resumes_to_the_same_index(tmp_path):
     store = FaceStore.open(killed)
     assert store.faiss_index().ntotal == len(rows(whole))
     store.close()
+
+
+@needs_identity
+@pytest.mark.slow
+def test_the_ray_engine_gives_the_local_engines_faces(tmp_path):
+    pytest.importorskip("ray.data", reason="the Ray engine needs ray[data]")
+    from faceres.search.build import build_index
+
+    photos = collection(tmp_path / "photos", copies=2)
+    local = build_index([photos], tmp_path / "local", detector="yunet")
+    ray = build_index([photos], tmp_path / "ray", detector="yunet", engine="ray")
+    assert {k: ray[k] for k in ("images", "faces", "failed")} == {
+        k: local[k] for k in ("images", "faces", "failed")
+    }
+    a, b = rows(tmp_path / "local"), rows(tmp_path / "ray")
+    assert [r[:7] for r in a] == [r[:7] for r in b]  # paths, numbers, boxes, landmarks, quality
+    va = np.stack([np.frombuffer(r[7], np.float32) for r in a])
+    vb = np.stack([np.frombuffer(r[7], np.float32) for r in b])
+    np.testing.assert_allclose(va, vb, atol=1e-5)

@@ -24,6 +24,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--model", help="identity model (default: the registry's default)")
         p.add_argument("--detector", choices=DETECTORS, help="face detector (default: auto)")
         p.add_argument("--resume", action="store_true", help="skip images already indexed")
+        p.add_argument(
+            "--engine",
+            choices=("local", "ray"),
+            default="local",
+            help="where faces are embedded: this process, or Ray Data actors (a local Ray "
+            "instance, or the cluster RAY_ADDRESS names; pip install 'faceres[ray]')",
+        )
         p.add_argument("--json", action="store_true", help="print the summary as JSON only")
         p.set_defaults(func=run_build)
     p = sub.add_parser("remove", help="remove images (and their faces) from an index")
@@ -69,6 +76,7 @@ def run_build(args: argparse.Namespace) -> int:
         detector=args.detector,
         resume=args.resume,
         progress=not args.json,
+        engine=args.engine,
     )
     if args.json:
         print(json.dumps(summary, indent=2))
