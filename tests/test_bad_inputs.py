@@ -202,9 +202,16 @@ def test_cli_verify_and_embed(inputs, warm_identity, tmp_path, capfd, name):
         ["embed", inputs[name], "--out", out_file],
     ):
         code, out, err = run_cli(argv, capfd)
-        if expect in ("error", "noface") or (expect == "face-or-noface" and code != 0):
+        failed = expect in ("error", "noface") or (expect == "face-or-noface" and code != 0)
+        if failed and argv[0] == "verify":
             assert_one_line_error(code, err)
             assert ("No face" in err) == (expect != "error"), err
+        elif failed:  # embed: the file is reported and skipped, the run ends with code 1
+            lines = err.strip().splitlines()
+            assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+            assert lines[0].startswith(f"faceres: {inputs[name]}: "), err
+            assert ("No face" in err) == (expect != "error"), err
+            assert np.load(out_file, allow_pickle=False).shape[0] == 0
         else:
             assert code == 0 and err == "", err
             assert "verify" in argv or np.load(out_file, allow_pickle=False).shape[0] == 1

@@ -245,6 +245,23 @@ def test_cli_embed(tmp_path, capsys, astronaut):
     capsys.readouterr()
     assert main(["embed", str(a), "--model", MODEL, "--out", str(tmp_path / "e.txt")]) == 2
     assert ".npy or .json" in capsys.readouterr().err
+    # every face, and a broken file among the photos: reported, skipped, the others written
+    group, broken = tmp_path / "group.png", tmp_path / "broken.jpg"
+    cv2.imwrite(str(group), cv2.cvtColor(np.hstack([astronaut, astronaut]), cv2.COLOR_RGB2BGR))
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    out = tmp_path / "all.json"
+    argv = ["embed", str(group), str(broken), str(a), "--all-faces", "--out", str(out)]
+    assert main([*argv, "--model", MODEL]) == 1
+    assert capsys.readouterr().err.startswith(f"faceres: {broken}: ")
+    saved = json.loads(out.read_text())
+    assert [(e["image"], e["face"]) for e in saved["embeddings"]] == [
+        (str(group), 1),
+        (str(group), 2),
+        (str(a), 1),
+    ]
+    assert [f["image"] for f in saved["failed"]] == [str(broken)]
+    one, two = (np.asarray(e["embedding"]) for e in saved["embeddings"][:2])
+    assert one @ two > 0.95  # the same face twice in one photo
 
 
 def verify_model(a, b, **kwargs):

@@ -25,7 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e = subparsers.add_parser(
         "embed",
         help="face embeddings of photos, to .npy or .json",
-        description="Embed one face per photo (default: the largest); rows follow the inputs.",
+        description="Embed one face per photo (default: the largest), or every face with "
+        "--all-faces; rows follow the inputs. A photo that cannot be read or has no face is "
+        "reported and skipped (exit code 1), the others are written.",
     )
     e.add_argument("images", metavar="IMG", nargs="+")
     e.add_argument("--out", required=True, type=Path, help="output file, .npy or .json")
@@ -36,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="face number in every photo, from 1, largest first (default 1)",
     )
+    e.add_argument("--all-faces", action="store_true", help="embed every face of every photo")
     e.add_argument(
         "--detector",
         choices=DETECTORS,
@@ -99,30 +102,47 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_embed(args: argparse.Namespace) -> int:
+    import sys
+
     from faceres.errors import FaceresError
     from faceres.identity import embed, load_identity_model
+    from faceres.search.embed import embed_files
 
     suffix = args.out.suffix.lower()
     if suffix not in (".npy", ".json"):
         raise FaceresError(f"--out must end in .npy or .json, not {suffix or 'nothing'}.")
-    name = load_identity_model(args.model).name
-    rows = np.stack(
-        [embed(img, model=name, face=args.face, detector=args.detector) for img in args.images]
-    ).astype(np.float32)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".npy":
-        np.save(args.out, rows)
+    loaded = load_identity_model(args.model)
+    rows: list[dict] = []
+    failed: list[dict] = []
+    if args.all_faces:
+        for path, _, faces, error in embed_files(args.images, loaded, args.detector):
+            if error or not faces:
+                failed.append({"image": path, "error": error or "no face found"})
+            rows += [
+                {"image": path, "face": f.face, "box": f.box, "vector": f.vector} for f in faces
+            ]
     else:
+        for img in args.images:
+            try:
+                vector = embed(img, model=loaded.name, face=args.face, detector=args.detector)
+            except FaceresError as exc:
+                failed.append({"image": img, "error": str(exc)})
+                continue
+            rows.append({"image": img, "face": args.face or 1, "vector": vector})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    dim = len(rows[0]["vector"]) if rows else 0
+    if suffix == ".npy":
+        np.save(args.out, np.array([r["vector"] for r in rows], np.float32).reshape(len(rows), dim))
+    else:
+        embeddings = [
+            {k: v for k, v in r.items() if k != "vector"}
+            | {"embedding": [round(float(v), 7) for v in r["vector"]]}
+            for r in rows
+        ]
         args.out.write_text(
-            json.dumps(
-                {
-                    "model": name,
-                    "embeddings": [
-                        {"image": str(img), "embedding": [round(float(v), 7) for v in row]}
-                        for img, row in zip(args.images, rows, strict=True)
-                    ],
-                }
-            )
+            json.dumps({"model": loaded.name, "embeddings": embeddings, "failed": failed})
         )
-    print(f"wrote {len(rows)} embedding(s) of size {rows.shape[1]} ({name}) to {args.out}")
-    return 0
+    print(f"wrote {len(rows)} embedding(s) of size {dim} ({loaded.name}) to {args.out}")
+    for f in failed:
+        print(f"faceres: {f['image']}: {f['error']}", file=sys.stderr)
+    return 1 if failed else 0
