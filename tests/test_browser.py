@@ -112,3 +112,26 @@ def test_upload_two_photos_read_the_verdict_and_pick_another_face(page, tmp_path
         page.locator("#verify-photo1 input[type=file]").set_input_files(str(photos[1]))
         sync_api.expect(verdict).not_to_contain_text("similarity", timeout=30_000)
         sync_api.expect(page.locator("#verify-face1")).to_be_hidden(timeout=30_000)
+
+
+@pytest.mark.skipif(
+    not has_default("identity"), reason="no default identity model in the registry yet"
+)
+def test_find_a_person_among_ten_photos(page):
+    from face_pairs import lfw_photo
+    from test_find import lfw_people
+
+    probe = lfw_photo("Aaron_Peirsol", 3)
+    photos = [*lfw_people(5), lfw_photo("Aaron_Peirsol", 1), *lfw_people(9)[5:]]
+    with serve_app() as url:
+        page.goto(url, timeout=60_000)
+        page.get_by_role("tab", name="Find").click()
+        page.locator("#find-probe input[type=file]").set_input_files(str(probe))
+        page.locator("#find-probe img").first.wait_for(timeout=30_000)
+        page.locator("#find-photos input[type=file]").set_input_files([str(p) for p in photos])
+        sync_api.expect(page.locator("#find-photos")).to_contain_text(photos[-1].stem)
+        page.locator("#find-run").click()
+        result = page.locator("#find-result")
+        sync_api.expect(result).to_contain_text("Best matches", timeout=120_000)
+        first = result.locator("figcaption").first.inner_text()
+        assert "Aaron_Peirsol_0001.jpg" in first and first.endswith("same"), first

@@ -110,6 +110,27 @@ def test_admit_refuses_files_hidden_in_other_inputs_or_too_many(upload_folder):
         admit([[ref, dict(ref)]], [gr.Image(type="filepath")], {str(own)}, upload_folder)
 
 
+def test_a_multiple_file_input_takes_up_to_its_limit_of_own_uploads(upload_folder):
+    many = gr.File(file_count="multiple")
+    refs, listed = [], set()
+    for k in range(uploads.MAX_MULTIPLE_FILES + 1):
+        own = upload_folder / f"m{k}" / "face.jpg"
+        own.parent.mkdir()
+        own.write_bytes(b"x")
+        refs.append({"path": str(own), "meta": FILE_DATA})
+        listed.add(str(own))
+    limit = uploads.MAX_MULTIPLE_FILES
+    assert len(admit([refs[:limit]], [many], set(listed), upload_folder)) == limit
+    with pytest.raises(UploadRefused):  # one more than the input takes
+        admit([refs], [many], set(listed), upload_folder)
+    with pytest.raises(UploadRefused):  # a server file among the uploads
+        admit(
+            [[*refs[:2], {"path": "/etc/hosts", "meta": FILE_DATA}]], [many], listed, upload_folder
+        )
+    with pytest.raises(UploadRefused):  # several files where one photo goes
+        admit([refs[:2]], [gr.File()], set(listed), upload_folder)
+
+
 def test_oversized_data_uri_is_refused_before_decoding():
     url = "data:image/jpeg;base64," + "A" * uploads.MAX_DATA_URI
     with pytest.raises(ImageError, match="too large"):

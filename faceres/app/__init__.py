@@ -1,7 +1,8 @@
-"""The faceres demo: one `gr.Blocks` with the Verify, Expression, ResNet vs plain and Models tabs.
+"""The faceres demo: one `gr.Blocks` with the Verify, Expression, Find, ResNet vs plain and Models
+tabs.
 
-One module per tab (`verify_tab`, `expression_tab`, `compare_tab`, `models_tab`), each with its
-handlers (plain functions, callable from tests and, through their `api_name`, from
+One module per tab (`verify_tab`, `expression_tab`, `find_tab`, `compare_tab`, `models_tab`), each
+with its handlers (plain functions, callable from tests and, through their `api_name`, from
 `gradio_client`) and a `build()` that lays the tab out. `uploads` holds what a request may read
 (its own uploads only); `render` the HTML and pictures sent back (inline, never written).
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from faceres.app import compare_tab, expression_tab, models_tab, verify_tab
+from faceres.app import compare_tab, expression_tab, find_tab, models_tab, verify_tab
 from faceres.app.uploads import UploadsOnly
 
 DELETE_CACHE = (60, 300)
@@ -21,6 +22,7 @@ DELETE_CACHE = (60, 300)
 TABS = {
     "Verify": verify_tab,
     "Expression": expression_tab,
+    "Find": find_tab,
     "ResNet vs plain": compare_tab,
     "Models": models_tab,
 }

@@ -36,7 +36,9 @@ REFUSED = (
     "again (server files, links and earlier uploads are refused)."
 )
 MAX_FILES = 1
-"""Files one input may name (every file input of the app takes one photo)."""
+"""Files one single-file input may name (one photo)."""
+MAX_MULTIPLE_FILES = 30
+"""Files one multiple-file input (`file_count="multiple"`, the Find tab's photos) may name."""
 MAX_DATA_URI = 4 * (MAX_FILE_BYTES // 3 + 1) + 64
 """Longest inline `data:` URI accepted: a base64 image of `MAX_FILE_BYTES`, plus its header."""
 FILE_INPUTS = (gr.Image, gr.File, gr.Video, gr.Audio)
@@ -83,11 +85,13 @@ def _is_data_uri(ref: dict) -> bool:
 
 def _top_level_files(value: Any, component: Any) -> list[dict] | None:
     """The file references `value` may hold as the value of `component`, or None when it may
-    hold none there (nested in JSON, or more than `MAX_FILES`)."""
+    hold none there (nested in JSON, or more than the input takes: `MAX_FILES`, or
+    `MAX_MULTIPLE_FILES` for a multiple-file input)."""
     if not isinstance(component, FILE_INPUTS):
         return None
     refs = value if isinstance(value, list) else [value]
-    if len(refs) > MAX_FILES or not all(isinstance(ref, dict) for ref in refs):
+    limit = MAX_MULTIPLE_FILES if getattr(component, "file_count", "") == "multiple" else MAX_FILES
+    if len(refs) > limit or not all(isinstance(ref, dict) for ref in refs):
         return None
     return refs
 

@@ -47,6 +47,23 @@ def embed_files(
             read.append((str(path), *read_faces(Path(path), detector, template), None))
         except (FaceresError, OSError) as exc:
             read.append((str(path), None, [], [], str(exc) or type(exc).__name__))
+    return _embed(read, loaded)
+
+
+def embed_images(
+    images: Sequence[np.ndarray], names: Sequence[str], loaded: LoadedModel, detector: str | None
+) -> list[ImageFaces]:
+    """`embed_files` for decoded RGB images (`names` stand for their paths; no sha256)."""
+    template = model_template(loaded.config)
+    read = []
+    for name, image in zip(names, images, strict=True):
+        faces = detect_faces(image, detector)
+        read.append((name, None, faces, [views(image, f, template) for f in faces], None))
+    return _embed(read, loaded)
+
+
+def _embed(read: list[tuple], loaded: LoadedModel) -> list[ImageFaces]:
+    """(path, sha256, faces, views, error) per image → `ImageFaces`, all views in one batch."""
     face_views = [v for item in read for v in item[3]]
     emb = embed_views(face_views, lambda crops: embed_crops(crops, loaded)) if face_views else []
     out, k = [], 0
