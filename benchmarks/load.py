@@ -1,9 +1,10 @@
 """Drive a running faceres app with N concurrent `gradio_client` clients for a bounded time.
 
-Each client is its own session and loops over the app's endpoints (verify, explain and expression,
-mixed, whichever the app serves), uploading a real face photo each time (explain sends back the
-faces JSON of the client's last verify, as the browser does). Prints throughput, p50 / p95
-latency and the error count, overall and per endpoint; exits non-zero when any request failed.
+Each client is its own session and loops over the app's endpoints (verify, explain, expression,
+find and group, mixed, whichever the app serves), uploading a real face photo each time (explain
+sends back the faces JSON of the client's last verify, as the browser does). Prints throughput, p50
+/ p95 latency and the error count, overall and per endpoint; exits non-zero when any request
+failed.
 
     python app.py &                                  # the app, queue and concurrency as deployed
     python benchmarks/load.py --clients 8 --duration 60 [--url http://127.0.0.1:7860/] [--json]
@@ -24,7 +25,9 @@ from pathlib import Path
 
 from record import add_out_argument, save
 
-ENDPOINTS = ("/verify", "/explain", "/expression")
+ENDPOINTS = ("/verify", "/explain", "/expression", "/find", "/group")
+FIND_PHOTOS = 4
+"""Photos each /find and /group request looks in (the client's photo, uploaded again each time)."""
 
 
 def face_photo(folder: Path, src: str | None) -> bytes:
@@ -53,6 +56,10 @@ def call(client, endpoint: str, photo: str, state: dict):
         return out
     if endpoint == "/explain":
         return client.predict(state["faces"], 1, 1, api_name=endpoint)
+    if endpoint in ("/find", "/group"):
+        photos = [handle_file(photo) for _ in range(FIND_PHOTOS)]
+        probe = [handle_file(photo)] if endpoint == "/find" else []
+        return client.predict(*probe, photos, None, None, api_name=endpoint)
     return client.predict(handle_file(photo), None, api_name=endpoint)
 
 

@@ -26,7 +26,7 @@ import time
 import numpy as np
 from record import add_out_argument, save
 
-from faceres.search.store import EXACT_LIMIT, build_faiss
+from faceres.search.store import EXACT_LIMIT, HNSW_EF_SEARCH, build_faiss
 
 DIM = 128
 
@@ -41,6 +41,22 @@ def faces_of(directions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     noise = rng.standard_normal(directions.shape, dtype=np.float32) * (SPREAD / np.sqrt(DIM))
     out = directions + noise
     return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+EF_SWEEP = (64, 128, 256, 512)
+"""HNSW search depths measured besides the store's own (`HNSW_EF_SEARCH`)."""
+
+
+def timed_search(index, probes: np.ndarray, truth: np.ndarray) -> tuple[list[float], float]:
+    """Per-probe search times (ms, top 10, one probe at a time) and recall@10 against `truth`."""
+    times, found = [], []
+    for probe in probes:
+        t = time.perf_counter()
+        _, hit = index.search(probe[None], 10)
+        times.append(1000 * (time.perf_counter() - t))
+        found.append(hit[0])
+    recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
+    return times, recall
 
 
 def main() -> int:
@@ -64,17 +80,27 @@ def main() -> int:
     build_s = time.perf_counter() - start
 
     probes = faces_of(people[rng.choice(len(people), args.queries)], rng)
-    times, found = [], []
-    for probe in probes:
-        t = time.perf_counter()
-        _, hit = index.search(probe[None], 10)
-        times.append(1000 * (time.perf_counter() - t))
-        found.append(hit[0])
     exact = faiss.IndexFlatIP(DIM)
     exact.add(vecs)
     _, truth = exact.search(probes, 10)
-    recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
+    graph = faiss.downcast_index(index.index)
+    sweep = {}
+    for ef in EF_SWEEP if hasattr(graph, "hnsw") else (None,):
+        if ef is not None:
+            graph.hnsw.efSearch = ef
+        sweep[ef] = timed_search(index, probes, truth)
+    if hasattr(graph, "hnsw"):
+        graph.hnsw.efSearch = HNSW_EF_SEARCH
+    times, recall = timed_search(index, probes, truth)
     result = {
+        "ef_sweep": {
+            str(ef): {
+                "p50_ms": round(float(np.percentile(t, 50)), 3),
+                "recall_at_10": round(r, 4),
+            }
+            for ef, (t, r) in sweep.items()
+        },
+        "ef_search": HNSW_EF_SEARCH if args.n > EXACT_LIMIT else None,
         "n": args.n,
         "dim": DIM,
         "index": "exact (IndexFlatIP)" if args.n <= EXACT_LIMIT else "HNSW (IndexHNSWFlat)",

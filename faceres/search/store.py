@@ -29,7 +29,8 @@ EXACT_LIMIT = 200_000
 """Up to this many faces the FAISS index is exact (inner product over all vectors); above it,
 HNSW (approximate: `benchmarks/search_scale.py` measures its recall)."""
 HNSW_M = 32
-HNSW_EF_SEARCH = 128
+HNSW_EF_SEARCH = 512
+"""HNSW search depth: `benchmarks/search_scale.py` measures recall@10 and latency against it."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
