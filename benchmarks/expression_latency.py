@@ -1,6 +1,7 @@
 """Latency of `faceres.analyze_expression` on a 640×480 photo with one face, models warm.
 
-Prints the median (and 90th percentile) of each stage: decode, detect, align, classify, total.
+Prints the median (and 90th percentile) of each stage: decode, detect, align, classify, total
+(`total_ms_median` in the JSON: the figure the issue's goal of 20 ms is about).
 The photo is scikit-image's astronaut, scaled into a 640×480 JPEG (decoding is measured too).
 
     python benchmarks/expression_latency.py [--model NAME] [--detector yunet|dlib] [--runs 50]
@@ -42,7 +43,14 @@ def main() -> None:
         args.runs,
         args.warmup,
     )
-    record(result, args, median, p90, faces=[{"label": f.label} for f in result.faces])
+    record(
+        result,
+        args,
+        median,
+        p90,
+        total_ms_median=median["total"],
+        faces=[{"label": f.label} for f in result.faces],
+    )
     if args.json:
         return
     print(

@@ -136,6 +136,9 @@ def build(out: str | Path, *, weights: bool = True) -> Path:
             for rel in entry["files"]:
                 (out / "registry" / entry["path"] / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source / rel, out / "registry" / entry["path"] / rel)
+    studies = registry.registry_dir() / "studies"
+    if studies.is_dir():  # results of studies the app shows (the lesion study)
+        shutil.copytree(studies, out / "registry" / "studies")
     (out / "README.md").write_text(readme(), encoding="utf-8")
     (out / "requirements.txt").write_text(requirements(), encoding="utf-8")
     (out / ".gitattributes").write_text(

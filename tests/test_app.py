@@ -212,10 +212,10 @@ def test_pick_faces_works_from_the_json_alone(monkeypatch):
         monkeypatch.setattr(verify_tab, name, no_photo_or_model)
     monkeypatch.setattr(verify_tab.registry, "model_config", lambda name: {"faceres": CALIBRATION})
     faces = json.loads(json.dumps(picked_faces()))  # as it comes back from the browser
-    verdict, shown1, shown2, crops, details, maps = verify_tab.pick_faces(faces, 1, 1)
+    verdict, shown1, shown2, crops, details, maps, lesion = verify_tab.pick_faces(faces, 1, 1)
     assert details["verdict"] == "same" and details["similarity"] == pytest.approx(1.0)
     assert "Same person" in verdict and crops.count("<img") == 2
-    verdict, shown1, _, crops, details, maps = verify_tab.pick_faces(faces, 2, None)
+    verdict, shown1, _, crops, details, maps, lesion = verify_tab.pick_faces(faces, 2, None)
     assert details["similarity"] == pytest.approx(0.6) and details["verdict"] == "different"
     assert [image["chosen"] for image in details["images"]] == [2, 1]
     assert "photo 1, face 2" in crops and "face 2 used" in shown1
@@ -225,7 +225,7 @@ def test_pick_faces_works_from_the_json_alone(monkeypatch):
     assert (rates["impostor_count"], rates["genuine_count"]) == (2, 0)
     assert rates["impostor_at_least"] == 0.5 and "2 of 4 calibration pairs" in verdict
     # face 3 is the same embedding as face 1 but 12 px between the eyes: the gate says why
-    verdict, *_, details, maps = verify_tab.pick_faces(faces, 3, 1)
+    verdict, *_, details, maps, lesion = verify_tab.pick_faces(faces, 3, 1)
     assert details["similarity"] == pytest.approx(1.0) and details["verdict"] == "uncertain"
     assert details["reasons"] == ["photo 1: face 12 px between the eyes; needs ≥ 20"]
     assert "needs ≥ 20" in verdict and "data:image/png" in verdict  # the distributions plot
@@ -457,6 +457,15 @@ def test_verify_two_lfw_photos(same):
     maps = verify_tab.explain_faces(json.loads(json.dumps(faces)), 1, 1)
     explained = float(re.search(r"Similarity of these two crops <b>([0-9.-]+)</b>", maps)[1])
     assert explained == pytest.approx(details["similarity"], abs=0.03)
+    # a block of the identity network removed: the whole network's score on the same crops is
+    # the explained one (another forward pass), and removing a block moves it
+    removed = verify_tab.remove_identity_block(json.loads(json.dumps(faces)), 1, 1, 3)
+    without, whole = (
+        float(v) for v in re.search(r"<b>([0-9.-]+)</b>.*against ([0-9.-]+)", removed).groups()
+    )
+    assert whole == pytest.approx(explained, abs=1e-3) and without != whole
+    with pytest.raises(gr.Error, match="no such block"):
+        verify_tab.remove_identity_block(json.loads(json.dumps(faces)), 1, 1, 99)
 
 
 def other_expression_model() -> str:
@@ -605,6 +614,40 @@ def test_every_class_of_every_expression_model_is_shown(face_jpeg):
         )
 
 
+@needs_expression
+def test_expression_models_are_listed_production_first_with_their_accuracy():
+    from faceres.study.depth import DEPTH_SWEEP
+
+    studied = {m["name"] for m in DEPTH_SWEEP["models"]}
+    entries = {e["name"]: e for e in registry.list_models("expression")}
+    shown, everything = expression_tab.model_options(), expression_tab.model_options(study=True)
+    names = [name for _, name in shown]
+    assert names[0] == registry.default_model("expression")
+    assert set(names) == set(entries) - studied
+    assert [name for _, name in everything[: len(names)]] == names
+    assert sorted(name for _, name in everything) == sorted(entries)
+    for label, name in everything:
+        (accuracy,) = [
+            v for k, v in entries[name]["metrics"].items() if k.endswith("privatetest/accuracy")
+        ]
+        assert label.startswith(f"{name} — ") and f"PrivateTest {100 * accuracy:.1f}%" in label
+        assert ("depth study" in label) == (name in studied)
+    demo = app.build_demo()
+    (dropdown,) = [
+        b for b in demo.blocks.values() if getattr(b, "elem_id", "") == "expression-model"
+    ]
+    assert dropdown.value == names[0]  # handlers get the model's name, not its label
+    assert [value for _, value in dropdown.choices] == names
+    texts = " ".join(str(getattr(b, "value", "")) for b in demo.blocks.values())
+    assert "seven" not in texts.lower()
+    study = sorted(studied & set(entries))
+    if study:
+        update = expression_tab.show_study_models(True, study[0])
+        assert update.value == study[0] and len(update.choices) == len(entries)
+        update = expression_tab.show_study_models(False, study[0])  # hidden: back to the default
+        assert update.value == names[0] and len(update.choices) == len(names)
+
+
 def test_launcher_options_follow_gradio_environment(monkeypatch):
     spec = importlib.util.spec_from_file_location("faceres_app_main", PROJECT_ROOT / "app.py")
     launcher = importlib.util.module_from_spec(spec)
@@ -719,8 +762,8 @@ def test_client_picks_another_face_without_the_photos(client, face_jpeg, two_fac
     )
     faces = out[7]
     assert out[6]["images"][0]["chosen"] == 1 and len(faces["photos"][0]["faces"]) >= 2
-    verdict, *_, details, maps = client.predict(faces, 2, 1, api_name="/pick_faces")
-    assert details["images"][0]["chosen"] == 2 and "similarity" in verdict and maps == ""
+    verdict, *_, details, maps, lesion = client.predict(faces, 2, 1, api_name="/pick_faces")
+    assert details["images"][0]["chosen"] == 2 and "similarity" in verdict and maps == lesion == ""
     maps = client.predict(faces, 2, 1, api_name="/explain")  # from the JSON alone, no photo
     assert maps.count("<img") == 2 and "photo 1, face 2: supporting" in maps
 
@@ -752,3 +795,21 @@ def test_client_expression(client, face_jpeg):
     assert face["probabilities"] == pytest.approx(direct.faces[0].probabilities, abs=1e-4)
     names = list(face["probabilities"])
     assert face["label"] == names[int(np.argmax([face["probabilities"][n] for n in names]))]
+
+
+@needs_expression
+def test_remove_block_changes_the_plain_twin_more(face_jpeg):
+    from faceres import analyze_expression
+
+    pairs = compare_tab.twin_pairs()
+    if not pairs:
+        pytest.skip("needs a ResNet / plain twin pair in the registry")
+    resnet, plain = pairs[0]
+    html, details = compare_tab.remove_block(str(face_jpeg), resnet, plain, 3)
+    for m in details["models"]:
+        direct = analyze_expression(str(face_jpeg), model=m["model"]).faces[0].probabilities
+        assert m["whole"]["probabilities"] == pytest.approx(direct, abs=1e-3)  # another path
+    moved = [float(r) for r in re.findall(r"<td>([0-9.]+)</td></tr>", html)]
+    assert len(moved) == 2 and html.count("<tr>") == 3
+    with pytest.raises(gr.Error, match="no such block"):
+        compare_tab.remove_block(str(face_jpeg), resnet, plain, 99)

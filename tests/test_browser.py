@@ -135,3 +135,20 @@ def test_find_a_person_among_ten_photos(page):
         sync_api.expect(result).to_contain_text("Best matches", timeout=120_000)
         first = result.locator("figcaption").first.inner_text()
         assert "Aaron_Peirsol_0001.jpg" in first and first.endswith("same"), first
+
+
+@pytest.mark.skipif(not has_default("expression"), reason="no expression model in the registry")
+def test_remove_a_block_in_the_resnet_vs_plain_tab(page, tmp_path):
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo, quality=92)
+    with serve_app() as url:
+        page.goto(url, timeout=60_000)
+        page.get_by_role("tab", name="ResNet vs plain").click()
+        page.locator("#compare-photo input[type=file]").set_input_files(str(photo))
+        page.locator("#compare-photo img").first.wait_for(timeout=30_000)
+        page.locator("#lesion-block input").click()
+        page.get_by_role("option", name="block 4").click()
+        page.locator("#lesion-run").click()
+        result = page.locator("#lesion-result")
+        sync_api.expect(result).to_contain_text("without the block", timeout=60_000)
+        assert result.locator("tr").count() == 3 and "layer3.1" in result.inner_text()

@@ -208,7 +208,12 @@ def _normal(name: str) -> str:
 
 def test_every_imported_package_is_a_declared_dependency():
     with open(ROOT / "pyproject.toml", "rb") as f:
-        requires = tomllib.load(f)["project"]["dependencies"]
+        project = tomllib.load(f)["project"]
+    # the core dependencies, and the extras a user installs for one feature (not the tests')
+    extras = [
+        r for name, rs in project["optional-dependencies"].items() if name != "test" for r in rs
+    ]
+    requires = [*project["dependencies"], *extras]
     declared = {_normal(re.match(r"[A-Za-z0-9_.-]+", r).group()) for r in requires}
     imported = _imported_distributions()
     assert imported, "no imports found"

@@ -723,6 +723,14 @@ CLAIMS: list[Claim] = [
         rf"see images downscaled to {NUMBER} px",
         lambda: [_detect_max_side()],
     ),
+    Claim(
+        "benchmarks: live stream",
+        rf"\*\*{NUMBER}\*\* frames/s \| {NUMBER} ms \| p95 {NUMBER} ms \|",
+        lambda: [
+            result("stream_fps", "python benchmarks/stream_fps.py")[k]
+            for k in ("fps", "median_ms", "p95_ms")
+        ],
+    ),
     # Trust: calibration, the quality gate, explanations (issue 14)
     Claim(
         "trust: stored score distributions",

@@ -25,10 +25,14 @@ from faceres.app.common import (
 )
 from faceres.app.render import figures_html
 from faceres.app.uploads import take_photo
-from faceres.errors import FaceresError
+from faceres.errors import FaceresError, ModelError
 from faceres.explain import explain_expression
 from faceres.expression import analyze_expression
 from faceres.study.depth import depth_report, format_table, load_report, training_curves
+from faceres.study.lesion import block_names, deletable_blocks, expression_probabilities
+from faceres.study.lesion_report import findings as lesion_findings
+from faceres.study.lesion_report import format_table as lesion_table
+from faceres.study.lesion_report import load_results
 
 EXPLANATION = """
 **What the evidence is about.** He et al. (2015) found that deeper *plain* networks, even *with*
@@ -116,6 +120,95 @@ def compare_models(
     )
 
 
+def block_choices(model: str) -> list[tuple[str, int]]:
+    """(label, position) of every deletable block of registry model `model`
+    (`faceres.study.lesion.deletable_blocks`), numbered from 1."""
+    names = deletable_blocks(registry.load(model).model)
+    return [(f"block {k} ({name})", k - 1) for k, name in enumerate(names, start=1)]
+
+
+def block_picker(resnet: str) -> gr.Dropdown:
+    """The block dropdown for `resnet` (its plain twin has its blocks in the same places)."""
+    choices = block_choices(resnet)
+    return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+
+
+@user_errors
+def remove_block(
+    photo: Any,
+    resnet: str | None = None,
+    plain: str | None = None,
+    block: int | None = 0,
+    detector: str | None = None,
+) -> tuple[str, dict]:
+    """ResNet vs plain tab, "remove a block": the largest face through the ResNet and its plain
+    twin, whole and with deletable block number `block` (from 0) removed at test time (Veit et
+    al. 2016; `faceres.study.lesion`).
+
+    Returns (HTML table, details dict).
+    """
+    if not resnet or not plain:
+        pairs = twin_pairs()
+        if not pairs:
+            raise FaceresError("No ResNet / plain twin pair is in the registry yet.")
+        resnet, plain = resnet or pairs[0][0], plain or pairs[0][1]
+    image = take_photo(photo)
+    start = time.perf_counter()
+    rows, details = [], {"block": block, "models": []}
+    for name in (resnet, plain):
+        r = analyze_expression(image, model=name, detector=detector or None)
+        if not r.faces:
+            raise FaceresError("No face found in the photo; try a larger, frontal face.")
+        labels = list(registry.model_config(name)["label_names"])
+        try:
+            block_name = block_names(registry.load(name).model, [int(block or 0)])[0]
+        except (ModelError, ValueError, IndexError, TypeError) as exc:
+            raise FaceresError(f"{name} has no such block: {exc}") from None
+        crop = r.faces[0].crop[None]
+        whole = expression_probabilities(name, crop)[0]
+        cut = expression_probabilities(name, crop, [block_name])[0]
+        a, b = int(whole.argmax()), int(cut.argmax())
+        rows.append(
+            f"<tr><td><code>{name}</code></td><td>{block_name}</td>"
+            f"<td>{labels[a]} {whole[a]:.0%}</td><td>{labels[b]} {cut[b]:.0%}</td>"
+            f"<td>{np.abs(whole - cut).sum() / 2:.2f}</td></tr>"
+        )
+        details["models"].append(
+            {
+                "model": name,
+                "block": block_name,
+                "whole": {
+                    "label": labels[a],
+                    "probabilities": dict(zip(labels, whole.round(4).tolist())),
+                },
+                "removed": {
+                    "label": labels[b],
+                    "probabilities": dict(zip(labels, cut.round(4).tolist())),
+                },
+            }
+        )
+    details["ms"] = round(1000 * (time.perf_counter() - start), 1)
+    html = (
+        "<table><tr><th>model</th><th>block removed</th><th>whole network</th>"
+        "<th>without the block</th><th>probability moved</th></tr>"
+        + "".join(rows)
+        + f"</table><div style='color:#777'>{details['ms']:.0f} ms</div>"
+    )
+    return html, details
+
+
+def lesion_study() -> tuple[str, list[str], list[str], str]:
+    """(table Markdown, findings, plot paths, note) of the lesion study committed in the registry
+    (`registry/studies/lesion`, written by `faceres study lesion --out ...`); a note when absent."""
+    folder = registry.registry_dir() / "studies" / "lesion"
+    try:
+        results = load_results(folder)
+    except FaceresError as exc:
+        return "", [], [], f"The lesion study is not available here: {exc}"
+    plots = sorted(str(p) for p in folder.glob("*.png"))
+    return lesion_table(results), lesion_findings(results), plots, ""
+
+
 def plain_twin(resnet: str) -> gr.Dropdown:
     """The plain dropdown set to `resnet`'s twin from the registry."""
     return gr.Dropdown(value=registry.get_entry(resnet).get("twin"))
@@ -161,6 +254,29 @@ def build() -> None:
         maps = gr.HTML(elem_id="compare-maps")
         with gr.Accordion("Details", open=False):
             details = gr.JSON()
+        gr.Markdown(
+            "**Remove a block** (Veit et al. 2016): the same face through both networks with "
+            "one block deleted at test time. A residual block's output becomes its shortcut; a "
+            "plain block becomes the identity."
+        )
+        with gr.Row(equal_height=True):
+            first = block_choices(pairs[0][0])
+            block = gr.Dropdown(
+                first, value=first[0][1] if first else None, label="Block", elem_id="lesion-block"
+            )
+            remove = gr.Button("Remove and compare", elem_id="lesion-run")
+        lesion = gr.HTML(elem_id="lesion-result")
+        with gr.Accordion("Block removal details", open=False):
+            lesion_details = gr.JSON()
+        remove.click(
+            remove_block,
+            [photo, resnet, plain, block, detector],
+            [lesion, lesion_details],
+            api_name="remove_block",
+            preprocess=False,
+            js=resend_photos_js([photo, resnet, plain, block, detector]),
+        )
+        resnet.change(block_picker, resnet, block, api_name="block_picker")
         resnet.change(plain_twin, resnet, plain, api_name="plain_twin")
         button.click(
             compare_models,
@@ -185,11 +301,20 @@ def build() -> None:
         "entry to hide a model",
         height=360,
     )
+    study_results(table, findings, plots, "Depth study plots")
+    table, findings, plots, note = lesion_study()
+    gr.Markdown("### The lesion study: delete a block of a trained network")
+    if note:
+        gr.Markdown(note)
+        return
+    study_results(table, findings, plots, "Lesion study plots")
+
+
+def study_results(table: str, findings: list[str], plots: list[str], label: str) -> None:
+    """A study's findings (computed from its table), the table, and its plots."""
     gr.Markdown(
         "**What this run shows** (computed from the table):\n\n"
         + "\n".join(f"- {line}" for line in findings)
     )
     gr.Markdown(table)
-    gr.Gallery(
-        value=plots, label="Depth study plots", columns=2, height="auto", object_fit="contain"
-    )
+    gr.Gallery(value=plots, label=label, columns=2, height="auto", object_fit="contain")

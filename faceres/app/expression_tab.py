@@ -1,4 +1,5 @@
-"""The Expression tab: every face of a photo boxed and labelled, with its class probabilities.
+"""The Expression tab: every face of a photo boxed and labelled, with its class probabilities;
+the same live on the webcam (faces tracked, probabilities smoothed) and on an uploaded video.
 
 >>> analyze_photo(upload)[-1]["faces"][0]["label"]
 'happy'
@@ -7,27 +8,109 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import cv2
 import gradio as gr
+import numpy as np
 
+from faceres import registry
 from faceres.app.common import (
     detector_input,
     fallback_note,
     missing_models,
-    model_choices,
     ms_text,
     photo_input,
     resend_photos_js,
     user_errors,
 )
-from faceres.app.render import draw_faces, figures_html, image_html
-from faceres.app.uploads import take_photo
+from faceres.app.render import (
+    draw_faces,
+    figures_html,
+    image_html,
+    timeline_html,
+    video_html,
+)
+from faceres.app.uploads import UploadRefused, forget_upload, in_upload_folder, take_photo
 from faceres.explain import explain_expression
 from faceres.expression import analyze_expression
+from faceres.live import analyze_frame, analyze_video, frame_record
+from faceres.study.depth import DEPTH_SWEEP
+from faceres.video import (
+    MAX_VIDEO_BYTES,
+    MAX_VIDEO_FRAMES,
+    MAX_VIDEO_SECONDS,
+    VideoError,
+    WebmWriter,
+    frame_step,
+    video_info,
+)
 
 MAX_FACE_LABELS = 6
 """Faces of one photo given their own probability panel (largest first)."""
+STREAM_EVERY_S = 0.1
+"""How often the browser sends a webcam frame (10 per second); a frame that arrives while the
+last one is still being analysed replaces any waiting one, so a slow server drops frames."""
+STREAM_TIME_LIMIT_S = 60
+"""A live session stops after this long (start it again to go on): one runs at a time, and
+one whose browser left holds its place until then."""
+LIVE_MAX_SIDE = 640
+"""Longer side of the annotated frames sent back live."""
+VIDEO_MAX_SIDE = 480
+"""Longer side of the annotated video sent back (its size grows with its pixels)."""
+VIDEO_FPS = 10
+"""Frames per second of video analysed (and of the annotated video sent back)."""
+MAX_TIMELINES = 4
+"""Tracked faces of a video given a timeline plot (the longest tracks)."""
+DATASET_NAMES = {"fer2013": "FER2013", "ferplus": "FER+"}
+"""Registry metric prefixes → dataset names shown with each model's accuracy."""
+
+
+def study_models() -> set[str]:
+    """Names of the depth study's models (`faceres.study.depth.DEPTH_SWEEP`)."""
+    return {m["name"] for m in DEPTH_SWEEP["models"]}
+
+
+def accuracy_text(metrics: dict) -> str:
+    """A model's measured test accuracy in words, from its registry metrics.
+
+    >>> accuracy_text({"fer2013-privatetest/accuracy": 0.72694})
+    'FER2013 PrivateTest 72.7%'
+    """
+    for key, value in metrics.items():
+        data, _, metric = key.partition("-privatetest/")
+        if metric == "accuracy":
+            return f"{DATASET_NAMES.get(data, data)} PrivateTest {100 * value:.1f}%"
+    return "accuracy not measured"
+
+
+def model_options(study: bool = False) -> list[tuple[str, str]]:
+    """(label, name) of the registry's expression models for the dropdown: production models
+    first (the default one leading), each with its measured accuracy; the depth study's models
+    after them when `study`."""
+    entries = sorted(registry.list_models("expression"), key=lambda e: not e.get("default"))
+    studied = study_models()
+    production = [e for e in entries if e["name"] not in studied]
+    options = [
+        (f"{e['name']} — {accuracy_text(e.get('metrics', {}))}", e["name"]) for e in production
+    ]
+    if study or not production:
+        options += [
+            (f"{e['name']} — {accuracy_text(e.get('metrics', {}))} · depth study", e["name"])
+            for e in entries
+            if e["name"] in studied
+        ]
+    return options
+
+
+def show_study_models(study: bool, model: str | None = None) -> gr.Dropdown:
+    """The model dropdown with or without the depth study's models (keeping the choice while it
+    is listed)."""
+    options = model_options(study)
+    names = [name for _, name in options]
+    return gr.Dropdown(choices=options, value=model if model in names else names[0])
 
 
 @user_errors
@@ -100,30 +183,224 @@ def analyze_photo(photo: Any, model: str | None = None, detector: str | None = N
     )
 
 
+@user_errors
+def stream_frame(
+    frame: Any, model: str | None = None, detector: str | None = None, state: Any = None
+) -> tuple[str, str, dict]:
+    """Live camera: one webcam frame (an inline JPEG from the browser), every face boxed and
+    labelled with its smoothed expression, faces tracked from the frame before through `state`
+    (the JSON this returned last time, kept by the browser: boxes, track ids, smoothed
+    probabilities, no pixels).
+
+    Returns (annotated frame HTML, frame rate and timing Markdown, the state for the next frame).
+    """
+    start = time.perf_counter()
+    image = take_photo(frame)
+    live = analyze_frame(image, state, model or None, detector or None)
+    drawn = draw_faces(
+        image,
+        [f.expression.face for f in live.faces],
+        [f"{f.track}: {f.label} {f.smoothed[f.label]:.0%}" for f in live.faces],
+    )
+    shown = image_html(drawn, f"{len(live.faces)} face(s) live", max_side=LIVE_MAX_SIDE)
+    rate = f"{live.fps:.1f} frames/s" if live.fps else "starting"
+    faces = ", ".join(f"{f.track}: {f.label}" for f in live.faces)
+    text = (
+        f"**{rate}** · {len(live.faces)} face(s){f' ({faces})' if faces else ''} · "
+        f"{1000 * (time.perf_counter() - start):.0f} ms this frame · model `{live.result.model}`"
+    )
+    return shown, text, live.state
+
+
+def video_upload(value: Any) -> str:
+    """The path of an uploaded video (Gradio's VideoData or FileData; a path from Python), only
+    from Gradio's upload folder when it comes from a request."""
+    if isinstance(value, dict) and isinstance(value.get("video"), dict):
+        value = value["video"]
+    if value is None:
+        raise VideoError("Upload a video first.")
+    if isinstance(value, (str, Path)):
+        return str(value)
+    path = value.get("path") if isinstance(value, dict) else None
+    if not isinstance(path, str) or not in_upload_folder(path):
+        raise UploadRefused()
+    if not Path(path).exists():
+        raise VideoError("Videos are not kept after a request: upload the video again.")
+    return path
+
+
+def _small(image: np.ndarray, side: int) -> np.ndarray:
+    """`image` scaled to at most `side` pixels on its longer side."""
+    h, w = image.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    if scale == 1.0:
+        return image
+    size = (round(w * scale), round(h * scale))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+@user_errors
+def analyze_video_file(
+    video: Any, model: str | None = None, detector: str | None = None
+) -> tuple[str, str, str, dict]:
+    """Video: `VIDEO_FPS` frames per second of an uploaded video analysed, faces tracked, and
+    an annotated video (WebM, inline) and a timeline of each tracked face's probabilities sent
+    back. The upload is deleted once read; the annotated video's file exists only while it is
+    encoded.
+
+    Returns (annotated video HTML, timeline HTML, summary Markdown, details dict with per-frame,
+    per-face results).
+    """
+    start = time.perf_counter()
+    path = video_upload(video)
+    try:
+        info = video_info(path)
+        rate = info.fps / frame_step(info.fps, VIDEO_FPS)  # frames analysed per second
+        records, used, name = [], None, None
+        with WebmWriter(rate) as writer:
+            for frame in analyze_video(path, model or None, detector or None, VIDEO_FPS):
+                drawn = draw_faces(
+                    frame.image,
+                    [f.expression.face for f in frame.faces],
+                    [f"{f.track}: {f.label} {f.smoothed[f.label]:.0%}" for f in frame.faces],
+                )
+                writer.write(_small(drawn, VIDEO_MAX_SIDE))
+                records.append(frame_record(frame))
+                used, name = frame.result.detector, frame.result.model
+            webm = writer.finish()
+    finally:
+        forget_upload(path)
+    tracks = _tracks(records)
+    seconds = time.perf_counter() - start
+    summary = (
+        f"{len(records)} frames analysed ({rate:.3g} per second of video, "
+        f"{info.seconds:.1f} s) · {len(tracks)} tracked face(s) · model `{name}` · "
+        f"{seconds:.1f} s"
+    )
+    if not tracks:
+        summary = "No face found in the video. " + summary
+    note = fallback_note(detector, used)
+    if note:
+        summary += f"\n\n{note}"
+    plots = [
+        (
+            f"face {t['track']}: mostly {t['mostly']} ({t['first_s']:.1f}–{t['last_s']:.1f} s)",
+            t["times"],
+            t["probabilities"],
+        )
+        for t in sorted(tracks, key=lambda t: -len(t["times"]))[:MAX_TIMELINES]
+    ]
+    details = {
+        "model": name,
+        "detector": used,
+        "video": {
+            "fps": round(info.fps, 3),
+            "frames": info.frames,
+            "seconds": round(info.seconds, 2),
+            "analysed_fps": round(rate, 3),
+        },
+        "tracks": [
+            {k: v for k, v in t.items() if k not in ("times", "probabilities")} for t in tracks
+        ],
+        "frames": records,
+    }
+    return video_html(webm, "annotated video"), timeline_html(plots), summary, details
+
+
+def _tracks(records: list[dict]) -> list[dict]:
+    """Per track of `frame_record`s: its frames, span, most frequent class and the series of
+    its probabilities (per class, this frame's)."""
+    tracks: dict[int, dict] = {}
+    for record in records:
+        for face in record["faces"]:
+            t = tracks.setdefault(
+                face["track"],
+                {"track": face["track"], "first_s": record["time"], "times": [], "labels": []},
+            )
+            t["last_s"] = record["time"]
+            t["times"].append(record["time"])
+            t["labels"].append(face["label"])
+            for k, v in face["probabilities"].items():
+                t.setdefault("probabilities", {}).setdefault(k, []).append(v)
+    for t in tracks.values():
+        labels = t.pop("labels")
+        t["mostly"], count = Counter(labels).most_common(1)[0]
+        t["frames"] = len(labels)
+        t["mostly_share"] = round(count / len(labels), 3)
+    return list(tracks.values())
+
+
 def build() -> None:
     """The tab's inputs, outputs and events (inside a `gr.Tab`)."""
-    models = model_choices("expression")
-    if not models:
+    options = model_options()
+    if not options:
         gr.Markdown(missing_models("No expression model", "expression recognition"))
         return
     gr.Markdown(
-        "Upload a photo or use the webcam: every face is boxed and labelled with its most "
-        "likely expression, with the probability of every class of the model below."
+        "A photo, your webcam live, or a video: every face is boxed and labelled with its most "
+        "likely expression, with the probability of every class of the model."
     )
     with gr.Row():
-        with gr.Column():
-            photo = photo_input("Photo", "expression-photo")
-            model = gr.Dropdown(models, value=models[0], label="Expression model")
-            detector = detector_input()
-            button = gr.Button("Analyse", variant="primary", elem_id="expression-run")
-        with gr.Column():
-            shown = gr.HTML()
-            summary = gr.Markdown(elem_id="expression-summary")
-            maps = gr.HTML(elem_id="expression-maps")
-    with gr.Row():
-        labels = [gr.Label(visible=False) for _ in range(MAX_FACE_LABELS)]
-    with gr.Accordion("Details", open=False):
-        details = gr.JSON()
+        model = gr.Dropdown(
+            options,
+            value=options[0][1],
+            label="Expression model",
+            info="measured accuracy on the test set the model was not trained on",
+            elem_id="expression-model",
+            scale=3,
+        )
+        study = gr.Checkbox(label="show the depth study's models", value=False, scale=1)
+        detector = detector_input("expression-detector")
+    with gr.Tabs():
+        with gr.Tab("Photo"):
+            with gr.Row():
+                with gr.Column():
+                    photo = photo_input("Photo", "expression-photo")
+                    button = gr.Button("Analyse", variant="primary", elem_id="expression-run")
+                with gr.Column():
+                    shown = gr.HTML()
+                    summary = gr.Markdown(elem_id="expression-summary")
+                    maps = gr.HTML(elem_id="expression-maps")
+            with gr.Row():
+                labels = [gr.Label(visible=False) for _ in range(MAX_FACE_LABELS)]
+            with gr.Accordion("Details", open=False):
+                details = gr.JSON()
+        with gr.Tab("Live camera"):
+            gr.Markdown(
+                "Start the webcam: about 10 frames a second are analysed, faces followed from "
+                "frame to frame and their probabilities averaged over the last frames. Frames "
+                "are analysed in memory and not kept."
+            )
+            with gr.Row():
+                webcam = gr.Image(
+                    sources=["webcam"], streaming=True, label="Webcam", elem_id="expression-webcam"
+                )
+                with gr.Column():
+                    live = gr.HTML(elem_id="expression-live")
+                    rate = gr.Markdown(elem_id="expression-live-rate")
+            tracking = gr.JSON(visible=False, elem_id="expression-live-state")
+        with gr.Tab("Video"):
+            gr.Markdown(
+                f"A short video (at most {MAX_VIDEO_SECONDS:.0f} s, {MAX_VIDEO_FRAMES} frames, "
+                f"{MAX_VIDEO_BYTES // 2**20} MB, 1920×1080): {VIDEO_FPS} frames per second are "
+                "analysed. The video is deleted once read; the annotated one is sent back "
+                "inline, not stored."
+            )
+            with gr.Row():
+                with gr.Column():
+                    video = gr.Video(sources=["upload"], label="Video", elem_id="expression-video")
+                    video_button = gr.Button(
+                        "Analyse video", variant="primary", elem_id="expression-video-run"
+                    )
+                with gr.Column():
+                    annotated = gr.HTML(elem_id="expression-video-out")
+                    video_summary = gr.Markdown(elem_id="expression-video-summary")
+            timeline = gr.HTML(elem_id="expression-timeline")
+            with gr.Accordion("Per-frame results", open=False):
+                video_details = gr.JSON()
+    study.change(
+        show_study_models, [study, model], model, api_name="expression_models", preprocess=False
+    )
     button.click(
         analyze_photo,
         [photo, model, detector],
@@ -131,4 +408,22 @@ def build() -> None:
         api_name="expression",
         preprocess=False,
         js=resend_photos_js([photo, model, detector]),
+    )
+    webcam.stream(
+        stream_frame,
+        [webcam, model, detector, tracking],
+        [live, rate, tracking],
+        api_name="expression_live",
+        preprocess=False,
+        stream_every=STREAM_EVERY_S,
+        time_limit=STREAM_TIME_LIMIT_S,
+        concurrency_limit=1,
+        show_progress="hidden",
+    )
+    video_button.click(
+        analyze_video_file,
+        [video, model, detector],
+        [annotated, timeline, video_summary, video_details],
+        api_name="expression_video",
+        preprocess=False,
     )

@@ -71,28 +71,159 @@ def image_html(image: np.ndarray, alt: str, max_side: int = PREVIEW_MAX_SIDE) ->
     return img_tag(data_uri(image, max_side), alt)
 
 
+Rect = tuple[int, int, int, int]
+"""x, y, width, height in pixels."""
+LABEL_SHIFTS = 12
+"""How many label heights `place_labels` moves a label up or down to find it a free place."""
+
+
+def overlap(a: Rect, b: Rect) -> bool:
+    """Whether two rectangles share any pixel.
+
+    >>> overlap((0, 0, 10, 10), (9, 9, 5, 5)), overlap((0, 0, 10, 10), (10, 0, 5, 5))
+    (True, False)
+    """
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def place_labels(
+    boxes: list[Rect], sizes: list[tuple[int, int]], width: int, height: int
+) -> list[Rect]:
+    """Where each face's label goes in a `width`×`height` image: above its box, else below, else
+    inside its top, at the box's left (or right) edge, else one of those shifted by up to
+    `LABEL_SHIFTS` label heights, else the nearest free place on a grid over the whole image: the
+    first place that covers no label placed before it (faces in order). Every rectangle lies
+    inside the image; two overlap only when no place is free (then the least covered one).
+
+    >>> place_labels([(0, 0, 40, 40), (30, 0, 40, 40)], [(50, 10), (50, 10)], 100, 100)
+    [(0, 40, 50, 10), (30, 0, 50, 10)]
+    """
+    placed: list[Rect] = []
+    for (x, y, w, h), (lw, lh) in zip(boxes, sizes, strict=True):
+        lw, lh = min(lw, width), min(lh, height)
+        lefts = dict.fromkeys(min(max(0, v), width - lw) for v in (x, x + w - lw))
+        anchors = (y - lh, y + h, y)  # above, below, inside
+        shifted = (
+            a + sign * k * lh
+            for k in range(1, LABEL_SHIFTS + 1)
+            for a in anchors
+            for sign in (1, -1)
+        )
+        near = [
+            (left, top, lw, lh)
+            for top in (*anchors, *shifted)
+            if 0 <= top <= height - lh
+            for left in lefts
+        ]
+        free = next((c for c in near if not any(overlap(c, p) for p in placed)), None)
+        if free is None:  # crowded: the nearest free place anywhere
+            grid = sorted(
+                (
+                    (left, top, lw, lh)
+                    for top in range(0, height - lh + 1, max(1, lh // 2))
+                    for left in range(0, width - lw + 1, max(1, lw // 4))
+                ),
+                key=lambda c: (c[0] - x) ** 2 + (c[1] - y) ** 2,
+            )
+            free = next((c for c in grid if not any(overlap(c, p) for p in placed)), None)
+        fallback = near or [(next(iter(lefts)), min(max(0, y), height - lh), lw, lh)]
+        placed.append(free or min(fallback, key=lambda c: sum(_shared(c, p) for p in placed)))
+    return placed
+
+
+def _shared(a: Rect, b: Rect) -> int:
+    """Pixels two rectangles share."""
+    dx = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    dy = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, dx) * max(0, dy)
+
+
 def draw_faces(image: np.ndarray, faces: list, labels: list[str]) -> np.ndarray:
-    """A copy of `image` with every face boxed and labelled."""
+    """A copy of `image` with every face boxed and labelled, each label whole inside the image
+    and clear of the others (`place_labels`, a line to its box when placed away from it); text
+    too wide for the image is drawn smaller."""
     out = image.copy()
-    thick = max(2, round(max(image.shape[:2]) / 300))
-    scale = max(0.5, max(image.shape[:2]) / 900)
+    height, width = image.shape[:2]
+    thick = max(2, round(max(height, width) / 300))
+    font, pad = cv2.FONT_HERSHEY_SIMPLEX, 3
+    boxes, sizes, texts = [], [], []
     for face, label in zip(faces, labels, strict=True):
         x, y, w, h = (round(v) for v in face.box)
         cv2.rectangle(out, (x, y), (x + w, y + h), CHOSEN, thick)
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        top = y - th - base - 4 if y - th - base - 4 >= 0 else y + h
-        cv2.rectangle(out, (x, top), (x + tw + 6, top + th + base + 4), CHOSEN, -1)
+        scale = max(0.5, max(height, width) / 900)
+        (tw, th), base = cv2.getTextSize(label, font, scale, max(1, thick // 2))
+        if tw + 2 * pad > width:  # narrower text rather than a clipped label
+            scale *= (width - 2 * pad) / (tw + 2 * pad)
+            (tw, th), base = cv2.getTextSize(label, font, scale, max(1, thick // 2))
+        boxes.append((x, y, w, h))
+        sizes.append((tw + 2 * pad, th + base + 2 * pad))
+        texts.append((label, scale, th))
+    rects = place_labels(boxes, sizes, width, height)
+    for (lx, ly, lw, lh), (x, y, w, h) in zip(rects, boxes, strict=True):
+        # A label placed away from its box (a crowd) gets a line to it, under every label.
+        ax = min(max(x + w // 2, lx), lx + lw - 1)
+        ay = min(max(y + h // 2, ly), ly + lh - 1)
+        bx, by = min(max(ax, x), x + w), min(max(ay, y), y + h)
+        if abs(ax - bx) + abs(ay - by) > 2 * thick:
+            cv2.line(out, (ax, ay), (bx, by), CHOSEN, max(1, thick // 2), cv2.LINE_AA)
+    for (lx, ly, lw, lh), (label, scale, th) in zip(rects, texts, strict=True):
+        cv2.rectangle(out, (lx, ly), (lx + lw - 1, ly + lh - 1), CHOSEN, -1)
         cv2.putText(
             out,
             label,
-            (x + 3, top + th + 2),
-            cv2.FONT_HERSHEY_SIMPLEX,
+            (lx + pad, ly + pad + th),
+            font,
             scale,
             (0, 0, 0),
             max(1, thick // 2),
             cv2.LINE_AA,
         )
     return out
+
+
+def video_html(webm: bytes, alt: str) -> str:
+    """A WebM video as an inline `<video>` (data URI): sent to the browser, never stored."""
+    src = "data:video/webm;base64," + base64.b64encode(webm).decode("ascii")
+    return (
+        f'<video src="{src}" title="{html.escape(alt)}" controls loop muted playsinline '
+        'style="display:block;max-width:100%;border-radius:6px"></video>'
+    )
+
+
+def timeline_html(tracks: list[tuple[str, list[float], dict[str, list[float]]]]) -> str:
+    """One plot per track (title, times in seconds, probability per class and frame): every
+    class's probability over time, as an inline PNG `<img>` ("" without a track)."""
+    if not tracks:
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        len(tracks), 1, figsize=(6.4, 1.9 * len(tracks) + 0.5), dpi=100, squeeze=False
+    )
+    for ax, (title, times, series) in zip(axes[:, 0], tracks, strict=True):
+        for n, (name, values) in enumerate(series.items()):
+            ax.plot(
+                times,
+                values,
+                lw=1.4,
+                color=f"C{n}",
+                label=name,
+                marker="." if len(times) < 3 else None,
+            )
+        ax.set(title=title, ylim=(0, 1), ylabel="probability")
+        ax.title.set_fontsize(9)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[-1, 0].set_xlabel("time in the video (s)")
+    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper left", bbox_to_anchor=(0, 1.45), frameon=False)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return img_tag(uri, "probability of every class over time, per tracked face")
 
 
 def score_plot(scores: dict, similarity: float, threshold: float, band: float) -> str:

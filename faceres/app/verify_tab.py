@@ -40,7 +40,7 @@ from faceres.app.render import (
 )
 from faceres.app.uploads import REFUSED, take_photos
 from faceres.calibration import score_rates
-from faceres.errors import FaceresError
+from faceres.errors import FaceresError, ModelError
 from faceres.explain import explain_crops
 from faceres.identity import (
     VerifyResult,
@@ -54,6 +54,7 @@ from faceres.identity import (
 )
 from faceres.imageio import load_image
 from faceres.quality import FaceQuality, assess
+from faceres.study.lesion import block_names, deletable_blocks, identity_embeddings
 
 MAX_PICK_FACES = 12
 """Faces of one photo (largest first) whose embedding and crop go to the browser for the picker."""
@@ -91,9 +92,10 @@ def reset_picker() -> gr.Dropdown:
 
 def clear_results() -> tuple:
     """Every result that depended on the photos, emptied: (verdict HTML, photo 1 HTML, photo 2
-    HTML, crops HTML, details, faces, maps HTML). Runs before each Verify, so an error leaves no
-    earlier answer on screen, and a face pick without a fresh run says "Run Verify first"."""
-    return "", "", "", "", None, None, ""
+    HTML, crops HTML, details, faces, maps HTML, block removal HTML). Runs before each Verify, so
+    an error leaves no earlier answer on screen, and a face pick without a fresh run says "Run
+    Verify first"."""
+    return "", "", "", "", None, None, "", ""
 
 
 def clear_photo() -> tuple:
@@ -281,14 +283,14 @@ def pick_faces(faces: dict | None, face1: int | None = None, face2: int | None =
     `verify_photos` returned alone (no photo, no model run).
 
     Returns (verdict HTML, photo 1 HTML, photo 2 HTML, aligned crops HTML, details dict, maps
-    HTML emptied: the explanation was of the previous faces).
+    HTML and block removal HTML emptied: they were of the previous faces).
 
     >>> pick_faces(verify_photos("group.jpg", "b.jpg")[7], face1=2)[4]["images"][0]["chosen"]
     2
     """
     if not faces:
         raise FaceresError(NOT_RUN)
-    return (*_comparison(faces, face1, face2), "")
+    return (*_comparison(faces, face1, face2), "", "")
 
 
 @user_errors
@@ -302,12 +304,8 @@ def explain_faces(faces: dict | None, face1: int | None = None, face2: int | Non
     >>> "supporting" in explain_faces(verify_photos("a.jpg", "b.jpg")[7])
     True
     """
-    if not faces:
-        raise FaceresError(NOT_RUN)
-    *_, details = _comparison(faces, face1, face2)  # checks the JSON and the picks
+    details, crops = _chosen_crops(faces, face1, face2)
     chosen = [image["chosen"] for image in details["images"]]
-    uris = [photo["faces"][n - 1]["crop"] for photo, n in zip(faces["photos"], chosen, strict=True)]
-    crops = [load_image(base64.b64decode(uri.partition(",")[2])) for uri in uris]
     start = time.perf_counter()
     ex = explain_crops(crops[0], crops[1], load_identity_model(details["model"]))
     ms = 1000 * (time.perf_counter() - start)
@@ -330,6 +328,49 @@ def explain_faces(faces: dict | None, face1: int | None = None, face2: int | Non
         f"<b>{ex.similarity:.3f}</b> (the verdict also averages a second alignment) · {ms:.0f} ms"
         f"<br>{figures}</div>"
     )
+
+
+def _chosen_crops(faces: dict | None, face1: Any, face2: Any) -> tuple[dict, list[np.ndarray]]:
+    """The comparison's details and the two chosen aligned crops, decoded from the faces JSON."""
+    if not faces:
+        raise FaceresError(NOT_RUN)
+    *_, details = _comparison(faces, face1, face2)  # checks the JSON and the picks
+    chosen = [image["chosen"] for image in details["images"]]
+    uris = [photo["faces"][n - 1]["crop"] for photo, n in zip(faces["photos"], chosen, strict=True)]
+    return details, [load_image(base64.b64decode(uri.partition(",")[2])) for uri in uris]
+
+
+@user_errors
+def remove_identity_block(
+    faces: dict | None, face1: int | None = None, face2: int | None = None, block: int | None = 0
+) -> str:
+    """Verify tab, "remove a block": the chosen faces' similarity with deletable block number
+    `block` (from 0) of the identity network removed at test time (Veit et al. 2016), next to
+    the whole network's, from the crops the browser holds.
+
+    Returns HTML.
+    """
+    details, crops = _chosen_crops(faces, face1, face2)
+    model = details["model"]
+    try:
+        name = block_names(registry.load(model).model, [int(block or 0)])[0]
+    except (ModelError, ValueError, IndexError, TypeError) as exc:
+        raise FaceresError(f"{model} has no such block: {exc}") from None
+    whole = identity_embeddings(model, crops)
+    cut = identity_embeddings(model, crops, [name])
+    a, b = float(whole[0] @ whole[1]), float(cut[0] @ cut[1])
+    verdict = decide(b, details["threshold"], details["band"])
+    return (
+        f"<div>Without block <code>{name}</code> of <code>{html.escape(model)}</code>: "
+        f"similarity <b>{b:.3f}</b> ({verdict}) against {a:.3f} for the whole network on the "
+        "same crops (the verdict above averages a second alignment).</div>"
+    )
+
+
+def identity_block_choices(model: str) -> list[tuple[str, int]]:
+    """(label, position) of the identity model's deletable blocks, numbered from 1."""
+    names = deletable_blocks(registry.load(model).model)
+    return [(f"block {k} ({name})", k - 1) for k, name in enumerate(names, start=1)]
 
 
 def build() -> None:
@@ -372,10 +413,20 @@ def build() -> None:
         with gr.Column():
             explain = gr.Button("Explain: why this score?", elem_id="verify-explain")
             maps = gr.HTML(elem_id="verify-maps")
+            with gr.Row(equal_height=True):
+                blocks = identity_block_choices(models[0])
+                block = gr.Dropdown(
+                    blocks,
+                    value=blocks[0][1] if blocks else None,
+                    label="Remove a block of the identity network (Veit et al. 2016)",
+                    elem_id="verify-block",
+                )
+                remove = gr.Button("Remove and compare", elem_id="verify-remove")
+            lesion = gr.HTML(elem_id="verify-lesion")
     with gr.Accordion("Details", open=False):
         details = gr.JSON(elem_id="verify-details")
     faces = gr.JSON(visible=False)  # in the browser only: what a new face pick needs
-    results = [verdict, shown1, shown2, crops, details, faces, maps]
+    results = [verdict, shown1, shown2, crops, details, faces, maps, lesion]
     gr.on(
         [photo1.change, photo2.change],
         clear_photo,
@@ -398,10 +449,17 @@ def build() -> None:
         [face1.input, face2.input],
         pick_faces,
         [faces, face1, face2],
-        [verdict, shown1, shown2, crops, details, maps],
+        [verdict, shown1, shown2, crops, details, maps, lesion],
         api_name="pick_faces",
         preprocess=False,
     )
     explain.click(lambda: "", None, maps, api_name="clear_maps", api_visibility="private").then(
         explain_faces, [faces, face1, face2], maps, api_name="explain", preprocess=False
+    )
+    remove.click(
+        remove_identity_block,
+        [faces, face1, face2, block],
+        lesion,
+        api_name="remove_identity_block",
+        preprocess=False,
     )

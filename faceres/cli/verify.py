@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,6 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    import sys
-
     from faceres.errors import FaceresError
     from faceres.identity import embed, load_identity_model
     from faceres.search.embed import embed_files
