@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -25,14 +26,16 @@ from faceres.app.common import (
 )
 from faceres.app.render import figures_html
 from faceres.app.uploads import take_photo
+from faceres.datasets.fer import cache_dir
 from faceres.errors import FaceresError, ModelError
 from faceres.explain import explain_expression
 from faceres.expression import analyze_expression
 from faceres.study.depth import depth_report, format_table, load_report, training_curves
 from faceres.study.lesion import block_names, deletable_blocks, expression_probabilities
+from faceres.study.lesion_report import RESULTS_FILE, load_results
 from faceres.study.lesion_report import findings as lesion_findings
 from faceres.study.lesion_report import format_table as lesion_table
-from faceres.study.lesion_report import load_results
+from faceres.study.lesion_report import save_plots as save_lesion_plots
 
 EXPLANATION = """
 **What the evidence is about.** He et al. (2015) found that deeper *plain* networks, even *with*
@@ -199,14 +202,19 @@ def remove_block(
 
 def lesion_study() -> tuple[str, list[str], list[str], str]:
     """(table Markdown, findings, plot paths, note) of the lesion study committed in the registry
-    (`registry/studies/lesion`, written by `faceres study lesion --out ...`); a note when absent."""
+    (`registry/studies/lesion/lesion.json`, written by `faceres study lesion --out ...`; its plots
+    drawn once into the cache); a note when absent."""
     folder = registry.registry_dir() / "studies" / "lesion"
     try:
         results = load_results(folder)
     except FaceresError as exc:
         return "", [], [], f"The lesion study is not available here: {exc}"
-    plots = sorted(str(p) for p in folder.glob("*.png"))
-    return lesion_table(results), lesion_findings(results), plots, ""
+    key = hashlib.sha256((folder / RESULTS_FILE).read_bytes()).hexdigest()[:12]
+    out = cache_dir() / f"lesion-{key}"  # drawn once per results file, not committed
+    if not (out / "lesion_single.png").is_file():
+        save_lesion_plots(results, out)
+    plots = [out / "lesion_single.png", out / "lesion_k.png", *sorted(out.glob("paths_*.png"))]
+    return lesion_table(results), lesion_findings(results), [str(p) for p in plots], ""
 
 
 def plain_twin(resnet: str) -> gr.Dropdown:
