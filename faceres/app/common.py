@@ -15,6 +15,7 @@ import gradio as gr
 from faceres import registry
 from faceres.detect import BACKENDS, DETECTORS
 from faceres.errors import FaceresError
+from faceres.study.lesion import deletable_blocks
 
 
 def user_errors(fn):
@@ -61,6 +62,17 @@ def photo_input(label: str, elem_id: str) -> gr.Image:
         sources=["upload", "webcam", "clipboard"],
         elem_id=elem_id,
     )
+
+
+def block_choices(model: str) -> list[tuple[str, int]]:
+    """(label, position) of every deletable block of registry model `model`
+    (`faceres.study.lesion.deletable_blocks`), numbered from 1: the block pickers' choices.
+
+    >>> block_choices("resnet18-fer")[0]
+    ('block 1 (layer1.0)', 0)
+    """
+    names = deletable_blocks(registry.load(model).model)
+    return [(f"block {k} ({name})", k - 1) for k, name in enumerate(names, start=1)]
 
 
 def detector_input(elem_id: str | None = None) -> gr.Dropdown:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from faceres import registry
 from faceres.app.common import (
+    block_choices,
     detector_input,
     missing_models,
     model_choices,
@@ -31,7 +32,7 @@ from faceres.errors import FaceresError, ModelError
 from faceres.explain import explain_expression
 from faceres.expression import analyze_expression
 from faceres.study.depth import depth_report, format_table, load_report, training_curves
-from faceres.study.lesion import block_names, deletable_blocks, expression_probabilities
+from faceres.study.lesion import block_names, expression_probabilities
 from faceres.study.lesion_report import RESULTS_FILE, load_results
 from faceres.study.lesion_report import findings as lesion_findings
 from faceres.study.lesion_report import format_table as lesion_table
@@ -121,13 +122,6 @@ def compare_models(
         maps,
         {"resnet": res_detail, "plain": plain_detail},
     )
-
-
-def block_choices(model: str) -> list[tuple[str, int]]:
-    """(label, position) of every deletable block of registry model `model`
-    (`faceres.study.lesion.deletable_blocks`), numbered from 1."""
-    names = deletable_blocks(registry.load(model).model)
-    return [(f"block {k} ({name})", k - 1) for k, name in enumerate(names, start=1)]
 
 
 def block_picker(resnet: str) -> gr.Dropdown:

@@ -20,6 +20,7 @@ import numpy as np
 from faceres import registry
 from faceres.align import model_template, views
 from faceres.app.common import (
+    block_choices,
     detector_input,
     fallback_note,
     missing_models,
@@ -54,7 +55,7 @@ from faceres.identity import (
 )
 from faceres.imageio import load_image
 from faceres.quality import FaceQuality, assess
-from faceres.study.lesion import block_names, deletable_blocks, identity_embeddings
+from faceres.study.lesion import block_names, identity_embeddings
 
 MAX_PICK_FACES = 12
 """Faces of one photo (largest first) whose embedding and crop go to the browser for the picker."""
@@ -367,12 +368,6 @@ def remove_identity_block(
     )
 
 
-def identity_block_choices(model: str) -> list[tuple[str, int]]:
-    """(label, position) of the identity model's deletable blocks, numbered from 1."""
-    names = deletable_blocks(registry.load(model).model)
-    return [(f"block {k} ({name})", k - 1) for k, name in enumerate(names, start=1)]
-
-
 def build() -> None:
     """The tab's inputs, outputs and events (inside a `gr.Tab`)."""
     models = model_choices("identity")
@@ -414,7 +409,7 @@ def build() -> None:
             explain = gr.Button("Explain: why this score?", elem_id="verify-explain")
             maps = gr.HTML(elem_id="verify-maps")
             with gr.Row(equal_height=True):
-                blocks = identity_block_choices(models[0])
+                blocks = block_choices(models[0])
                 block = gr.Dropdown(
                     blocks,
                     value=blocks[0][1] if blocks else None,
