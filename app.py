@@ -44,12 +44,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from faceres.app import build_demo
+    from faceres.app import build_demo, warm_up
     from faceres.imageio import MAX_FILE_BYTES
 
     demo = build_demo()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_BYTES)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        max_file_size=MAX_FILE_BYTES,
+        prevent_thread_lock=True,
+    )
+    warm_up()  # once the server answers: the first request need not wait for the start-up too
+    demo.block_thread()
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ from PIL import Image
 from skimage import data
 from stages import parse_args, print_stages, record, setup
 
+from faceres import registry
 from faceres.explain import explain_crops, explain_verify
-from faceres.identity import load_identity_model, verify
+from faceres.identity import verify
 
 
 def photos() -> tuple[bytes, bytes]:
@@ -53,7 +54,7 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0], model_help, "explain_latency")
     a, b = photos()
     result = explain_verify(a, b, model=args.model, detector=args.detector)
-    loaded = load_identity_model(result.model)
+    loaded = registry.load_task("identity", result.model)
     crops = result.crops
     calls = {
         "explain_crops": lambda: explain_crops(*crops, loaded),

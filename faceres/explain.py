@@ -19,7 +19,7 @@ Expression (Grad-CAM, Selvaraju et al. 2017): the gradient of the predicted clas
 respect to the last convolutional stage (`forward_features`, e.g. `layer4` of `resnet18-fer` and
 of its plain twin), averaged per channel, weights that stage's activations; the ReLU of their sum,
 upsampled to the 48×48 crop and scaled to [0, 1], shows where the model looked. As in
-`faceres.expression.predict`, the face and its mirror image both count (the mirror's map is
+`faceres.models.fer_resnet.predict`, the face and its mirror image both count (the mirror's map is
 flipped back and the two are averaged).
 
 Both are written with autograd directly rather than with captum (0.9 gives the same maps, to
@@ -47,9 +47,10 @@ from PIL import Image
 
 from faceres import registry
 from faceres.detect import Face
-from faceres.expression import ExpressionResult, analyze_expression, normalize
-from faceres.identity import VerifyResult, load_identity_model, verify
+from faceres.expression import ExpressionResult, analyze_expression
+from faceres.identity import VerifyResult, verify
 from faceres.imageio import ImageInput
+from faceres.models.fer_resnet import normalize
 
 SMOOTH_SIGMA = 2.0
 """Gaussian smoothing (pixels of the aligned crop) of the verification maps, chosen on 100 LFW
@@ -191,9 +192,9 @@ def explain_crops(
     crop1: np.ndarray, crop2: np.ndarray, loaded: registry.LoadedModel
 ) -> PairExplanation:
     """Signed maps of two aligned RGB uint8 crops (`verify(...).crops`) under identity model
-    `loaded` (`faceres.identity.load_identity_model`).
+    `loaded` (the torch model: `registry.load_task("identity")`).
 
-    >>> ex = explain_crops(*verify("a.jpg", "b.jpg").crops, load_identity_model())
+    >>> ex = explain_crops(*verify("a.jpg", "b.jpg").crops, registry.load_task("identity"))
     >>> ex.maps[0].dtype, ex.maps[0].shape
     (dtype('float32'), (150, 150))
     """
@@ -218,7 +219,7 @@ def explain_verify(
     ('same', 0.988, 0.987)
     """
     result = verify(img1, img2, model=model, face1=face1, face2=face2, detector=detector)
-    explained = explain_crops(*result.crops, load_identity_model(result.model))
+    explained = explain_crops(*result.crops, registry.load_task("identity", result.model))
     return PairExplanation(
         explained.similarity, explained.maps, explained.crops, explained.model, result
     )

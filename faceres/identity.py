@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from faceres import registry
 from faceres.align import model_template, views
@@ -32,6 +31,7 @@ from faceres.detect import Face, detect_faces
 from faceres.errors import ModelError, NoFaceError
 from faceres.imageio import ImageInput, load_image
 from faceres.quality import FaceQuality, assess, gate_reasons
+from faceres.registry.runtime import Runner, load_runner
 
 DEFAULT_BAND = 0.02
 """Half-width of the "uncertain" band when a model's config declares none."""
@@ -100,12 +100,28 @@ def _face_dict(face: Face) -> dict:
     }
 
 
-def load_identity_model(model: str | None = None) -> registry.LoadedModel:
-    """The identity model `model` (registry name), or the registry's default identity model."""
-    return registry.load_task("identity", model)
+def load_identity_model(model: str | None = None) -> Runner:
+    """The identity model `model` (registry name), or the registry's default identity model, on
+    this machine's engine (`faceres.registry.runtime`)."""
+    return load_runner("identity", model)
 
 
-def embed_crops(crops: Sequence[np.ndarray], loaded: registry.LoadedModel) -> np.ndarray:
+def standardise(crops: Sequence[np.ndarray], config: dict) -> np.ndarray:
+    """RGB uint8 crops (N, H, W, 3) → the N×3×H×W float32 batch the model's `pretrained_cfg`
+    asks for: (pixel / 255 − mean) / std per channel.
+
+    >>> standardise([np.full((2, 2, 3), 255, np.uint8)], {"pretrained_cfg": {"mean": [0.5] * 3,
+    ...     "std": [0.5] * 3}})[0, :, 0, 0].tolist()
+    [1.0, 1.0, 1.0]
+    """
+    cfg = config["pretrained_cfg"]
+    mean = np.asarray(cfg["mean"], np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(cfg["std"], np.float32).reshape(1, 3, 1, 1)
+    batch = np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
+    return (batch - mean) / std
+
+
+def embed_crops(crops: Sequence[np.ndarray], runner: Runner | registry.LoadedModel) -> np.ndarray:
     """L2-normalised embeddings (N, D) float32 of aligned RGB uint8 crops: each crop and its
     mirror image are embedded and their embeddings summed (flip test-time augmentation, chosen on
     LFW View 1: +0.2 points of DevTest accuracy for the dlib ResNet).
@@ -113,15 +129,10 @@ def embed_crops(crops: Sequence[np.ndarray], loaded: registry.LoadedModel) -> np
     >>> embed_crops([crop], load_identity_model()).shape
     (1, 128)
     """
-    cfg = loaded.config["pretrained_cfg"]
-    mean = torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
-    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-    batch = ((batch - mean) / std).to(loaded.device)
-    with torch.inference_mode():
-        out = loaded.model(torch.cat([batch, batch.flip(3)])).float()
+    batch = standardise(crops, runner.config)
+    out = runner(np.concatenate([batch, batch[..., ::-1]])).astype(np.float32)
     out = out[: len(crops)] + out[len(crops) :]
-    return torch.nn.functional.normalize(out, dim=1).cpu().numpy()
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 def embed_views(

@@ -1,4 +1,4 @@
-"""Where data lives and which device runs the models.
+"""Where data and caches live, and which engine runs the models.
 
 >>> import os; os.environ["FACERES_DATA"] = "/data/faces"
 >>> str(data_dir())
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import torch
 
 from faceres.errors import DataError
 
@@ -52,8 +50,32 @@ def data_dir(required: bool = False) -> Path | None:
     return None
 
 
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """`device` if given, else `cuda` when available, else `cpu`."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def cache_dir() -> Path:
+    """Where faceres caches what it can rebuild (decoded datasets, ONNX exports, plots):
+    `$FACERES_CACHE`, else `~/.cache/faceres`; created on first use."""
+    path = Path(os.environ.get("FACERES_CACHE", Path.home() / ".cache" / "faceres"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+BACKENDS = ("auto", "onnx", "torch")
+"""Engines that may run a registry model (`FACERES_BACKEND`)."""
+
+
+def backend_setting() -> str:
+    """The `FACERES_BACKEND` setting (one of `BACKENDS`), "auto" when unset.
+
+    >>> os.environ["FACERES_BACKEND"] = "torch"
+    >>> backend_setting()
+    'torch'
+    """
+    value = os.environ.get("FACERES_BACKEND", "auto").strip().lower() or "auto"
+    if value not in BACKENDS:
+        raise DataError(f"FACERES_BACKEND={value!r} is not one of {', '.join(BACKENDS)}.")
+    return value
+
+
+def has_nvidia_gpu() -> bool:
+    """Whether an NVIDIA driver is loaded here (then torch runs the models on CUDA), found
+    without importing torch."""
+    return Path("/proc/driver/nvidia/version").is_file()

@@ -26,9 +26,9 @@ from PIL import Image
 
 from faceres import app, registry
 from faceres.app import common, compare_tab, expression_tab, models_tab, render, uploads, verify_tab
-from faceres.detect import BACKENDS, Face
+from faceres.detect import Face, backend
 from faceres.errors import ImageError, ModelError
-from faceres.settings import PROJECT_ROOT
+from faceres.settings import PROJECT_ROOT, cache_dir
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -424,7 +424,7 @@ def test_verify_different_people(face_jpeg, camera_jpeg):
 @needs_identity
 @pytest.mark.parametrize("detector", ["yunet", "dlib"])
 def test_handlers_use_the_detector_asked_for(face_jpeg, camera_jpeg, detector):
-    if detector == "yunet" and not BACKENDS["yunet"].available():
+    if detector == "yunet" and not backend("yunet").available():
         pytest.skip("YuNet's model file does not resolve here (FACERES_DATA)")
     details = verify_tab.verify_photos(str(face_jpeg), str(camera_jpeg), detector=detector)[6]
     assert details["detector"] == detector
@@ -671,12 +671,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_app(env: dict[str, str] | None = None, timeout: float = 180):
-    """`python app.py` on a free port in a subprocess; yields its URL, stops it afterwards."""
+    """`python app.py` on a free port in a subprocess; yields its URL, stops it afterwards. The
+    app shares this process's faceres cache (ONNX exports) unless `env` says otherwise, even with
+    another HOME."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port)],
         cwd=PROJECT_ROOT,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "FACERES_CACHE": str(cache_dir()), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -12,9 +12,8 @@ from PIL import Image
 from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score
 
-import faceres  # noqa: F401  (registers the architectures)
-from faceres.expression import normalize
-from faceres.models.fer_resnet import PlainBlock
+import faceres.models  # noqa: F401  (registers the architectures)
+from faceres.models.fer_resnet import PlainBlock, normalize
 from faceres.train.augment import augment
 from faceres.train.classifier import TrainConfig, train_expression, weight_names
 

@@ -226,11 +226,12 @@ def test_timm_alone_names_the_package_to_install(local_hub, tmp_path, name):
     assert architecture.startswith("faceres_")
     card = (folder / "README.md").read_text()
     assert "## How to load" in card and "pip install faceres" in card
+    assert "import faceres.models  # noqa: F401" in card  # what registers the architecture
     loaded = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import sys, timm, faceres; "
+            "import sys, timm, faceres.models; "
             "print(type(timm.create_model(sys.argv[1], pretrained=True)).__name__)",
             f"hf-hub:{repo_id}@{revision}",
         ],

@@ -188,6 +188,22 @@ def test_the_real_index_is_well_formed():
     ]
 
 
+def test_committed_weights_stay_within_the_budget():
+    """Every committed weight file (safetensors, ONNX exports) of every model, in all: under
+    80 MB (10^6 bytes), the project's budget."""
+    root = REAL_INDEX.parent
+    entries = json.loads(REAL_INDEX.read_text())["models"]
+    files = [
+        root / e["path"] / f
+        for e in entries
+        if e["path"]
+        for f in e["files"]
+        if f.endswith((".safetensors", ".onnx"))
+    ]
+    assert any(f.suffix == ".onnx" for f in files)
+    assert sum(f.stat().st_size for f in files) < 80e6
+
+
 def test_cli_list_json_and_verify(tiny_registry, capsys):
     save_tiny("tiny", default=True)
     assert main(["registry", "list", "--json"]) == 0

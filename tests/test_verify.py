@@ -14,7 +14,7 @@ from faceres import registry
 from faceres.cli import main
 from faceres.detect import detect_faces, select_detector
 from faceres.errors import FaceresError, NoFaceError
-from faceres.identity import decide, pick_face
+from faceres.identity import decide, load_identity_model, pick_face
 from faceres.settings import data_dir
 
 skdata = pytest.importorskip("skimage.data")
@@ -136,7 +136,7 @@ def test_a_similarity_inside_the_configured_band_is_uncertain(monkeypatch):
     assert band > 0
     images = _lfw(SAME_PERSON[0]), _lfw(SAME_PERSON[1])
     similarity = verify_model(*images).similarity
-    meta = registry.load_task("identity", MODEL).config["faceres"]
+    meta = load_identity_model(MODEL).config["faceres"]  # the config verify reads
     for shift, expected in (
         (0.5, "uncertain"),
         (-0.5, "uncertain"),
@@ -300,9 +300,9 @@ def test_embed_views_sums_each_faces_views_and_normalises():
 def test_small_faces_get_no_verdict_from_the_quality_gate():
     import cv2
 
-    from faceres.detect import BACKENDS
+    from faceres.detect import backend
 
-    if not BACKENDS["yunet"].available():
+    if not backend("yunet").available():
         pytest.skip(
             "YuNet's model file does not resolve here (FACERES_DATA); dlib's misses small faces"
         )

@@ -12,10 +12,17 @@ with its handlers (plain functions, callable from tests and, through their `api_
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import gradio as gr
 
 from faceres.app import compare_tab, expression_tab, find_tab, models_tab, verify_tab
 from faceres.app.uploads import UploadsOnly
+from faceres.errors import FaceresError
+from faceres.registry.runtime import load_runner
+
+log = logging.getLogger(__name__)
 
 DELETE_CACHE = (60, 300)
 """Every 60 s, Gradio deletes its temporary files older than 300 s (uploads never submitted)."""
@@ -45,3 +52,23 @@ def build_demo() -> gr.Blocks:
                 with gr.Tab(title):
                     tab.build()
     return demo
+
+
+def warm_up() -> threading.Thread:
+    """Make the default identity and expression models ready (on a fresh machine: their ONNX
+    export, seconds) in a background thread started now, while the server starts; a request
+    that comes first waits for the same work instead of repeating it.
+
+    >>> warm_up().join()
+    """
+
+    def work() -> None:
+        for task in ("identity", "expression"):
+            try:
+                load_runner(task)
+            except FaceresError as exc:  # the request that needs it will say so
+                log.warning("could not prepare the %s model: %s", task, exc)
+
+    thread = threading.Thread(target=work, name="faceres-warm-up", daemon=True)
+    thread.start()
+    return thread

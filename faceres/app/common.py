@@ -13,7 +13,7 @@ import json
 import gradio as gr
 
 from faceres import registry
-from faceres.detect import BACKENDS, DETECTORS
+from faceres.detect import BACKENDS, DETECTORS, backend
 from faceres.errors import FaceresError
 from faceres.study.lesion import deletable_blocks
 
@@ -98,7 +98,7 @@ def fallback_note(requested: str | None, used: str) -> str:
         return ""
     return (
         f"{preferred} is not available on this server, so the {used} detector ran: it "
-        f"{BACKENDS[used].LIMITS}."
+        f"{backend(used).LIMITS}."
     )
 
 

@@ -27,10 +27,10 @@ from faceres.app.common import (
 )
 from faceres.app.render import figures_html
 from faceres.app.uploads import take_photo
-from faceres.datasets.fer import cache_dir
 from faceres.errors import FaceresError, ModelError
 from faceres.explain import explain_expression
 from faceres.expression import analyze_expression
+from faceres.settings import cache_dir
 from faceres.study.depth import depth_report, format_table, load_report, training_curves
 from faceres.study.lesion import block_names, expression_probabilities
 from faceres.study.lesion_report import RESULTS_FILE, load_results

@@ -22,7 +22,7 @@ from faceres.app.uploads import MAX_MULTIPLE_FILES, take_photos
 from faceres.errors import FaceresError, NoFaceError
 from faceres.identity import decide, load_identity_model
 from faceres.search.embed import embed_images
-from faceres.search.query import cluster_embeddings
+from faceres.search.query import cluster_embeddings, cluster_settings
 from faceres.search.store import build_faiss
 
 MAX_TOTAL_PIXELS = 200_000_000
@@ -125,8 +125,8 @@ def find_person(
 
 @user_errors
 def group_photos(photos: Any, model: str | None = None, detector: str | None = None) -> tuple:
-    """Find tab, "group": every face of `photos` grouped by person (average linkage at the
-    model's threshold; faces matching nobody are unassigned).
+    """Find tab, "group": every face of `photos` grouped by person (`cluster_embeddings` with
+    the model's `cluster_settings`; faces matching nobody are unassigned).
 
     Returns (groups HTML, details dict).
     """
@@ -136,8 +136,8 @@ def group_photos(photos: Any, model: str | None = None, detector: str | None = N
     loaded, faces = _faces(images, names, model, detector)
     if not faces:
         raise NoFaceError("No face found in any of the photos.")
-    threshold = registry.model_config(loaded.name)["faceres"]["threshold"]
-    labels = cluster_embeddings(np.stack([f.vector for _, f in faces]), threshold)
+    threshold, linkage = cluster_settings(loaded.name)
+    labels = cluster_embeddings(np.stack([f.vector for _, f in faces]), threshold, linkage)
     rows, groups = [], []
     for g in [*range(int(labels.max(initial=-1)) + 1), -1]:
         members = [faces[i] for i in np.flatnonzero(labels == g)]
@@ -159,7 +159,7 @@ def group_photos(photos: Any, model: str | None = None, detector: str | None = N
             )
             + "</div>"
         )
-    details = {"model": loaded.name, "threshold": threshold, "groups": groups}
+    details = {"model": loaded.name, "threshold": threshold, "linkage": linkage, "groups": groups}
     return "".join(rows), details
 
 

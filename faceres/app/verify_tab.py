@@ -308,7 +308,7 @@ def explain_faces(faces: dict | None, face1: int | None = None, face2: int | Non
     details, crops = _chosen_crops(faces, face1, face2)
     chosen = [image["chosen"] for image in details["images"]]
     start = time.perf_counter()
-    ex = explain_crops(crops[0], crops[1], load_identity_model(details["model"]))
+    ex = explain_crops(crops[0], crops[1], registry.load_task("identity", details["model"]))
     ms = 1000 * (time.perf_counter() - start)
     figures = figures_html(
         list(ex.overlays()),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from faceres.errors import FaceresError
@@ -18,6 +19,7 @@ GROUPS = (
     "verify",
     "explain",
     "index",
+    "export",
     "expression",
     "eval",
     "train",
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("faceres: error: out of memory", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left (`faceres … | head`): stop quietly, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 141  # 128 + SIGPIPE
 
 
 if __name__ == "__main__":

@@ -337,21 +337,67 @@ def run_explain(args: argparse.Namespace) -> int:
 def _add_identify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "identify",
-        help="1:N: open-set identification and clustering on a folder of people",
+        help="1:N: open-set identification (and clustering) on a folder of people",
         description="A person is a first-level folder under --root. The first image of each "
         "person with two or more is the gallery, their other images genuine probes, people with "
-        "one image impostor probes: rank-1, rank-5, DIR at FAR 1e-2; then every image's face "
-        "clustered at the model's threshold, scored against the folders.",
+        "one image impostor probes: rank-1, rank-5, DIR at FAR 1e-2 with the model's hub "
+        "correction (and without it: *_raw); then every image's face clustered as `faceres "
+        "eval cluster` does.",
     )
     _common(p)
     p.add_argument("--root", type=Path, required=True, help="folder of person folders")
     p.add_argument("--no-cluster", action="store_true", help="identification only")
+    _fit_args(p, "the hub correction (k, weight)")
     p.set_defaults(func=run_identify)
+
+    c = sub.add_parser(
+        "cluster",
+        help="1:N: group a folder of people's faces, scored against the folders",
+        description="Every image under --root (a person is a first-level folder) grouped with "
+        "the model's clustering threshold and linkage: pairwise and BCubed precision, recall "
+        "and F1, clusters found vs true.",
+    )
+    _common(c)
+    c.add_argument("--root", type=Path, required=True, help="folder of person folders")
+    _fit_args(c, "the clustering threshold and linkage (highest BCubed F1)")
+    c.set_defaults(func=run_cluster)
+
+
+def _fit_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--fit-view1",
+        action="store_true",
+        help=f"fit {what} on the images of LFW View 1's people (pairsDevTrain + pairsDevTest, "
+        "read from the folder above --root) and evaluate with it",
+    )
+    p.add_argument(
+        "--update-registry",
+        action="store_true",
+        help="with --fit-view1: store the fit in the model's registry config",
+    )
+
+
+def _cluster_line(c: dict) -> str:
+    return (
+        f"threshold {c['threshold']:g} ({c['linkage']} linkage): pairwise P/R/F1 "
+        f"{c['pairwise_precision']:.4f}/{c['pairwise_recall']:.4f}/{c['pairwise_f1']:.4f}, "
+        f"BCubed P/R/F1 {c['bcubed_precision']:.4f}/{c['bcubed_recall']:.4f}/"
+        f"{c['bcubed_f1']:.4f}; {c['clusters_found']} clusters (+{c['unassigned']} unassigned) "
+        f"vs {c['clusters_true']} people"
+    )
+
+
+def _check_fit_args(args: argparse.Namespace) -> None:
+    from faceres.errors import FaceresError
+
+    if args.update_registry and not args.fit_view1:
+        raise FaceresError("--update-registry stores a fit: add --fit-view1.")
 
 
 def run_identify(args: argparse.Namespace) -> int:
     from faceres.eval.identify import evaluate_identify
 
+    _check_fit_args(args)
     _setup_logging(args.json)
     report = evaluate_identify(
         args.root,
@@ -359,6 +405,8 @@ def run_identify(args: argparse.Namespace) -> int:
         detector=args.detector,
         out_dir=args.out,
         cluster=not args.no_cluster,
+        fit_view1=args.fit_view1,
+        update_registry=args.update_registry,
     )
     if args.json:
         print(json.dumps(report, indent=2))
@@ -367,15 +415,57 @@ def run_identify(args: argparse.Namespace) -> int:
         f"{report['model']} on {report['root']}: gallery {report['gallery']}, genuine probes "
         f"{report['genuine_probes']}, impostor probes {report['impostor_probes']}"
     )
+    hub = report["hub"]
     print(
         f"rank-1 {report['rank1']:.4f}, rank-5 {report['rank5']:.4f}, "
-        f"DIR@FAR 1e-2 {report['dir_at_far_1e-2']:.4f}"
+        f"DIR@FAR 1e-2 {report['dir_at_far_1e-2']:.4f} "
+        + (f"(hub correction k {hub['k']}, weight {hub['weight']}; " if hub else "(")
+        + f"raw cosine: rank-1 {report['rank1_raw']:.4f}, "
+        f"DIR@FAR 1e-2 {report['dir_at_far_1e-2_raw']:.4f})"
     )
+    if "hub_fit" in report:
+        for part in ("view1", "outside_view1"):
+            m = report["hub_fit"][part]
+            print(
+                f"{part} ({m['people']} people): DIR@FAR 1e-2 {m['dir_at_far_1e-2_raw']:.4f} -> "
+                f"{m['dir_at_far_1e-2']:.4f}, rank-1 {m['rank1_raw']:.4f} -> {m['rank1']:.4f}"
+            )
     if "cluster" in report:
-        c = report["cluster"]
+        print("clustering: " + _cluster_line(report["cluster"]))
+    return 0
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    from faceres.eval.identify import evaluate_cluster
+
+    _check_fit_args(args)
+    _setup_logging(args.json)
+    report = evaluate_cluster(
+        args.root,
+        model=args.model,
+        detector=args.detector,
+        out_dir=args.out,
+        fit_view1=args.fit_view1,
+        update_registry=args.update_registry,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['model']} on {report['root']}: {report['images']} images")
+    if "view1_fit" in report:
+        fit = report["view1_fit"]
         print(
-            f"clustering: pairwise F1 {c['pairwise_f1']:.4f}, BCubed F1 {c['bcubed_f1']:.4f}, "
-            f"{c['clusters_found']} clusters (+{c['unassigned']} unassigned) vs "
-            f"{c['clusters_true']} people"
+            f"fitted on View 1 ({fit['people']} people, {fit['images']} images, BCubed F1 "
+            f"{fit['bcubed_f1']:.4f})"
         )
+        print(
+            "at the verification threshold: " + _cluster_line(report["at_verification_threshold"])
+        )
+        out = report["outside_view1"]
+        print(
+            f"outside View 1 ({out['people']} people, {out['images']} images): BCubed F1 "
+            f"{out['at_verification_threshold']['bcubed_f1']:.4f} at the verification threshold, "
+            f"{out['fitted']['bcubed_f1']:.4f} fitted"
+        )
+    print(_cluster_line(report["cluster"]))
     return 0

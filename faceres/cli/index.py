@@ -55,8 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c = subparsers.add_parser(
         "cluster",
         help="group an index's faces by person",
-        description="Average-linkage clustering at the identity model's calibrated threshold; "
-        "faces that match nobody are 'unassigned'.",
+        description="Agglomerative clustering with the identity model's clustering threshold "
+        "and linkage (fitted on LFW View 1 by `faceres eval cluster --fit-view1`; else average "
+        "linkage at the verification threshold); faces that match nobody are 'unassigned'.",
     )
     c.add_argument("--index", required=True, type=Path)
     c.add_argument("--json", action="store_true", help="print the groups as JSON only")
@@ -127,7 +128,8 @@ def run_cluster(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{report['faces']} face(s): {len(report['groups'])} group(s), "
-        f"{len(report['unassigned'])} unassigned (threshold {report['threshold']:.4f})"
+        f"{len(report['unassigned'])} unassigned ({report['linkage']} linkage, threshold "
+        f"{report['threshold']:.4f})"
     )
     for n, group in enumerate(report["groups"], start=1):
         print(f"group {n}: " + ", ".join(f"{f['path']}#{f['face']}" for f in group))

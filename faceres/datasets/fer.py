@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from faceres.errors import DataError
-from faceres.settings import data_dir
+from faceres.settings import cache_dir, data_dir
 
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """FER2013 classes in the order of the Kaggle csv's `emotion` column."""
@@ -60,13 +60,6 @@ class FaceSet:
 
     def __len__(self) -> int:
         return len(self.images)
-
-
-def cache_dir() -> Path:
-    """Where decoded datasets are cached: `$FACERES_CACHE`, else `~/.cache/faceres`."""
-    path = Path(os.environ.get("FACERES_CACHE", Path.home() / ".cache" / "faceres"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _read_gray(path: Path, size: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Find faces: a box, five landmarks and a score for every face in an RGB image.
 
-Detectors are plug-ins: one module each in this folder (a `NAME`, `available()` and
-`detect(image)`), listed once in `BACKENDS`. Today: OpenCV's YuNet (`faceres.detect.yunet`, its
+Detectors are plug-ins: one module each in this folder (a `NAME`, `LIMITS`, `available()` and
+`detect(image)`), listed once in `BACKENDS` and imported when first used (`backend`: the dlib
+detector needs torch, YuNet only OpenCV). Today: OpenCV's YuNet (`faceres.detect.yunet`, its
 ONNX file resolved through the registry) and the converted dlib MMOD detector with dlib's 5-point
 landmarks (`faceres.detect.dlib`, weights committed in the registry). `detector="auto"` (or the
 setting `FACERES_DETECTOR`) takes the first available backend in table order. Every `Face` says
@@ -15,16 +16,17 @@ which detector found it.
 
 from __future__ import annotations
 
+import importlib
 import os
+from types import ModuleType
 
 import numpy as np
 
-from faceres.detect import dlib, yunet
 from faceres.detect.face import DETECT_MAX_SIDE, SCHEMES, Face
 from faceres.errors import FaceresError, ImageError
 
-BACKENDS = {backend.NAME: backend for backend in (yunet, dlib)}
-"""Detector name → module with `available()` and `detect(image)` ("auto": the first available)."""
+BACKENDS = {"yunet": "faceres.detect.yunet", "dlib": "faceres.detect.dlib"}
+"""Detector name → its module ("auto": the first available, in this order)."""
 DETECTORS = ("auto", *BACKENDS)
 """Every name a user may pass as `detector` (CLI choices, the app's dropdown, evaluations)."""
 
@@ -34,10 +36,20 @@ __all__ = [
     "DETECT_MAX_SIDE",
     "SCHEMES",
     "Face",
+    "backend",
     "detect_faces",
     "detector_setting",
     "select_detector",
 ]
+
+
+def backend(name: str) -> ModuleType:
+    """The module of detector `name` (a key of `BACKENDS`), imported on first use.
+
+    >>> backend("yunet").LIMITS
+    'sees each photo downscaled to 640 px on its longer side, so very small faces are lost'
+    """
+    return importlib.import_module(BACKENDS[name])
 
 
 def detector_setting() -> str:
@@ -58,9 +70,7 @@ def select_detector(detector: str | None = None) -> str:
     if choice not in DETECTORS:
         raise FaceresError(f"Unknown detector {choice!r}; use one of {', '.join(DETECTORS)}.")
     if choice == "auto":
-        return next(
-            (name for name, backend in BACKENDS.items() if backend.available()), list(BACKENDS)[-1]
-        )
+        return next((name for name in BACKENDS if backend(name).available()), list(BACKENDS)[-1])
     return choice
 
 
@@ -74,5 +84,5 @@ def detect_faces(image: np.ndarray, detector: str | None = None) -> list[Face]:
     """
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         raise ImageError("detect_faces expects an H×W×3 RGB array; decode with load_image first.")
-    faces = BACKENDS[select_detector(detector)].detect(image)
+    faces = backend(select_detector(detector)).detect(image)
     return sorted(faces, key=lambda f: f.area, reverse=True)

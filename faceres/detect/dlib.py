@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceres import registry, settings
+from faceres import registry
 from faceres.detect.face import DETECT_MAX_SIDE, Face
 from faceres.detect.landmarks import load_shape_predictor
 from faceres.models.dlib_resnet import DLIB_AVG_RGB
@@ -225,7 +225,7 @@ def detect(image: np.ndarray, threshold: float = 0.0) -> list[Face]:
     >>> detect(np.zeros((480, 640, 3), np.uint8))
     []
     """
-    device = str(settings.default_device())
+    device = str(registry.default_device())
     with _LOCK:
         detector = _detector(device)
     return detector(image, threshold)

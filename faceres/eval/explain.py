@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceres import registry
 from faceres.align import align, model_template
 from faceres.datasets.lfw import Pair, lfw_dir, read_lfw_pairs
 from faceres.detect import detect_faces, select_detector
@@ -39,7 +40,7 @@ from faceres.eval.plots import new_figure, save_figure
 from faceres.explain import explain_crops
 from faceres.identity import embed_crops, load_identity_model
 from faceres.imageio import load_image
-from faceres.registry import LoadedModel
+from faceres.registry.runtime import Runner
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def deletion_similarities(
     crop: np.ndarray,
     orders: list[np.ndarray],
     other: np.ndarray,
-    loaded: LoadedModel,
+    loaded: Runner,
     fractions: tuple[float, ...],
 ) -> np.ndarray:
     """Similarity to embedding `other` of `crop` masked along each of `orders` at each of
@@ -128,6 +129,7 @@ def evaluate_explain(
     start = time.perf_counter()
     root = lfw_dir(data)
     loaded = load_identity_model(model)
+    network = registry.load_task("identity", loaded.name)  # the torch model, for gradients
     template = model_template(loaded.config)
     detector_name = select_detector(detector)
     rng = np.random.default_rng(seed)
@@ -146,7 +148,7 @@ def evaluate_explain(
         if any(c is None for c in crops):
             skipped.append(names)
             continue
-        ex = explain_crops(crops[0], crops[1], loaded)
+        ex = explain_crops(crops[0], crops[1], network)
         emb = embed_crops(crops, loaded)
         base = float(emb[0] @ emb[1])
         per_face = []

@@ -24,8 +24,10 @@ from faceres.datasets.fer import (
     load_image_folder,
 )
 from faceres.errors import DataError
-from faceres.expression import analyze_expression, predict
+from faceres.expression import analyze_expression, classify
 from faceres.imageio import load_image
+from faceres.models.fer_resnet import predict
+from faceres.registry.runtime import load_runner
 from faceres.train.publish import results_section
 
 SYNONYMS = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
@@ -100,6 +102,29 @@ def predict_faces(name: str, faces: FaceSet, flip: bool = True) -> np.ndarray:
     return predict(loaded.model, x, float(cfg["mean"][0]), float(cfg["std"][0]), flip=flip).numpy()
 
 
+def runtime_agreement(name: str, faces: FaceSet, batch_probs: np.ndarray) -> dict:
+    """Accuracy of the same faces as the app scores them (`faceres.expression.classify` on this
+    machine's engine: ONNX Runtime in float32 on a CPU), and how often its class agrees with the
+    batch prediction's (bfloat16 autocast), which the registry's figures come from."""
+    runner = load_runner("expression", name)
+    size = int(runner.config["pretrained_cfg"]["input_size"][-1])
+    images = faces.images
+    if images.shape[1:] != (size, size):
+        images = np.stack(
+            [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]
+        )
+    probs = np.concatenate(
+        [classify(images[i : i + 256], runner) for i in range(0, len(images), 256)]
+    )
+    labels = model_labels(runner.config)
+    return {
+        "engine": runner.backend,
+        "precision": "float32",
+        "accuracy": score(probs, faces.labels, labels, faces.label_names)["accuracy"],
+        "class_agreement": float((probs.argmax(1) == batch_probs.argmax(1)).mean()),
+    }
+
+
 def detect_and_predict(name: str, folder: Path, files: list[str]) -> np.ndarray:
     """Probabilities for photos (largest detected face of each); the rows of images without a
     face are NaN: they get no class (`score` counts them wrong and reports them)."""
@@ -142,8 +167,10 @@ def evaluate_expression(
         raise DataError(f"Classes {missing} of the data are not among the model's labels {labels}.")
     if faces is None:
         faces = "crop" if root is None or _largest_side(root, faceset.files[0]) <= 64 else "detect"
+    runtime = None
     if faces == "crop":
         probs = predict_faces(name, faceset)
+        runtime = runtime_agreement(name, faceset, probs)
     elif faces == "detect":
         if root is None:
             raise DataError("--faces detect needs a folder of photos.")
@@ -152,6 +179,8 @@ def evaluate_expression(
         raise DataError(f"faces must be 'crop' or 'detect', not {faces!r}.")
     report = score(probs, faceset.labels, labels, faceset.label_names)
     report.update(model=name, data=source, faces=faces)
+    if runtime:
+        report["runtime"] = runtime
     if plot:
         save_confusion_plot(report, Path(plot))
         report["plot"] = str(plot)
@@ -207,7 +236,15 @@ def format_report(report: dict) -> str:
     lines = [
         f"{report['model']} on {report['data']} ({report['n']} images, faces: "
         f"{report['faces']}{missed})",
-        f"accuracy: {report['accuracy']:.4f}{detected}",
+        f"accuracy: {report['accuracy']:.4f}{detected} (batch, bfloat16 autocast)",
+        *(
+            [
+                f"accuracy as the app computes it ({rt['engine']}, {rt['precision']}): "
+                f"{rt['accuracy']:.4f}; same class for {rt['class_agreement']:.2%} of faces"
+            ]
+            if (rt := report.get("runtime"))
+            else []
+        ),
         "",
         f"{'class':<10} {'precision':>9} {'recall':>7} {'support':>8}",
     ]

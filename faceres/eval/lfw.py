@@ -37,7 +37,7 @@ from faceres.datasets.lfw import (
     read_lfw_pairs,
     read_pairs_csv,
 )
-from faceres.detect import BACKENDS, SCHEMES, Face, detect_faces, select_detector
+from faceres.detect import BACKENDS, SCHEMES, Face, backend, detect_faces, select_detector
 from faceres.detect.landmarks import dlib5_in_box
 from faceres.errors import DataError
 from faceres.eval.metrics import (
@@ -655,7 +655,7 @@ def evaluate_detectors(
     """
     results: dict[str, dict] = {}
     for name in detectors:
-        if not BACKENDS[name].available():
+        if not backend(name).available():
             results[name] = {"available": False}
             continue
         report = evaluate_lfw(

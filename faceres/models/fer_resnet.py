@@ -232,3 +232,38 @@ def faceres_plain56_nobn_48(pretrained: bool = False, **kwargs) -> FaceResNet:
         pretrained,
         **dict(_cifar(56), residual=False, norm=False, init="torch", **kwargs),
     )
+
+
+def normalize(x: torch.Tensor, mean: float = 0.5, std: float = 0.25) -> torch.Tensor:
+    """Images (uint8, or float in [0, 1]) → standardised float32."""
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    return (x - mean) / std
+
+
+@torch.inference_mode()
+def predict(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    mean: float,
+    std: float,
+    batch_size: int = 512,
+    flip: bool = True,
+) -> torch.Tensor:
+    """Softmax probabilities for a uint8 N×1×H×W batch (mean with the mirror image if `flip`),
+    computed in bfloat16 autocast, channels-last: how training, evaluation and the studies run
+    these networks on whole datasets (`faceres.expression.classify` runs one photo's faces in
+    float32)."""
+    model.eval()
+    weight = next(model.parameters())
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = normalize(images[i : i + batch_size].to(weight.device), mean, std)
+        n = len(x)
+        if flip:
+            x = torch.cat([x, x.flip(3)])
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(weight.device.type, dtype=torch.bfloat16):
+            p = model(x).float().softmax(1)
+        out.append((p[:n] + p[n:]) / 2 if flip else p)
+    return torch.cat(out).cpu() if out else torch.zeros(0)

@@ -15,6 +15,8 @@ their `local_candidates`, else from the Hub.
 The registry folder is `faceres.settings.REGISTRY_DIR` (env `FACERES_REGISTRY`), read at call time.
 """
 
+import importlib
+
 from faceres.registry.index import (
     ENTRY_KEYS,
     TASKS,
@@ -22,33 +24,60 @@ from faceres.registry.index import (
     get_entry,
     list_models,
     registry_dir,
+    task_model,
 )
-from faceres.registry.load import LoadedModel, load, load_task, model_config
-from faceres.registry.publish import (
-    push,
-    save_model,
-    update_card_section,
-    update_config,
-    update_entry,
+from faceres.registry.resolve import (
+    model_config,
+    pull,
+    resolve,
+    resolve_file,
+    sha256_file,
+    verify,
 )
-from faceres.registry.resolve import pull, resolve, resolve_file, sha256_file, verify
+
+_TORCH_NAMES = {
+    "LoadedModel": "build",
+    "default_device": "build",
+    "load": "build",
+    "load_task": "build",
+    "push": "publish",
+    "save_model": "publish",
+    "update_card_section": "publish",
+    "update_config": "publish",
+    "update_entry": "publish",
+    "export_onnx": "export",
+    "publish_onnx": "export",
+}
+"""Names whose modules import torch and timm: imported on first use (PEP 562), so that reading
+the registry, resolving files and running ONNX models start without them."""
+
+
+def __getattr__(name: str):
+    if name in _TORCH_NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_TORCH_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ENTRY_KEYS",
     "TASKS",
     "LoadedModel",
+    "default_device",
     "default_model",
+    "export_onnx",
     "get_entry",
     "list_models",
     "load",
     "load_task",
     "model_config",
+    "publish_onnx",
     "pull",
     "push",
     "registry_dir",
     "resolve",
     "resolve_file",
     "save_model",
+    "task_model",
     "sha256_file",
     "update_card_section",
     "update_config",

@@ -101,6 +101,21 @@ def get_entry(name: str) -> dict:
     raise ModelError(f"Unknown model {name!r}; the registry has: {known}.")
 
 
+def task_model(task: str, name: str | None = None) -> str:
+    """`name` checked to be a `task` model in the index; without `name`, the task's default.
+
+    >>> task_model("expression")
+    'resnet18-fer'
+    """
+    name = name or default_model(task)
+    if get_entry(name).get("task") != task:
+        article = "an" if task[0] in "aeiou" else "a"
+        raise ModelError(
+            f"{name} is not {article} {task} model; pick one from `faceres registry list`."
+        )
+    return name
+
+
 def default_model(task: str) -> str:
     """The name of the model marked `default` for `task`.
 

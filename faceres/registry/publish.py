@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from faceres.errors import ModelError
+from faceres.registry.build import _forget
 from faceres.registry.index import (
     _PICKLE_SUFFIXES,
     _TASK_PIPELINES,
@@ -29,7 +30,6 @@ from faceres.registry.index import (
     get_entry,
     registry_dir,
 )
-from faceres.registry.load import _forget
 from faceres.registry.resolve import _check_folder, _check_hub, _hash_folder
 
 
@@ -86,8 +86,8 @@ HOW_TO_LOAD = "How to load"
 
 
 def how_to_load(name: str, task: str, architecture: str) -> str:
-    """The card's "How to load" section body: faceres, then timm (which needs `import faceres`
-    first: the architecture is registered by faceres)."""
+    """The card's "How to load" section body: faceres, then timm (which needs `import
+    faceres.models` first: that registers the architecture)."""
     use = _USE.get(task, 'faceres.registry.load("{name}").model').format(name=name)
     return f"""`pip install faceres`, then:
 
@@ -98,11 +98,12 @@ import faceres
 loaded = faceres.registry.load("{name}")   # the timm module, sha256-checked
 ```
 
-With timm, import faceres first: it registers the architecture `{architecture}` with timm.
+With timm, import `faceres.models` first: it registers the architecture `{architecture}` with
+timm.
 
 ```python
 import timm
-import faceres  # noqa: F401
+import faceres.models  # noqa: F401
 
 model = timm.create_model("local-dir:registry/models/{name}", pretrained=True)  # a checkout
 model = timm.create_model("hf-hub:REPO_ID@REVISION", pretrained=True)  # from the index entry

@@ -7,7 +7,10 @@ it matches, else the Hugging Face Hub snapshot at the pinned revision, checked t
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
+import json
 import os
 import string
 from pathlib import Path
@@ -243,3 +246,22 @@ def resolve_file(name: str, filename: str) -> Path:
         raise
     _check_folder(single, path.parents[len(Path(filename).parts) - 1])
     return path
+
+
+def model_config(name: str) -> dict:
+    """`name`'s config.json (architecture, pretrained_cfg, the `faceres` block), without building
+    the model.
+
+    >>> model_config("resnet18-fer")["faceres"]["residual"]
+    True
+    """
+    entry = get_entry(name)
+    pinned = entry.get("files", {}).get("config.json", "")
+    return copy.deepcopy(_config(str(registry_dir()), name, pinned))
+
+
+@functools.lru_cache(maxsize=64)
+def _config(root: str, name: str, pinned: str) -> dict:
+    """config.json of a resolved (sha256-checked) folder, once per registry, model and pinned
+    config hash: `resolve` hashes every file of the folder, too slow to repeat per request."""
+    return json.loads((resolve(name) / "config.json").read_text(encoding="utf-8"))

@@ -19,7 +19,7 @@ from faceres.errors import FaceresError
 from faceres.identity import embed_crops, embed_views
 from faceres.imageio import load_image
 from faceres.quality import assess
-from faceres.registry import LoadedModel
+from faceres.registry.runtime import Runner
 from faceres.search.store import FaceRecord
 
 
@@ -36,7 +36,7 @@ ImageFaces = tuple[str, str | None, list[FaceRecord], str | None]
 
 
 def embed_files(
-    files: Sequence[str | Path], loaded: LoadedModel, detector: str | None
+    files: Sequence[str | Path], loaded: Runner, detector: str | None
 ) -> list[ImageFaces]:
     """Every face of each file, embedded in one batch (all their aligned views and mirror
     images in one forward pass); a file that cannot be read gets its error instead."""
@@ -51,7 +51,7 @@ def embed_files(
 
 
 def embed_images(
-    images: Sequence[np.ndarray], names: Sequence[str], loaded: LoadedModel, detector: str | None
+    images: Sequence[np.ndarray], names: Sequence[str], loaded: Runner, detector: str | None
 ) -> list[ImageFaces]:
     """`embed_files` for decoded RGB images (`names` stand for their paths; no sha256)."""
     template = model_template(loaded.config)
@@ -62,7 +62,7 @@ def embed_images(
     return _embed(read, loaded)
 
 
-def _embed(read: list[tuple], loaded: LoadedModel) -> list[ImageFaces]:
+def _embed(read: list[tuple], loaded: Runner) -> list[ImageFaces]:
     """(path, sha256, faces, views, error) per image → `ImageFaces`, all views in one batch."""
     face_views = [v for item in read for v in item[3]]
     emb = embed_views(face_views, lambda crops: embed_crops(crops, loaded)) if face_views else []

@@ -18,7 +18,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from faceres.identity import load_identity_model
 from faceres.search.embed import embed_files
@@ -63,7 +62,7 @@ def ray_engine(
         )
     if not files:
         return
-    gpus = 1 if torch.cuda.is_available() else 0
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0  # the cluster's, not ours
     ds = ray.data.from_items([{"path": str(p)} for p in files]).map_batches(
         RayEmbedder,
         fn_constructor_kwargs={"model": model, "detector": detector},

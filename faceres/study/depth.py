@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from faceres import registry
-from faceres.datasets.fer import cache_dir
 from faceres.errors import FaceresError
+from faceres.settings import cache_dir
 
 DEPTH_SWEEP: dict = {
     "labels": "fer",

@@ -38,10 +38,9 @@ from torch import nn
 
 from faceres import registry
 from faceres.errors import ModelError
-from faceres.expression import predict
 from faceres.identity import embed_crops
 from faceres.models.dlib_resnet import Affine2d, DlibResNet, DownBlock
-from faceres.models.fer_resnet import FaceResNet
+from faceres.models.fer_resnet import FaceResNet, predict
 
 Block = int | str
 """A block to delete: its position in `deletable_blocks(model)` or its name."""

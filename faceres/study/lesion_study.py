@@ -14,9 +14,9 @@ Measurements:
   DevTest figure uses a second alignment and the mirror image as well).
 - speed: every model's lesions share one forward pass of the whole network per batch (each
   lesion restarts before its first deleted block) and run under bfloat16 autocast, channels-last
-  (as `faceres.expression.predict`), as long as the whole network's score in bfloat16 is within
-  `PRECISION_TOLERANCE` of the reference (expression: the registry's PublicTest accuracy, with
-  the mirror image; identity: the same measurement in float32); otherwise in float32, on a copy
+  (as `faceres.models.fer_resnet.predict`), as long as the whole network's score in bfloat16 is
+  within `PRECISION_TOLERANCE` of the reference (expression: the registry's PublicTest accuracy,
+  with the mirror image; identity: the same measurement in float32); otherwise in float32, on a copy
   with the normalisations folded into the convolutions (`choose_precision`).
 
 >>> results = run_lesion_study(["resnet20-fer", "plain20-fer"])       # doctest: +SKIP
@@ -48,7 +48,7 @@ from faceres.detect import select_detector
 from faceres.errors import DataError, ModelError
 from faceres.eval.lfw import centre_face, detect_images, read_image
 from faceres.eval.metrics import accuracy, best_threshold, kfold_accuracy
-from faceres.expression import normalize
+from faceres.models.fer_resnet import normalize
 from faceres.study.lesion import (
     blocks,
     folded_copy,

@@ -24,8 +24,9 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from faceres.datasets.fer import FaceSet, dataset_key, load_fer2013
-from faceres.expression import normalize, predict
-from faceres.settings import PROJECT_ROOT, default_device
+from faceres.models.fer_resnet import normalize, predict
+from faceres.registry.build import default_device
+from faceres.settings import PROJECT_ROOT
 from faceres.train.augment import augment
 from faceres.train.publish import publish_expression_model
 

@@ -7,30 +7,48 @@ once per process and device.
 
 from __future__ import annotations
 
-import copy
-import functools
 import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import timm
 import torch
 from safetensors import SafetensorError
 
-from faceres import settings
+from faceres import models  # noqa: F401  (registers every faceres architecture with timm)
 from faceres.errors import ModelError
-from faceres.registry.index import _PICKLE_SUFFIXES, default_model, get_entry, registry_dir
+from faceres.registry.index import _PICKLE_SUFFIXES, get_entry, registry_dir, task_model
 from faceres.registry.resolve import resolve
 
 
 @dataclass
 class LoadedModel:
-    """A registry model ready to run: the timm module in eval mode and its config.json."""
+    """A registry model ready to run: the timm module in eval mode and its config.json; called
+    on a numpy batch like an ONNX Runtime model (`faceres.registry.runtime.Runner`)."""
 
     name: str
     model: torch.nn.Module
     config: dict
     device: torch.device
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """The model's float32 outputs for a standardised N×C×H×W float32 batch.
+
+        >>> load("resnet18-fer")(np.zeros((1, 1, 48, 48), np.float32)).shape
+        (1, 7)
+        """
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(batch).to(self.device))
+        return out.float().cpu().numpy()
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` if given, else `cuda` when available, else `cpu`."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -47,9 +65,7 @@ def load(name: str, device: str | torch.device | None = None) -> LoadedModel:
     >>> loaded.config["faceres"]["task"]
     'identity'
     """
-    import timm
-
-    device = settings.default_device(device)
+    device = default_device(device)
     key = (str(registry_dir().resolve()), name, str(device))
     with _LOAD_LOCK:
         if key in _LOADED:
@@ -81,34 +97,7 @@ def load_task(
     >>> load_task("expression").name
     'resnet18-fer'
     """
-    name = name or default_model(task)
-    loaded = load(name, device)
-    if loaded.config.get("faceres", {}).get("task") != task:
-        raise ModelError(
-            f"{name} is not an {task} model; pick one from `faceres registry list`."
-            if task[0] in "aeiou"
-            else f"{name} is not a {task} model; pick one from `faceres registry list`."
-        )
-    return loaded
-
-
-def model_config(name: str) -> dict:
-    """`name`'s config.json (architecture, pretrained_cfg, the `faceres` block), without building
-    the model.
-
-    >>> model_config("resnet18-fer")["faceres"]["residual"]
-    True
-    """
-    entry = get_entry(name)
-    pinned = entry.get("files", {}).get("config.json", "")
-    return copy.deepcopy(_config(str(registry_dir()), name, pinned))
-
-
-@functools.lru_cache(maxsize=64)
-def _config(root: str, name: str, pinned: str) -> dict:
-    """config.json of a resolved (sha256-checked) folder, once per registry, model and pinned
-    config hash: `resolve` hashes every file of the folder, too slow to repeat per request."""
-    return json.loads((resolve(name) / "config.json").read_text(encoding="utf-8"))
+    return load(task_model(task, name), device)
 
 
 def _forget(name: str) -> None:

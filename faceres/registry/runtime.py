@@ -1,0 +1,97 @@
+"""Run a registry model on the engine that suits this machine: ONNX Runtime on a CPU (no torch
+or timm to import: a one-shot command starts in about a second), torch where an NVIDIA GPU is
+(or where `FACERES_BACKEND=torch` asks for it).
+
+With `FACERES_BACKEND=auto` (the default), a model whose registry folder has no `model.onnx`
+is exported to ONNX into the cache on its first use on a CPU (`faceres.registry.export`, a few
+seconds once, torch needed that time); later processes start from the file. Where the export
+cannot be made or stored, the model runs on torch (with `FACERES_BACKEND=onnx`: an error). Both
+engines compute in float32 and agree to `faceres.registry.export.PARITY_TOLERANCE`.
+
+>>> runner = load_runner("identity")
+>>> runner.backend, runner(batch).shape
+('onnx', (8, 128))
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceres import registry
+from faceres.errors import IntegrityError, ModelError, OfflineError
+from faceres.registry.onnx import load_onnx
+from faceres.settings import backend_setting, has_nvidia_gpu
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A registry model ready to run on a standardised N×C×H×W float32 batch, whichever engine
+    runs it: `backend` is "onnx" or "torch"."""
+
+    name: str
+    config: dict
+    backend: str
+    run: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.run(batch)
+
+
+log = logging.getLogger(__name__)
+_LOCKS: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
+"""One lock per model: a model being exported makes only its own callers wait."""
+_LOCKS_LOCK = threading.Lock()
+
+
+def choose_backend() -> str:
+    """ "onnx" or "torch" for this machine and the `FACERES_BACKEND` setting.
+
+    >>> choose_backend()  # a CPU-only machine
+    'onnx'
+    """
+    setting = backend_setting()
+    if setting != "auto":
+        return setting
+    return "torch" if has_nvidia_gpu() else "onnx"
+
+
+def load_runner(task: str, name: str | None = None) -> Runner:
+    """`task`'s model `name` (default: the task's default model) on `choose_backend()`'s engine;
+    one runner per model and engine in a process.
+
+    >>> load_runner("expression", "resnet18-fer").config["faceres"]["task"]
+    'expression'
+    """
+    name = registry.task_model(task, name)
+    with _LOCKS_LOCK:
+        lock = _LOCKS[name]
+    with lock:
+        return _runner(name, choose_backend(), str(registry.registry_dir()))
+
+
+@functools.lru_cache(maxsize=32)
+def _runner(name: str, backend: str, registry_dir: str) -> Runner:
+    config = registry.model_config(name)
+    if backend == "onnx":
+        try:
+            model = load_onnx(name)
+            if model is None:
+                registry.export_onnx(name)
+                model = load_onnx(name)
+            if model is None:
+                raise ModelError("its exported file does not match its sidecar")
+            return Runner(name, config, "onnx", model)
+        except (IntegrityError, OfflineError):  # the model's files: torch needs them too
+            raise
+        except (ModelError, OSError) as exc:  # e.g. no writable cache: torch still works
+            if backend_setting() == "onnx":
+                raise ModelError(f"{name} cannot run on ONNX Runtime: {exc}") from exc
+            log.warning("%s runs on torch: no ONNX file (%s)", name, exc)
+    return Runner(name, config, "torch", registry.load(name))
