@@ -48,7 +48,7 @@ from PIL import Image
 from faceres import registry
 from faceres.detect import Face
 from faceres.expression import ExpressionResult, analyze_expression
-from faceres.identity import VerifyResult, verify
+from faceres.identity import VerifyResult, standardise, verify
 from faceres.imageio import ImageInput
 from faceres.models.fer_resnet import normalize
 
@@ -163,11 +163,7 @@ def overlay(crop: np.ndarray, signed: np.ndarray, scale: float, alpha: float = 0
 
 def _model_input(crops: list[np.ndarray], loaded: registry.LoadedModel) -> torch.Tensor:
     """Aligned RGB crops → the model's standardised N×3×H×W float32 batch (as `embed_crops`)."""
-    cfg = loaded.config["pretrained_cfg"]
-    mean = torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
-    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-    return ((batch - mean) / std).to(loaded.device)
+    return torch.from_numpy(standardise(crops, loaded.config)).to(loaded.device)
 
 
 def similarity_maps(
