@@ -568,7 +568,32 @@ def test_study_report_feeds_the_comparison_tab():
         assert "not available yet" in note
         return
     assert not note and table.startswith("| model |") and findings
-    assert plots and all(Path(p).is_file() for p in plots)
+    files = plots()
+    assert files and all(Path(p).is_file() for p in files)
+
+
+def test_study_plots_are_drawn_when_a_page_loads_not_at_start(tmp_path, monkeypatch):
+    """Building the demo with an empty cache draws no plot (a fresh Space starts faster); the
+    page-load events draw them into the cache and fill the galleries."""
+    monkeypatch.setenv("FACERES_CACHE", str(tmp_path))
+
+    def drawn() -> list[str]:
+        return [p.name for p in tmp_path.glob("*") if p.name.startswith(("study-", "lesion-"))]
+
+    demo = app.build_demo()
+    assert drawn() == []
+    loads = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name.endswith("_plots")}
+    studies = {
+        "depth_plots": compare_tab.study_report(),
+        "lesion_plots": compare_tab.lesion_study(),
+    }
+    available = {name for name, (*_, note) in studies.items() if not note}
+    assert set(loads) == available
+    for name in available:
+        assert (0, "load") in loads[name].targets
+        files = loads[name].fn()
+        assert files and all(Path(f).is_file() for f in files)
+    assert len(drawn()) == len(available)
 
 
 def test_build_demo_names_every_event():

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -31,7 +33,8 @@ from faceres.errors import FaceresError, ModelError
 from faceres.explain import explain_expression
 from faceres.expression import analyze_expression
 from faceres.settings import cache_dir
-from faceres.study.depth import depth_report, format_table, load_report, training_curves
+from faceres.study.depth import depth_report, format_table, report_plots, training_curves
+from faceres.study.depth import findings as depth_findings
 from faceres.study.lesion import block_names, expression_probabilities
 from faceres.study.lesion_report import RESULTS_FILE, load_results
 from faceres.study.lesion_report import findings as lesion_findings
@@ -52,6 +55,10 @@ The study below repeats both experiments on FER2013, one identical recipe per pa
 plots, read from the study's files and the registry, show what this run found: the training-error
 curves per depth (degradation) and the gradient norm per layer (the no-BatchNorm pair).
 """
+
+
+_PLOT_LOCK = threading.Lock()
+"""Pages loading at once draw the study plots once."""
 
 
 def twin_pairs() -> list[tuple[str, str]]:
@@ -194,21 +201,26 @@ def remove_block(
     return html, details
 
 
-def lesion_study() -> tuple[str, list[str], list[str], str]:
-    """(table Markdown, findings, plot paths, note) of the lesion study committed in the registry
-    (`registry/studies/lesion/lesion.json`, written by `faceres study lesion --out ...`; its plots
-    drawn once into the cache); a note when absent."""
+def lesion_study() -> tuple[str, list[str], Callable[[], list[str]] | None, str]:
+    """(table Markdown, findings, plots, note) of the lesion study committed in the registry
+    (`registry/studies/lesion/lesion.json`, written by `faceres study lesion --out ...`); a note
+    when absent. `plots` draws the plots once into the cache and lists them."""
     folder = registry.registry_dir() / "studies" / "lesion"
     try:
         results = load_results(folder)
     except FaceresError as exc:
-        return "", [], [], f"The lesion study is not available here: {exc}"
+        return "", [], None, f"The lesion study is not available here: {exc}"
     key = hashlib.sha256((folder / RESULTS_FILE).read_bytes()).hexdigest()[:12]
-    out = cache_dir() / f"lesion-{key}"  # drawn once per results file, not committed
-    if not (out / "lesion_single.png").is_file():
-        save_lesion_plots(results, out)
-    plots = [out / "lesion_single.png", out / "lesion_k.png", *sorted(out.glob("paths_*.png"))]
-    return lesion_table(results), lesion_findings(results), [str(p) for p in plots], ""
+
+    def plots() -> list[str]:
+        out = cache_dir() / f"lesion-{key}"  # drawn once per results file, not committed
+        with _PLOT_LOCK:
+            if not (out / "lesion_single.png").is_file():
+                save_lesion_plots(results, out)
+        files = [out / "lesion_single.png", out / "lesion_k.png", *sorted(out.glob("paths_*.png"))]
+        return [str(f) for f in files]
+
+    return lesion_table(results), lesion_findings(results), plots, ""
 
 
 def plain_twin(resnet: str) -> gr.Dropdown:
@@ -216,15 +228,23 @@ def plain_twin(resnet: str) -> gr.Dropdown:
     return gr.Dropdown(value=registry.get_entry(resnet).get("twin"))
 
 
-def study_report() -> tuple[str, list[str], list[str], str]:
-    """(table Markdown, findings, plot paths, note) of the depth study; only a note when absent."""
+def study_report() -> tuple[str, list[str], Callable[[], list[str]] | None, str]:
+    """(table Markdown, findings, plots, note) of the depth study; only a note when absent.
+    `plots` draws the plots once into the cache and lists them."""
     try:
-        report = load_report()
+        rows = depth_report()
+        if not rows:
+            raise FaceresError("no model of the depth study is in the registry yet")
     except FaceresError as exc:
-        return "", [], [], f"The depth study is not available yet: {exc} (`faceres study depth`)."
+        return "", [], None, f"The depth study is not available yet: {exc} (`faceres study depth`)."
     except (OSError, KeyError, ValueError) as exc:
-        return "", [], [], f"The depth study could not be read: {exc}"
-    return format_table(report["table"]), report["findings"], report["plots"], ""
+        return "", [], None, f"The depth study could not be read: {exc}"
+
+    def plots() -> list[str]:
+        with _PLOT_LOCK:
+            return report_plots(rows)
+
+    return format_table(rows), depth_findings(rows), plots, ""
 
 
 def build() -> None:
@@ -303,20 +323,24 @@ def build() -> None:
         "entry to hide a model",
         height=360,
     )
-    study_results(table, findings, plots, "Depth study plots")
+    study_results(table, findings, plots, "Depth study plots", "depth")
     table, findings, plots, note = lesion_study()
     gr.Markdown("### The lesion study: delete a block of a trained network")
     if note:
         gr.Markdown(note)
         return
-    study_results(table, findings, plots, "Lesion study plots")
+    study_results(table, findings, plots, "Lesion study plots", "lesion")
 
 
-def study_results(table: str, findings: list[str], plots: list[str], label: str) -> None:
-    """A study's findings (computed from its table), the table, and its plots."""
+def study_results(
+    table: str, findings: list[str], plots: Callable[[], list[str]], label: str, name: str
+) -> None:
+    """A study's findings (computed from its table), the table, and its plots: drawn when a page
+    loads (`plots` draws them into the cache the first time), not at start-up."""
     gr.Markdown(
         "**What this run shows** (computed from the table):\n\n"
         + "\n".join(f"- {line}" for line in findings)
     )
     gr.Markdown(table)
-    gr.Gallery(value=plots, label=label, columns=2, height="auto", object_fit="contain")
+    gallery = gr.Gallery(label=label, columns=2, height="auto", object_fit="contain")
+    gr.on(None, plots, None, gallery, api_name=f"{name}_plots", api_visibility="private")

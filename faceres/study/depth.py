@@ -226,12 +226,17 @@ def load_report(config: dict | None = None) -> dict:
     rows = depth_report(config)
     if not rows:
         raise FaceresError("no model of the depth study is in the registry yet")
+    return {"table": rows, "findings": findings(rows), "plots": report_plots(rows)}
+
+
+def report_plots(rows: list[dict]) -> list[str]:
+    """The study's plot files for `rows` (`depth_report`), drawn into the cache the first time."""
     key = "-".join(registry.get_entry(r["name"])["files"]["model.safetensors"][:8] for r in rows)
     out = cache_dir() / f"study-{key}"
     plots = [out / name for name in PLOT_FILES]
     if not all(p.is_file() for p in plots):
         plots = save_plots(rows, out)
-    return {"table": rows, "findings": findings(rows), "plots": [str(p) for p in plots]}
+    return [str(p) for p in plots]
 
 
 def training_curves(rows: list[dict]) -> list[dict]:
