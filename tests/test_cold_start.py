@@ -218,3 +218,18 @@ def test_without_a_writable_cache_models_run_on_torch(tmp_path, monkeypatch):
             runtime.load_runner("expression", EXPRESSION)
     finally:
         runtime._runner.cache_clear()
+
+
+def test_a_file_onnx_runtime_cannot_load_gives_a_clear_error_and_torch_runs(cache, monkeypatch):
+    """A cached file whose sidecar matches but which ONNX Runtime cannot read (a newer opset,
+    say): a one-line `ModelError` from the session, and with the default setting the model
+    runs on torch."""
+    require_models(EXPRESSION)
+    path = onnx_files.onnx_path(EXPRESSION)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an onnx file")
+    sidecar = {"sha256": registry.sha256_file(path)}
+    path.with_suffix(".json").write_text(json.dumps(sidecar))
+    with pytest.raises(ModelError, match="ONNX Runtime cannot load"):
+        onnx_files.load_onnx(EXPRESSION)
+    assert runtime.load_runner("expression", EXPRESSION).backend == "torch"

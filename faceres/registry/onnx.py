@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from faceres.errors import ModelError
 from faceres.registry.index import get_entry
 from faceres.registry.resolve import resolve, sha256_file
 from faceres.settings import cache_dir
@@ -35,7 +36,8 @@ WEIGHTS_KEY = "faceres.weights_sha256"
 
 
 class OnnxModel:
-    """An ONNX Runtime session on the CPU, called like a function on a float32 batch.
+    """An ONNX Runtime session on the CPU, called like a function on a float32 batch
+    (`ModelError` when ONNX Runtime cannot load the file).
 
     Worker threads sleep instead of spinning while they wait (as `OMP_WAIT_POLICY=PASSIVE` for
     torch): on a shared 2-core host spinning threads starve the one doing the work.
@@ -46,9 +48,13 @@ class OnnxModel:
         options.intra_op_num_threads = os.cpu_count() or 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ONNX Runtime's errors derive from Exception only
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"ONNX Runtime cannot load {path}: {first}") from exc
         self.input = self.session.get_inputs()[0].name
         self.weights_sha256 = self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
 
@@ -83,6 +89,8 @@ def load_onnx(name: str) -> OnnxModel | None:
         model = _session(str(path), path.stat().st_mtime_ns, None)
     else:
         path = onnx_path(name)
+        if not path.is_file():
+            return None
         try:
             recorded = json.loads(sidecar_path(path).read_text(encoding="utf-8"))["sha256"]
         except (OSError, ValueError, KeyError):
