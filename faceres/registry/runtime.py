@@ -15,7 +15,6 @@ engines compute in float32 and agree to `faceres.registry.export.PARITY_TOLERANC
 
 from __future__ import annotations
 
-import collections
 import functools
 import logging
 import threading
@@ -45,7 +44,7 @@ class Runner:
 
 
 log = logging.getLogger(__name__)
-_LOCKS: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
+_LOCKS: dict[str, threading.Lock] = {}
 """One lock per model: a model being exported makes only its own callers wait."""
 _LOCKS_LOCK = threading.Lock()
 
@@ -71,7 +70,7 @@ def load_runner(task: str, name: str | None = None) -> Runner:
     """
     name = registry.task_model(task, name)
     with _LOCKS_LOCK:
-        lock = _LOCKS[name]
+        lock = _LOCKS.setdefault(name, threading.Lock())
     with lock:
         return _runner(name, choose_backend(), str(registry.registry_dir()))
 
