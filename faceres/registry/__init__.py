@@ -2,8 +2,10 @@
 
 Each entry pins every file by sha256. `resolve` returns the committed folder when it matches,
 else the Hugging Face Hub snapshot at the pinned revision (checked the same way); `load` builds
-the timm model from that folder, safetensors only. Third-party files (path null) resolve from
-their `local_candidates`, else from the Hub.
+the timm model from that folder, safetensors only (torch and timm, imported on first use);
+`faceres.registry.runtime.load_runner` runs a model on ONNX Runtime on CPUs (its `model.onnx`, or
+an export in the cache) and on torch where an NVIDIA GPU is. Third-party files (path null) resolve
+from their `local_candidates`, else from the Hub.
 
 >>> from faceres import registry
 >>> registry.default_model("detector")
