@@ -48,9 +48,10 @@ from PIL import Image
 from faceres import registry
 from faceres.detect import Face
 from faceres.expression import ExpressionResult, analyze_expression
-from faceres.identity import VerifyResult, standardise, verify
+from faceres.identity import VerifyResult, verify
 from faceres.imageio import ImageInput
 from faceres.models.fer_resnet import normalize
+from faceres.registry.runtime import standardise
 
 SMOOTH_SIGMA = 2.0
 """Gaussian smoothing (pixels of the aligned crop) of the verification maps, chosen on 100 LFW

@@ -17,7 +17,7 @@ from faceres.align import align
 from faceres.detect import Face, detect_faces
 from faceres.errors import ModelError
 from faceres.imageio import ImageInput, load_image
-from faceres.registry.runtime import Runner, load_runner
+from faceres.registry.runtime import Runner, load_runner, standardise
 
 
 @dataclass
@@ -64,10 +64,7 @@ def classify(crops: np.ndarray, runner: Runner) -> np.ndarray:
     >>> classify(np.zeros((1, 48, 48), np.uint8), load_runner("expression")).shape
     (1, 7)
     """
-    cfg = runner.config["pretrained_cfg"]
-    x = (crops[:, None].astype(np.float32) / np.float32(255.0) - np.float32(cfg["mean"][0])) / (
-        np.float32(cfg["std"][0])
-    )
+    x = standardise(crops, runner.config)
     logits = runner(np.concatenate([x, x[..., ::-1]]))
     e = np.exp(logits - logits.max(1, keepdims=True))
     p = e / e.sum(1, keepdims=True)

@@ -31,7 +31,7 @@ from faceres.detect import Face, detect_faces
 from faceres.errors import ModelError, NoFaceError
 from faceres.imageio import ImageInput, load_image
 from faceres.quality import FaceQuality, assess, gate_reasons
-from faceres.registry.runtime import Runner, load_runner
+from faceres.registry.runtime import Runner, load_runner, standardise
 
 DEFAULT_BAND = 0.02
 """Half-width of the "uncertain" band when a model's config declares none."""
@@ -104,21 +104,6 @@ def load_identity_model(model: str | None = None) -> Runner:
     """The identity model `model` (registry name), or the registry's default identity model, on
     this machine's engine (`faceres.registry.runtime`)."""
     return load_runner("identity", model)
-
-
-def standardise(crops: Sequence[np.ndarray], config: dict) -> np.ndarray:
-    """RGB uint8 crops (N, H, W, 3) → the N×3×H×W float32 batch the model's `pretrained_cfg`
-    asks for: (pixel / 255 − mean) / std per channel.
-
-    >>> standardise([np.full((2, 2, 3), 255, np.uint8)], {"pretrained_cfg": {"mean": [0.5] * 3,
-    ...     "std": [0.5] * 3}})[0, :, 0, 0].tolist()
-    [1.0, 1.0, 1.0]
-    """
-    cfg = config["pretrained_cfg"]
-    mean = np.asarray(cfg["mean"], np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(cfg["std"], np.float32).reshape(1, 3, 1, 1)
-    batch = np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
-    return (batch - mean) / std
 
 
 def embed_crops(crops: Sequence[np.ndarray], runner: Runner | registry.LoadedModel) -> np.ndarray:

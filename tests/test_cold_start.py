@@ -22,10 +22,10 @@ from faceres import registry
 from faceres.align import model_template, views
 from faceres.detect import detect_faces
 from faceres.errors import ModelError
-from faceres.identity import standardise
 from faceres.registry import onnx as onnx_files
 from faceres.registry import runtime
 from faceres.registry.export import half_initializers
+from faceres.registry.runtime import standardise
 
 skdata = pytest.importorskip("skimage.data")
 ROOT = Path(__file__).resolve().parent.parent

@@ -88,17 +88,19 @@ def score(
     }
 
 
+def model_sized(images: np.ndarray, config: dict) -> np.ndarray:
+    """N×H×W grayscale crops resized (area) to the model's input size, when they differ."""
+    size = int(config["pretrained_cfg"]["input_size"][-1])
+    if images.shape[1:] == (size, size):
+        return images
+    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
+
+
 def predict_faces(name: str, faces: FaceSet, flip: bool = True) -> np.ndarray:
     """Class probabilities of registry model `name` for already-cropped grayscale faces."""
     loaded = registry.load(name)
     cfg = loaded.config["pretrained_cfg"]
-    size = int(cfg["input_size"][-1])
-    images = faces.images
-    if images.shape[1:] != (size, size):
-        images = np.stack(
-            [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]
-        )
-    x = torch.from_numpy(images).unsqueeze(1)
+    x = torch.from_numpy(model_sized(faces.images, loaded.config)).unsqueeze(1)
     return predict(loaded.model, x, float(cfg["mean"][0]), float(cfg["std"][0]), flip=flip).numpy()
 
 
@@ -107,12 +109,7 @@ def runtime_agreement(name: str, faces: FaceSet, batch_probs: np.ndarray) -> dic
     machine's engine: ONNX Runtime in float32 on a CPU), and how often its class agrees with the
     batch prediction's (bfloat16 autocast), which the registry's figures come from."""
     runner = load_runner("expression", name)
-    size = int(runner.config["pretrained_cfg"]["input_size"][-1])
-    images = faces.images
-    if images.shape[1:] != (size, size):
-        images = np.stack(
-            [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]
-        )
+    images = model_sized(faces.images, runner.config)
     probs = np.concatenate(
         [classify(images[i : i + 256], runner) for i in range(0, len(images), 256)]
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +41,22 @@ class Runner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.run(batch)
+
+
+def standardise(crops: Sequence[np.ndarray], config: dict) -> np.ndarray:
+    """uint8 crops, RGB (N, H, W, 3) or grey (N, H, W), → the N×C×H×W float32 batch the model's
+    `pretrained_cfg` asks for: (pixel / 255 − mean) / std per channel.
+
+    >>> standardise([np.full((2, 2, 3), 255, np.uint8)], {"pretrained_cfg": {"mean": [0.5] * 3,
+    ...     "std": [0.5] * 3}})[0, :, 0, 0].tolist()
+    [1.0, 1.0, 1.0]
+    """
+    cfg = config["pretrained_cfg"]
+    mean = np.asarray(cfg["mean"], np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(cfg["std"], np.float32).reshape(1, -1, 1, 1)
+    batch = np.stack(crops)
+    batch = batch[..., None] if batch.ndim == 3 else batch
+    return (batch.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0) - mean) / std
 
 
 log = logging.getLogger(__name__)
