@@ -557,31 +557,38 @@ def test_tabs_without_models_say_so(monkeypatch, tmp_path):
     assert "No identity model is in the registry yet" in texts
     assert "No expression model is in the registry yet" in texts
     assert "No expression ResNet with its plain twin is in the registry yet" in texts
-    assert not [fn.api_name for fn in demo.fns.values()]
+    events = [fn for fn in demo.fns.values() if ("unload" not in [t[1] for t in fn.targets])]
+    assert not [fn.api_name for fn in events]  # only the page-close cleanup of held photos
+
+
+def inline_pngs(html_text: str) -> list[tuple[int, int]]:
+    """(width, height) of every inline PNG `<img>` in `html_text`, decoded by Pillow."""
+    uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html_text)
+    return [Image.open(io.BytesIO(base64.b64decode(uri))).size for uri in uris]
 
 
 def test_study_report_feeds_the_comparison_tab():
-    from faceres.study.depth import depth_report
+    from faceres.study.depth import PLOT_FILES, depth_report
 
     table, findings, plots, note = compare_tab.study_report()
     if not depth_report():
         assert "not available yet" in note
         return
     assert not note and table.startswith("| model |") and findings
-    files = plots()
-    assert files and all(Path(p).is_file() for p in files)
+    sizes = inline_pngs(plots())
+    assert len(sizes) == len(PLOT_FILES) and all(w > 300 and h > 200 for w, h in sizes)
 
 
 def test_study_plots_are_drawn_when_a_page_loads_not_at_start(tmp_path, monkeypatch):
-    """Building the demo with an empty cache draws no plot (a fresh Space starts faster); the
-    page-load events draw them into the cache and fill the galleries."""
-    monkeypatch.setenv("FACERES_CACHE", str(tmp_path))
-
-    def drawn() -> list[str]:
-        return [p.name for p in tmp_path.glob("*") if p.name.startswith(("study-", "lesion-"))]
-
+    """Building the demo draws no plot (a fresh Space starts faster); the page-load events send
+    them inline (PNG data URIs: Gradio serves no file of ours, so nothing can fail to be served)
+    and write nothing to disk, neither in the default cache nor in Gradio's folder."""
+    home, gradio_tmp = tmp_path / "home", tmp_path / "gradio"
+    monkeypatch.setenv("HOME", str(home))  # the default cache, ~/.cache/faceres
+    monkeypatch.delenv("FACERES_CACHE", raising=False)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(gradio_tmp))
+    compare_tab._drawn.cache_clear()
     demo = app.build_demo()
-    assert drawn() == []
     loads = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name.endswith("_plots")}
     studies = {
         "depth_plots": compare_tab.study_report(),
@@ -589,11 +596,11 @@ def test_study_plots_are_drawn_when_a_page_loads_not_at_start(tmp_path, monkeypa
     }
     available = {name for name, (*_, note) in studies.items() if not note}
     assert set(loads) == available
+    assert compare_tab._drawn.cache_info().currsize == 0  # nothing drawn at build
     for name in available:
         assert (0, "load") in loads[name].targets
-        files = loads[name].fn()
-        assert files and all(Path(f).is_file() for f in files)
-    assert len(drawn()) == len(available)
+        assert len(inline_pngs(loads[name].fn())) >= 2
+    assert not [p for p in tmp_path.rglob("*.png")]
 
 
 def test_build_demo_names_every_event():

@@ -236,7 +236,7 @@ def test_stream_frame_draws_labels_and_returns_a_state_without_pixels():
     "value", [{"path": "/etc/hosts", "meta": {"_type": "gradio.FileData"}}, {"url": "file:///x"}]
 )
 def test_stream_frame_reads_only_uploads_or_inline_frames(value, upload_dir):
-    with pytest.raises(gr.Error, match="read only from this request's own uploads"):
+    with pytest.raises(gr.Error, match="read only from this page's own uploads"):
         expression_tab.stream_frame(value)
 
 
@@ -279,7 +279,7 @@ def test_video_gives_an_annotated_video_and_a_timeline_and_keeps_nothing(
 
 def test_video_from_outside_the_upload_folder_is_refused(tmp_path, upload_dir):
     source = write_video(tmp_path / "clip.avi", moving_faces(4))
-    with pytest.raises(gr.Error, match="read only from this request's own uploads"):
+    with pytest.raises(gr.Error, match="read only from this page's own uploads"):
         expression_tab.analyze_video_file({"path": str(source), "meta": {}})
     assert source.exists()
 

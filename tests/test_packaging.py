@@ -5,8 +5,9 @@ The wheel must carry the registry index (as `faceres/_registry/index.json`, buil
 `registry/index.json`) and no weights; the installed `faceres` then lists the registry, runs
 `verify` against a registry named by FACERES_REGISTRY, and, with neither a checkout nor
 FACERES_REGISTRY, pulls the weights from a Hub (the local olah one) at the revisions its index
-pins. The environment sees the system site-packages (torch & co. are not downloaded), so the
-checks first make sure the `faceres` imported is the venv's copy, not the editable install.
+pins. The environment sees the test run's own site-packages through a `.pth` file (torch & co.
+are not downloaded, and the test run may itself be in a virtualenv), so the checks first make
+sure the `faceres` imported is the venv's copy, not the editable install.
 """
 
 from __future__ import annotations
@@ -110,15 +111,24 @@ def wheel(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A virtual environment seeing the system site-packages, with the wheel installed into it
-    (`--force-reinstall` so that its copy shadows an editable install of the checkout); its
-    `python`, `faceres` script, site-packages and a working folder outside the checkout."""
+    """A virtual environment that sees this test run's site-packages (after its own), with the
+    wheel installed into it (`--force-reinstall` so that its copy shadows an editable install of
+    the checkout); its `python`, `faceres` script, site-packages and a working folder outside the
+    checkout."""
     work = tmp_path_factory.mktemp("venv")
     env_dir = work / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", env_dir])
+    _run([sys.executable, "-m", "venv", "--without-pip", env_dir])
     bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
     python = bin_dir / ("python.exe" if os.name == "nt" else "python")
-    # The system's pip, run by the venv's python, installs into the venv.
+    own = _run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        env=_user_env(),
+    ).stdout.strip()
+    # This run's packages as plain path entries: their .pth files (the editable install of the
+    # checkout among them) are not processed, so the venv's faceres is the one imported.
+    theirs = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
+    (Path(own) / "test-run-packages.pth").write_text("\n".join(theirs) + "\n")
+    # This run's pip, run by the venv's python, installs into the venv.
     _run(
         [python, "-m", "pip", "install", "--no-deps", "--force-reinstall", "--no-index", wheel],
         env=_user_env(),

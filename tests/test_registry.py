@@ -181,11 +181,18 @@ def test_the_real_index_is_well_formed():
     for task in registry.TASKS:
         assert sum(bool(e["default"]) for e in entries if e["task"] == task) <= 1
     yunet = next(e for e in entries if e["name"] == "yunet-2026may")
-    assert yunet["files"] == {"face_detection_yunet_2026may.onnx": YUNET_SHA}
-    assert yunet["path"] is None and yunet["repo_id"] == "opencv/face_detection_yunet"
-    assert yunet["local_candidates"] == [
-        "$FACERES_DATA/models/yunet/face_detection_yunet_2026may.onnx"
-    ]
+    assert yunet["files"]["face_detection_yunet_2026may.onnx"] == YUNET_SHA  # the zoo's file
+    assert yunet["path"] == "models/yunet-2026may" and yunet["license"] == "mit"
+
+
+def test_yunet_ships_with_its_licence_and_source():
+    """The committed YuNet file is OpenCV Zoo's byte for byte (its published sha256), beside the
+    MIT licence text and a card naming the source and the sha256."""
+    folder = REAL_INDEX.parent / "models" / "yunet-2026may"
+    assert registry.sha256_file(folder / "face_detection_yunet_2026may.onnx") == YUNET_SHA
+    assert (folder / "LICENSE").read_text().startswith("MIT License")
+    card = (folder / "README.md").read_text()
+    assert "github.com/opencv/opencv_zoo" in card and YUNET_SHA in card and "MIT" in card
 
 
 def test_committed_weights_stay_within_the_budget():

@@ -95,7 +95,7 @@ def test_admit_refuses_everything_else(upload_folder, tmp_path):
         str(upload_folder / "abc" / "planted.jpg")
     }
     for name, ref in cases.items():
-        with pytest.raises(UploadRefused, match="read only from this request's own uploads"):
+        with pytest.raises(UploadRefused, match="read only from this page's own uploads"):
             admit([ref], [image], listed, upload_folder)
             pytest.fail(f"{name} was admitted")
 
@@ -121,8 +121,8 @@ def test_a_multiple_file_input_takes_up_to_its_limit_of_own_uploads(upload_folde
         listed.add(str(own))
     limit = uploads.MAX_MULTIPLE_FILES
     assert len(admit([refs[:limit]], [many], set(listed), upload_folder)) == limit
-    with pytest.raises(UploadRefused):  # one more than the input takes
-        admit([refs], [many], set(listed), upload_folder)
+    with pytest.raises(ImageError, match=f"At most {limit} photos at a time \\({limit + 1} given"):
+        admit([refs], [many], set(listed), upload_folder)  # one more: the app's own message
     with pytest.raises(UploadRefused):  # a server file among the uploads
         admit(
             [[*refs[:2], {"path": "/etc/hosts", "meta": FILE_DATA}]], [many], listed, upload_folder
@@ -148,7 +148,7 @@ def test_handler_refuses_server_paths_even_when_called_directly(
     for name, ref in refused_requests(upload_folder, outside).items():
         if name == "not uploaded":  # the upload ledger is the server's; see the launched tests
             continue
-        with pytest.raises(ImageError, match="read only from this request's own uploads"):
+        with pytest.raises(ImageError, match="read only from this page's own uploads"):
             take_photo(ref)
             pytest.fail(f"{name} was read")
     assert outside.exists()

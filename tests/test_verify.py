@@ -87,10 +87,16 @@ def _reference_embedding(loaded, crops) -> np.ndarray:
 
 
 @pytest.fixture
-def exact_float32(monkeypatch):
-    """No TF32 on a GPU, so that the reference and the code under test agree to ~1e-6."""
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+def exact_float32():
+    """No TF32 on a GPU, so that the reference and the code under test agree to ~1e-6 (through
+    torch's public switches, which every torch since 2.4 has)."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        with torch.backends.cudnn.flags(allow_tf32=False):
+            yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 @needs_model

@@ -4,7 +4,8 @@ tabs.
 One module per tab (`verify_tab`, `expression_tab`, `find_tab`, `compare_tab`, `models_tab`), each
 with its handlers (plain functions, callable from tests and, through their `api_name`, from
 `gradio_client`) and a `build()` that lays the tab out. `uploads` holds what a request may read
-(its own uploads only); `render` the HTML and pictures sent back (inline, never written).
+(its page's own uploads only), `held` the photos held in memory for the page that uploaded them;
+`render` the HTML and pictures sent back (inline, never written).
 
 >>> from faceres.app import build_demo
 >>> build_demo().queue(default_concurrency_limit=2).launch()   # what `python app.py` does
@@ -51,6 +52,7 @@ def build_demo() -> gr.Blocks:
             for title, tab in TABS.items():
                 with gr.Tab(title):
                     tab.build()
+        demo.unload(demo.drop_photos)  # the page closed: its photos go
     return demo
 
 

@@ -8,12 +8,13 @@ the photo input.
 from __future__ import annotations
 
 import functools
-import json
+import html
+from typing import Any
 
 import gradio as gr
 
 from faceres import registry
-from faceres.detect import BACKENDS, DETECTORS, backend
+from faceres.detect import DETECTORS
 from faceres.errors import FaceresError
 from faceres.study.lesion import deletable_blocks
 
@@ -86,48 +87,38 @@ def detector_input(elem_id: str | None = None) -> gr.Dropdown:
     )
 
 
-def fallback_note(requested: str | None, used: str) -> str:
-    """What the app says when "auto" could not run the preferred detector, naming the one that
-    ran and its limits; "" otherwise.
+ERROR_JS = """
+(shown) => {
+  const toasts = document.querySelectorAll('[data-testid="toast-text"].error');
+  return toasts.length ? toasts[toasts.length - 1].innerText : "";
+}
+"""
+"""Browser code run when an event fails: the message Gradio just showed in its toast."""
 
-    >>> fallback_note("auto", "dlib")   # YuNet's model file is not on this server
-    'yunet is not available on this server, so the dlib detector ran: it misses faces ...'
+
+def error_html(message: str | None) -> str:
+    """A failed run's message as it stays in the tab's result area (escaped).
+
+    >>> error_html("No face found in image 2.")
+    '<div class="faceres-error" ...>No face found in image 2.</div>'
     """
-    preferred = next(iter(BACKENDS))
-    if (requested or "auto") != "auto" or used == preferred or used not in BACKENDS:
-        return ""
+    text = (message or "").strip() or "Something went wrong on the server: try again."
     return (
-        f"{preferred} is not available on this server, so the {used} detector ran: it "
-        f"{backend(used).LIMITS}."
+        '<div class="faceres-error" role="alert" style="border-left:4px solid #c0392b;'
+        'padding:6px 10px;background:#fdecea;color:#7b241c">'
+        f"{html.escape(text)}</div>"
     )
 
 
-RESEND_JS = """
-(...values) => {
-  const sent = (window.faceresSent ??= new Set());
-  const ids = %s;
-  return values.map((value, i) => {
-    if (!ids[i] || !value || typeof value.path !== "string") return value;
-    if (!sent.has(value.path)) { sent.add(value.path); return value; }
-    const img = document.querySelector(`#${ids[i]} img`);
-    if (!img || !img.complete || !img.naturalWidth) return value;
-    const canvas = document.createElement("canvas");
-    canvas.width = img.naturalWidth;
-    canvas.height = img.naturalHeight;
-    canvas.getContext("2d").drawImage(img, 0, 0);
-    return {...value, path: null, url: canvas.toDataURL("image/png")};
-  });
-}
-"""
+def keep_errors(event, outputs: list, main) -> None:
+    """When `event` fails, its message stays readable in `main` (one of its `outputs`: the tab's
+    result area), and the other outputs keep what the clear before the run left, without
+    Gradio's bare "Error" badges (the toast still shows the message too)."""
+    where = outputs.index(main)
 
+    def failed(message: str | None) -> Any:
+        values = [gr.skip()] * len(outputs)
+        values[where] = error_html(message)
+        return values[0] if len(values) == 1 else tuple(values)
 
-def resend_photos_js(inputs: list) -> str:
-    """Browser code run before an event: a photo input whose upload was already used (the server
-    deleted it) is sent again from the picture the browser still shows, as an inline PNG data URI,
-    so another model or detector runs without a new upload and the server keeps no photo.
-
-    >>> "verify-photo1" in resend_photos_js([photo1, photo2, model])
-    True
-    """
-    ids = [c.elem_id if isinstance(c, gr.Image) and c.elem_id else None for c in inputs]
-    return RESEND_JS % json.dumps(ids)
+    event.failure(failed, [main], outputs, js=ERROR_JS, api_visibility="private")

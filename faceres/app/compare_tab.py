@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -20,26 +21,27 @@ from faceres import registry
 from faceres.app.common import (
     block_choices,
     detector_input,
+    keep_errors,
     missing_models,
     model_choices,
     ms_text,
     photo_input,
-    resend_photos_js,
     user_errors,
 )
-from faceres.app.render import figures_html
+from faceres.app.render import figures_html, plots_html
 from faceres.app.uploads import take_photo
+from faceres.detect import fallback_note
 from faceres.errors import FaceresError, ModelError
 from faceres.explain import explain_expression
 from faceres.expression import analyze_expression
-from faceres.settings import cache_dir
-from faceres.study.depth import depth_report, format_table, report_plots, training_curves
+from faceres.study.depth import depth_report, format_table, training_curves
+from faceres.study.depth import figures as depth_figures
 from faceres.study.depth import findings as depth_findings
 from faceres.study.lesion import block_names, expression_probabilities
 from faceres.study.lesion_report import RESULTS_FILE, load_results
+from faceres.study.lesion_report import figures as lesion_figures
 from faceres.study.lesion_report import findings as lesion_findings
 from faceres.study.lesion_report import format_table as lesion_table
-from faceres.study.lesion_report import save_plots as save_lesion_plots
 
 EXPLANATION = """
 **What the evidence is about.** He et al. (2015) found that deeper *plain* networks, even *with*
@@ -59,6 +61,13 @@ curves per depth (degradation) and the gradient norm per layer (the no-BatchNorm
 
 _PLOT_LOCK = threading.Lock()
 """Pages loading at once draw the study plots once."""
+
+
+@functools.lru_cache(maxsize=4)
+def _drawn(key: str, draw: Callable[[], dict], alt: str) -> str:
+    """The plots `draw` makes, as inline HTML, drawn once per `key` (the results' hash) in this
+    process."""
+    return plots_html(draw(), alt)
 
 
 def twin_pairs() -> list[tuple[str, str]]:
@@ -87,6 +96,9 @@ def _run_one(
         f"**{face.label}** ({probs[face.label]:.0%}) · `{r.model}` · "
         f"{total_ms:.0f} ms in all ({ms_text(r.timings)})"
     )
+    note = fallback_note(detector, r.detector)
+    if note:
+        text += f"\n\n{note}"
     detail = {
         "model": r.model,
         "label": face.label,
@@ -94,6 +106,22 @@ def _run_one(
         "probabilities": {k: round(float(p), 4) for k, p in probs.items()},
     }
     return gr.Label(value=probs, label=f"{r.model}: {face.label}"), text, detail, cam.overlay()
+
+
+def clear_comparison() -> tuple:
+    """The comparison emptied (before each run): (ResNet label, ResNet summary, plain label,
+    plain summary, maps, details)."""
+    return None, "", None, "", "", None
+
+
+def clear_photo() -> tuple:
+    """A new photo: `clear_comparison` and `clear_removal`, every result of the old photo."""
+    return *clear_comparison(), *clear_removal()
+
+
+def clear_removal() -> tuple:
+    """The block removal's results emptied: (HTML, details)."""
+    return "", None
 
 
 @user_errors
@@ -201,10 +229,10 @@ def remove_block(
     return html, details
 
 
-def lesion_study() -> tuple[str, list[str], Callable[[], list[str]] | None, str]:
+def lesion_study() -> tuple[str, list[str], Callable[[], str] | None, str]:
     """(table Markdown, findings, plots, note) of the lesion study committed in the registry
     (`registry/studies/lesion/lesion.json`, written by `faceres study lesion --out ...`); a note
-    when absent. `plots` draws the plots once into the cache and lists them."""
+    when absent. `plots` gives the plots as inline HTML (drawn once per process)."""
     folder = registry.registry_dir() / "studies" / "lesion"
     try:
         results = load_results(folder)
@@ -212,13 +240,9 @@ def lesion_study() -> tuple[str, list[str], Callable[[], list[str]] | None, str]
         return "", [], None, f"The lesion study is not available here: {exc}"
     key = hashlib.sha256((folder / RESULTS_FILE).read_bytes()).hexdigest()[:12]
 
-    def plots() -> list[str]:
-        out = cache_dir() / f"lesion-{key}"  # drawn once per results file, not committed
+    def plots() -> str:
         with _PLOT_LOCK:
-            if not (out / "lesion_single.png").is_file():
-                save_lesion_plots(results, out)
-        files = [out / "lesion_single.png", out / "lesion_k.png", *sorted(out.glob("paths_*.png"))]
-        return [str(f) for f in files]
+            return _drawn(f"lesion-{key}", lambda: lesion_figures(results), "lesion study")
 
     return lesion_table(results), lesion_findings(results), plots, ""
 
@@ -228,9 +252,9 @@ def plain_twin(resnet: str) -> gr.Dropdown:
     return gr.Dropdown(value=registry.get_entry(resnet).get("twin"))
 
 
-def study_report() -> tuple[str, list[str], Callable[[], list[str]] | None, str]:
+def study_report() -> tuple[str, list[str], Callable[[], str] | None, str]:
     """(table Markdown, findings, plots, note) of the depth study; only a note when absent.
-    `plots` draws the plots once into the cache and lists them."""
+    `plots` gives the plots as inline HTML (drawn once per process)."""
     try:
         rows = depth_report()
         if not rows:
@@ -240,9 +264,11 @@ def study_report() -> tuple[str, list[str], Callable[[], list[str]] | None, str]
     except (OSError, KeyError, ValueError) as exc:
         return "", [], None, f"The depth study could not be read: {exc}"
 
-    def plots() -> list[str]:
+    key = "-".join(registry.get_entry(r["name"])["files"]["model.safetensors"][:8] for r in rows)
+
+    def plots() -> str:
         with _PLOT_LOCK:
-            return report_plots(rows)
+            return _drawn(f"depth-{key}", lambda: depth_figures(rows), "depth study")
 
     return format_table(rows), depth_findings(rows), plots, ""
 
@@ -290,24 +316,27 @@ def build() -> None:
         lesion = gr.HTML(elem_id="lesion-result")
         with gr.Accordion("Block removal details", open=False):
             lesion_details = gr.JSON()
-        remove.click(
+        outputs = [res_label, res_text, plain_label, plain_text, maps, details]
+        removal = [lesion, lesion_details]
+        photo.change(clear_photo, None, [*outputs, *removal], api_visibility="private")
+        run = remove.click(clear_removal, None, removal, api_visibility="private").then(
             remove_block,
             [photo, resnet, plain, block, detector],
-            [lesion, lesion_details],
+            removal,
             api_name="remove_block",
             preprocess=False,
-            js=resend_photos_js([photo, resnet, plain, block, detector]),
         )
+        keep_errors(run, removal, lesion)
         resnet.change(block_picker, resnet, block, api_name="block_picker")
         resnet.change(plain_twin, resnet, plain, api_name="plain_twin")
-        button.click(
+        run = button.click(clear_comparison, None, outputs, api_visibility="private").then(
             compare_models,
             [photo, resnet, plain, detector],
-            [res_label, res_text, plain_label, plain_text, maps, details],
+            outputs,
             api_name="compare",
             preprocess=False,
-            js=resend_photos_js([photo, resnet, plain, detector]),
         )
+        keep_errors(run, outputs, res_text)
     gr.Markdown(EXPLANATION)
     table, findings, plots, note = study_report()
     if note:
@@ -333,14 +362,15 @@ def build() -> None:
 
 
 def study_results(
-    table: str, findings: list[str], plots: Callable[[], list[str]], label: str, name: str
+    table: str, findings: list[str], plots: Callable[[], str], label: str, name: str
 ) -> None:
-    """A study's findings (computed from its table), the table, and its plots: drawn when a page
-    loads (`plots` draws them into the cache the first time), not at start-up."""
+    """A study's findings (computed from its table), the table, and its plots: inline pictures
+    sent when a page loads (drawn the first time), not at start-up."""
     gr.Markdown(
         "**What this run shows** (computed from the table):\n\n"
         + "\n".join(f"- {line}" for line in findings)
     )
     gr.Markdown(table)
-    gallery = gr.Gallery(label=label, columns=2, height="auto", object_fit="contain")
-    gr.on(None, plots, None, gallery, api_name=f"{name}_plots", api_visibility="private")
+    gr.Markdown(f"**{label}**")
+    shown = gr.HTML(elem_id=f"{name}-plots")
+    gr.on(None, plots, None, shown, api_name=f"{name}_plots", api_visibility="private")

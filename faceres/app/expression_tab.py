@@ -19,11 +19,10 @@ import numpy as np
 from faceres import registry
 from faceres.app.common import (
     detector_input,
-    fallback_note,
+    keep_errors,
     missing_models,
     ms_text,
     photo_input,
-    resend_photos_js,
     user_errors,
 )
 from faceres.app.render import (
@@ -34,6 +33,7 @@ from faceres.app.render import (
     video_html,
 )
 from faceres.app.uploads import UploadRefused, forget_upload, in_upload_folder, take_photo
+from faceres.detect import fallback_note
 from faceres.explain import explain_expression
 from faceres.expression import analyze_expression
 from faceres.live import analyze_frame, analyze_video, frame_record
@@ -111,6 +111,17 @@ def show_study_models(study: bool, model: str | None = None) -> gr.Dropdown:
     options = model_options(study)
     names = [name for _, name in options]
     return gr.Dropdown(choices=options, value=model if model in names else names[0])
+
+
+def clear_photo_results() -> tuple:
+    """The photo's results emptied (a new photo, or before each run): (annotated photo HTML,
+    `MAX_FACE_LABELS` hidden labels, summary, maps HTML, details)."""
+    return ("", *[gr.Label(value=None, visible=False)] * MAX_FACE_LABELS, "", "", None)
+
+
+def clear_video_results() -> tuple:
+    """The video's results emptied: (annotated video HTML, timeline HTML, summary, details)."""
+    return "", "", "", None
 
 
 @user_errors
@@ -388,7 +399,11 @@ def build() -> None:
             )
             with gr.Row():
                 with gr.Column():
-                    video = gr.Video(sources=["upload"], label="Video", elem_id="expression-video")
+                    video = gr.File(  # no player: browsers cannot preview every codec
+                        label="Video (mp4, webm, mov, avi, mkv)",
+                        file_types=["video"],
+                        elem_id="expression-video",
+                    )
                     video_button = gr.Button(
                         "Analyse video", variant="primary", elem_id="expression-video-run"
                     )
@@ -401,14 +416,16 @@ def build() -> None:
     study.change(
         show_study_models, [study, model], model, api_name="expression_models", preprocess=False
     )
-    button.click(
+    outputs = [shown, *labels, summary, maps, details]
+    photo.change(clear_photo_results, None, outputs, api_visibility="private")
+    run = button.click(clear_photo_results, None, outputs, api_visibility="private").then(
         analyze_photo,
         [photo, model, detector],
-        [shown, *labels, summary, maps, details],
+        outputs,
         api_name="expression",
         preprocess=False,
-        js=resend_photos_js([photo, model, detector]),
     )
+    keep_errors(run, outputs, shown)
     webcam.stream(
         stream_frame,
         [webcam, model, detector, tracking],
@@ -420,10 +437,13 @@ def build() -> None:
         concurrency_limit=1,
         show_progress="hidden",
     )
-    video_button.click(
+    outputs = [annotated, timeline, video_summary, video_details]
+    video.change(clear_video_results, None, outputs, api_visibility="private")
+    run = video_button.click(clear_video_results, None, outputs, api_visibility="private").then(
         analyze_video_file,
         [video, model, detector],
-        [annotated, timeline, video_summary, video_details],
+        outputs,
         api_name="expression_video",
         preprocess=False,
     )
+    keep_errors(run, outputs, annotated)

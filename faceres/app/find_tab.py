@@ -10,16 +10,25 @@ request: nothing is indexed, kept or written.
 
 from __future__ import annotations
 
+import html
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
 from faceres import registry
-from faceres.app.common import detector_input, missing_models, model_choices, user_errors
+from faceres.app.common import (
+    detector_input,
+    keep_errors,
+    missing_models,
+    model_choices,
+    user_errors,
+)
 from faceres.app.render import figures_html
-from faceres.app.uploads import MAX_MULTIPLE_FILES, take_photos
-from faceres.errors import FaceresError, NoFaceError
+from faceres.app.uploads import MAX_MULTIPLE_FILES, take_photo
+from faceres.detect import fallback_note, select_detector
+from faceres.errors import FaceresError, ImageError, NoFaceError
 from faceres.identity import decide, load_identity_model
 from faceres.search.embed import embed_images
 from faceres.search.query import cluster_embeddings, cluster_settings
@@ -40,19 +49,45 @@ def _photos(values: Any) -> list[dict]:
     return photos
 
 
+@dataclass(frozen=True)
+class Photo:
+    """One photo that decoded: its number as uploaded (from 1), its name and pixels."""
+
+    number: int
+    name: str
+    image: np.ndarray
+
+
 def _name(value: Any, number: int) -> str:
     name = value.get("orig_name") if isinstance(value, dict) else None
     return f"photo {number}" + (f" ({name})" if isinstance(name, str) and name else "")
 
 
-def _read(values: list[Any]) -> list[np.ndarray]:
-    images = take_photos(values)
-    if sum(image.shape[0] * image.shape[1] for image in images) > MAX_TOTAL_PIXELS:
+def _read(values: list[Any]) -> tuple[list[Photo], list[str]]:
+    """The photos that decode, and a note per photo that does not (skipped: one bad file does
+    not fail the others)."""
+    read, skipped = [], []
+    for number, value in enumerate(values, start=1):
+        try:
+            read.append(Photo(number, _name(value, number), take_photo(value)))
+        except ImageError as exc:
+            skipped.append(f"{_name(value, number)} skipped: {exc}")
+    if not read:
+        raise ImageError("None of the photos could be read: " + " · ".join(skipped))
+    if sum(p.image.shape[0] * p.image.shape[1] for p in read) > MAX_TOTAL_PIXELS:
         raise FaceresError(
             f"The photos hold more than {MAX_TOTAL_PIXELS // 1_000_000} megapixels together; "
             "send fewer or smaller photos."
         )
-    return images
+    return read, skipped
+
+
+def _notes(skipped: list[str], detector: str | None) -> str:
+    """The skipped photos and the detector fallback, as HTML lines ("" when none)."""
+    lines = [*skipped, fallback_note(detector, select_detector(detector or None))]
+    return "".join(
+        f'<div style="color:#b9770e">{html.escape(line)}</div>' for line in lines if line
+    )
 
 
 def face_crop(image: np.ndarray, box: list[float], margin: float = 0.25) -> np.ndarray:
@@ -66,11 +101,17 @@ def face_crop(image: np.ndarray, box: list[float], margin: float = 0.25) -> np.n
     return np.ascontiguousarray(image[y0:y1, x0:x1])
 
 
-def _faces(images: list[np.ndarray], names: list[str], model: str | None, detector: str | None):
+def _faces(photos: list[Photo], model: str | None, detector: str | None):
+    """The identity model and every face of `photos`, as (photo, face record) pairs."""
     loaded = load_identity_model(model)
-    found = embed_images(images, names, loaded, detector or None)
-    faces = [(i, f) for i, (_, _, records, _) in enumerate(found) for f in records]
+    found = embed_images([p.image for p in photos], [p.name for p in photos], loaded, detector)
+    faces = [(p, f) for p, (_, _, records, _) in zip(photos, found, strict=True) for f in records]
     return loaded, faces
+
+
+def clear_results() -> tuple[str, None]:
+    """The tab's results emptied (new photos, or before each run): (HTML, details)."""
+    return "", None
 
 
 @user_errors
@@ -83,12 +124,12 @@ def find_person(
     Returns (matches HTML, details dict).
     """
     values = _photos(photos)
-    images = _read([probe, *values])
-    names = [_name(v, n) for n, v in enumerate(values, start=1)]
-    loaded, probe_faces = _faces(images[:1], ["probe"], model, detector)
+    probe_photo = Photo(0, "probe", take_photo(probe))
+    read, skipped = _read(values)
+    loaded, probe_faces = _faces([probe_photo], model, detector or None)
     if not probe_faces:
         raise NoFaceError("No face found in the probe photo; use one where the face is clear.")
-    _, faces = _faces(images[1:], names, loaded.name, detector)
+    _, faces = _faces(read, loaded.name, detector or None)
     if not faces:
         raise NoFaceError("No face found in any of the photos.")
     meta = registry.model_config(loaded.name)["faceres"]
@@ -96,31 +137,32 @@ def find_person(
         np.arange(len(faces), dtype=np.int64), np.stack([f.vector for _, f in faces])
     )
     sims, ids = index.search(probe_faces[0][1].vector[None], min(TOP, len(faces)))
-    matches = []
-    for s, i in zip(sims[0], ids[0], strict=True):
-        photo, face = faces[int(i)]
-        matches.append(
-            {
-                "photo": photo + 1,
-                "name": names[photo],
-                "face": face.face,
-                "box": face.box,
-                "similarity": round(float(s), 6),
-                "verdict": decide(float(s), meta["threshold"], meta["band"]),
-            }
-        )
-    html = (
+    found = [(*faces[int(i)], float(s)) for s, i in zip(sims[0], ids[0], strict=True)]
+    matches = [
+        {
+            "photo": photo.number,
+            "name": photo.name,
+            "face": face.face,
+            "box": face.box,
+            "similarity": round(similarity, 6),
+            "verdict": decide(similarity, meta["threshold"], meta["band"]),
+        }
+        for photo, face, similarity in found
+    ]
+    shown = (
         "<b>Best matches for the probe's face</b> (cosine similarity, verdict)<br>"
         + figures_html(
-            [face_crop(images[m["photo"]], m["box"]) for m in matches],
+            [face_crop(photo.image, face.box) for photo, face, _ in found],
             [
                 f"{m['name']}, face {m['face']}: {m['similarity']:.3f} {m['verdict']}"
                 for m in matches
             ],
             width=150,
         )
+        + _notes(skipped, detector)
     )
-    return html, {"model": loaded.name, "faces_searched": len(faces), "matches": matches}
+    details = {"model": loaded.name, "faces_searched": len(faces), "matches": matches}
+    return shown, details | {"skipped": skipped}
 
 
 @user_errors
@@ -130,10 +172,8 @@ def group_photos(photos: Any, model: str | None = None, detector: str | None = N
 
     Returns (groups HTML, details dict).
     """
-    values = _photos(photos)
-    images = _read(values)
-    names = [_name(v, n) for n, v in enumerate(values, start=1)]
-    loaded, faces = _faces(images, names, model, detector)
+    read, skipped = _read(_photos(photos))
+    loaded, faces = _faces(read, model, detector or None)
     if not faces:
         raise NoFaceError("No face found in any of the photos.")
     threshold, linkage = cluster_settings(loaded.name)
@@ -147,20 +187,20 @@ def group_photos(photos: Any, model: str | None = None, detector: str | None = N
         groups.append(
             {
                 "group": title,
-                "faces": [{"photo": p + 1, "name": names[p], "face": f.face} for p, f in members],
+                "faces": [{"photo": p.number, "name": p.name, "face": f.face} for p, f in members],
             }
         )
         rows.append(
             f"<div><b>{title}</b>: {len(members)} face(s)<br>"
             + figures_html(
-                [face_crop(images[p], f.box) for p, f in members],
-                [f"{names[p]}, face {f.face}" for p, f in members],
+                [face_crop(p.image, f.box) for p, f in members],
+                [f"{p.name}, face {f.face}" for p, f in members],
                 width=110,
             )
             + "</div>"
         )
     details = {"model": loaded.name, "threshold": threshold, "linkage": linkage, "groups": groups}
-    return "".join(rows), details
+    return "".join(rows) + _notes(skipped, detector), details | {"skipped": skipped}
 
 
 def build() -> None:
@@ -171,7 +211,8 @@ def build() -> None:
         return
     gr.Markdown(
         f"Where is this person among your photos, and who is in them? Up to "
-        f"{MAX_MULTIPLE_FILES} photos, read in memory for this request only and not kept."
+        f"{MAX_MULTIPLE_FILES} photos, held in memory for this page only (at most 15 idle "
+        "minutes), never written to disk."
     )
     with gr.Row():
         probe = gr.Image(
@@ -195,17 +236,21 @@ def build() -> None:
     shown = gr.HTML(elem_id="find-result")
     with gr.Accordion("Details", open=False):
         details = gr.JSON()
-    find.click(
+    outputs = [shown, details]
+    gr.on([probe.change, photos.change], clear_results, None, outputs, api_visibility="private")
+    run = find.click(clear_results, None, outputs, api_visibility="private").then(
         find_person,
         [probe, photos, model, detector],
-        [shown, details],
+        outputs,
         api_name="find",
         preprocess=False,
     )
-    group.click(
+    keep_errors(run, outputs, shown)
+    run = group.click(clear_results, None, outputs, api_visibility="private").then(
         group_photos,
         [photos, model, detector],
-        [shown, details],
+        outputs,
         api_name="group",
         preprocess=False,
     )
+    keep_errors(run, outputs, shown)

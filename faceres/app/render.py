@@ -61,9 +61,29 @@ def figures_html(images: list[np.ndarray], captions: list[str], width: int = 180
     return "".join(
         f'<figure style="display:inline-block;margin:4px;width:{width}px;vertical-align:top">'
         f"{img_tag(data_uri(image), caption)}"
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        f'<figcaption style="overflow-wrap:anywhere;font-size:.85em">{html.escape(caption)}'
+        "</figcaption></figure>"
         for image, caption in zip(images, captions, strict=True)
     )
+
+
+def plots_html(figures: dict, alt: str) -> str:
+    """Matplotlib figures (name → figure) as inline PNG `<img>`s, two to a row, and closed: the
+    page gets the pictures, nothing is written to disk (Gradio serves no file of ours)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = []
+    for name, figure in figures.items():
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100)
+        plt.close(figure)
+        uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        title = f"{alt}: {name.removesuffix('.png').replace('_', ' ')}"
+        cells.append(f'<div style="flex:1 1 45%;min-width:280px">{img_tag(uri, title)}</div>')
+    return f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cells)}</div>'
 
 
 def image_html(image: np.ndarray, alt: str, max_side: int = PREVIEW_MAX_SIDE) -> str:

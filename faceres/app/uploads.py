@@ -1,19 +1,22 @@
-"""What the public app may read: the files uploaded for this request, or inline data URIs.
+"""What the public app may read: this page's own uploads, or inline data URIs.
 
 Gradio copies any file a request names into its cache *before* a handler runs, so the check has
 to come first: `UploadsOnly` is a `gr.Blocks` that admits a request only when every file it names
-is an upload this server handed out and nobody has used yet (or an inline `data:` URI within the
-size limit), and only where a file input expects one. Anything else (a server path, `..`, a
-symlink, another request's upload, a `file:` or `http(s):` URL, a FileData with a `url` but no
-upload, a file reference hidden in a JSON input) gets the same one-line `REFUSED`, before Gradio
-opens, copies or fetches anything. After the request, the event's values are dropped from the
-session, so no photo or preview stays in the server's memory.
+is an upload this server handed out and nobody has used yet, a photo this browser session
+uploaded before (held in memory, `faceres.app.held`), or an inline `data:` URI within the size
+limit, and only where a file input expects one. Anything else (a server path, `..`, a symlink,
+another session's upload, a `file:` or `http(s):` URL, a FileData with a `url` but no upload, a
+file reference hidden in a JSON input) gets the same one-line `REFUSED`, before Gradio opens,
+copies or fetches anything. A photo upload is then read into the session's memory and deleted
+from disk, and the handler gets its bytes inline; after the request, the event's values are
+dropped from the session state, so only the held photos stay, and only as long as
+`faceres.app.held` allows.
 
 >>> with UploadsOnly() as demo:
 ...     photo = gr.Image(type="filepath")
 >>> admit([{"path": "/etc/hosts", "meta": {"_type": "gradio.FileData"}}], [photo], set())
 Traceback (most recent call last):
-UploadRefused: Photos are read only from this request's own uploads, and not kept: ...
+UploadRefused: Photos are read only from this page's own uploads, and not kept: ...
 """
 
 from __future__ import annotations
@@ -21,19 +24,21 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
+from faceres.app.held import PhotoStore
 from faceres.errors import ImageError
 from faceres.imageio import MAX_FILE_BYTES, load_image
 
 REFUSED = (
-    "Photos are read only from this request's own uploads, and not kept: upload the photo "
-    "again (server files, links and earlier uploads are refused)."
+    "Photos are read only from this page's own uploads, held in memory for at most 15 idle "
+    "minutes: upload the photo again (server files, links and other pages' uploads are refused)."
 )
 MAX_FILES = 1
 """Files one single-file input may name (one photo)."""
@@ -90,8 +95,12 @@ def _top_level_files(value: Any, component: Any) -> list[dict] | None:
     if not isinstance(component, FILE_INPUTS):
         return None
     refs = value if isinstance(value, list) else [value]
-    limit = MAX_MULTIPLE_FILES if getattr(component, "file_count", "") == "multiple" else MAX_FILES
-    if len(refs) > limit or not all(isinstance(ref, dict) for ref in refs):
+    multiple = getattr(component, "file_count", "") == "multiple"
+    if multiple and len(refs) > MAX_MULTIPLE_FILES:
+        raise ImageError(f"At most {MAX_MULTIPLE_FILES} photos at a time ({len(refs)} given).")
+    if len(refs) > (MAX_MULTIPLE_FILES if multiple else MAX_FILES):
+        return None
+    if not all(isinstance(ref, dict) for ref in refs):
         return None
     return refs
 
@@ -111,13 +120,18 @@ def is_own_upload(path: Any, uploads: set[str], folder: str | Path) -> bool:
 
 
 def admit(
-    values: list[Any], components: list[Any], uploads: set[str], folder: str | Path | None = None
+    values: list[Any],
+    components: list[Any],
+    uploads: set[str],
+    folder: str | Path | None = None,
+    held: Collection[str] = (),
 ) -> list[str]:
     """Check a request's raw input `values` (one per input component) before Gradio reads any
     file; returns the upload paths it names, UploadRefused otherwise.
 
     A file may be named only as the whole value of a file input: an upload listed in `uploads`
-    (see `is_own_upload`), or a `data:` URI of at most `MAX_DATA_URI` characters.
+    (see `is_own_upload`), a path in `held` (this session's held photos), or a `data:` URI of at
+    most `MAX_DATA_URI` characters.
     """
     folder = folder or gr.utils.get_upload_folder()
     paths = []
@@ -135,42 +149,153 @@ def admit(
                         f"The inline image is too large (> {MAX_FILE_BYTES // 2**20} "
                         "MB); upload a smaller photo."
                     )
-            elif is_own_upload(ref.get("path"), uploads, folder):
+            elif ref.get("path") in held or is_own_upload(ref.get("path"), uploads, folder):
                 paths.append(ref["path"])
             else:
                 raise UploadRefused()
     return paths
 
 
+_HELD: ContextVar[list[Any] | None] = ContextVar("faceres_held_inputs", default=None)
+"""This request's input values with its photos inline (`hold_photos`), for `preprocess_data`."""
+
+
 class UploadsOnly(gr.Blocks):
-    """A `gr.Blocks` whose events read only their own uploads (`admit`, before Gradio moves any
-    file), use each upload once, and leave no input or output value in the session."""
+    """A `gr.Blocks` whose events read only this session's uploads (`admit`, before Gradio moves
+    any file), hold photos in memory for the session (`photos`, a `PhotoStore`), and leave no
+    input or output value in the session state."""
+
+    def __init__(self, *args: Any, photos: PhotoStore | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.photos = photos or PhotoStore.from_settings()
+
+    def drop_photos(self, request: gr.Request) -> None:
+        """The page closed: forget its photos (bound to `demo.unload`)."""
+        if request is not None and request.session_hash:
+            self.photos.drop(request.session_hash)
 
     async def process_api(
         self,
         block_fn: Any,
         inputs: list[Any],
         state: Any = None,
+        request: Any = None,
         *args: Any,
         explicit_call: bool = False,
         **kwargs: Any,
     ) -> dict:
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        token = None
         if not explicit_call:
+            session = kwargs.get("session_hash") or getattr(request, "session_hash", None)
             try:
-                used = admit(inputs, fn.inputs, self.upload_file_set)
+                held = hold_photos(inputs, fn.inputs, session, self.photos, self.upload_file_set)
             except ImageError as exc:
                 raise gr.Error(str(exc), print_exception=False) from None
-            self.upload_file_set.difference_update(used)
+            token = _HELD.set(held)
+            # Gradio itself sees no photo file: the handler gets them inline (`preprocess_data`)
+            inputs = [None if is_photo_input(c) else v for v, c in zip(inputs, fn.inputs)]
         try:
             return await super().process_api(
-                block_fn, inputs, state, *args, explicit_call=explicit_call, **kwargs
+                block_fn, inputs, state, request, *args, explicit_call=explicit_call, **kwargs
             )
         finally:
+            if token is not None:
+                _HELD.reset(token)
             values = getattr(state, "config_values", None)
             if isinstance(values, dict):
                 for component in (*fn.inputs, *fn.outputs):
                     values.pop(component._id, None)
+
+    async def preprocess_data(
+        self, block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False
+    ) -> list[Any]:
+        """Gradio's preprocessing, then each photo input's value as `hold_photos` made it."""
+        processed = await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        held = _HELD.get()
+        if held is None:
+            return processed
+        return [
+            value if is_photo_input(component) else given
+            for given, value, component in zip(processed, held, block_fn.inputs, strict=True)
+        ]
+
+
+def hold_photos(
+    values: list[Any],
+    components: list[Any],
+    session: str | None,
+    store: PhotoStore,
+    uploads: set[str],
+    folder: str | Path | None = None,
+) -> list[Any]:
+    """`admit` the request, then give each photo it names to the handler inline (a `data:` URI):
+    a new upload is read into `store` for `session` and deleted from disk at once, a photo this
+    session sent before comes from `store`. A video's upload is only marked as used (its handler
+    reads the file, then deletes it).
+
+    >>> hold_photos([{"path": upload, "meta": FILE_META}], [photo], "s1", store, {upload})[0]["url"][:5]
+    'data:'
+    """  # noqa: E501
+    folder = folder or gr.utils.get_upload_folder()
+    held = store.keys(session) if session else set()
+    used = admit(values, components, uploads, folder, held)
+    fresh = uploads.intersection(used)  # on disk now (an upload again of held bytes, too)
+    uploads.difference_update(used)
+    photos = [is_photo_input(c) and any(file_references(v)) for v, c in zip(values, components)]
+    paths = {
+        ref["path"]
+        for value, photo in zip(values, photos, strict=False)
+        if photo
+        for ref in _listed(value)
+        if not _is_data_uri(ref)
+    }
+    data = {path: _photo_bytes(path, session, store, path in fresh) for path in sorted(paths)}
+    out = []
+    for value, photo in zip(values, photos, strict=False):
+        if photo:
+            refs = [ref if _is_data_uri(ref) else _inline(ref, data) for ref in _listed(value)]
+            value = refs if isinstance(value, list) else refs[0]
+        out.append(value)
+    return out
+
+
+def is_photo_input(component: Any) -> bool:
+    """Whether `component` takes photos, whose uploads are held for the session (a `gr.Image`,
+    or a `gr.File` of images); a video is read from its file by its own request, then deleted."""
+    if isinstance(component, gr.Image):
+        return True
+    return isinstance(component, gr.File) and list(component.file_types or []) == ["image"]
+
+
+def _listed(value: Any) -> list[dict]:
+    return value if isinstance(value, list) else [value]
+
+
+def _photo_bytes(path: str, session: str | None, store: PhotoStore, fresh: bool) -> bytes:
+    """A photo's bytes: a `fresh` upload read (then deleted, and held for `session`), else what
+    `session` holds."""
+    if fresh:
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            raise UploadRefused() from None
+        finally:
+            forget_upload(path)
+        if session:
+            store.hold(session, path, data)
+        return data
+    data = store.get(session, path) if session else None
+    if data is None:  # dropped since `admit`
+        raise UploadRefused()
+    return data
+
+
+def _inline(ref: dict, data: dict[str, bytes]) -> dict:
+    """A photo reference as the handler gets it: its bytes as a `data:` URI."""
+    encoded = base64.b64encode(data[ref["path"]]).decode("ascii")
+    url = "data:application/octet-stream;base64," + encoded
+    return {**ref, "path": None, "url": url, "meta": {"_type": "gradio.FileData"}}
 
 
 # -- reading what was admitted --------------------------------------------------------------------

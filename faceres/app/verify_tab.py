@@ -22,12 +22,12 @@ from faceres.align import model_template, views
 from faceres.app.common import (
     block_choices,
     detector_input,
-    fallback_note,
+    error_html,
+    keep_errors,
     missing_models,
     model_choices,
     ms_text,
     photo_input,
-    resend_photos_js,
     user_errors,
 )
 from faceres.app.render import (
@@ -41,6 +41,7 @@ from faceres.app.render import (
 )
 from faceres.app.uploads import REFUSED, take_photos
 from faceres.calibration import score_rates
+from faceres.detect import fallback_note
 from faceres.errors import FaceresError, ModelError
 from faceres.explain import explain_crops
 from faceres.identity import (
@@ -59,7 +60,14 @@ from faceres.study.lesion import block_names, identity_embeddings
 
 MAX_PICK_FACES = 12
 """Faces of one photo (largest first) whose embedding and crop go to the browser for the picker."""
-NOT_RUN = "Run Verify first: the face pickers compare the faces it found."
+NOT_RUN = (
+    "Run Verify first: picking another face, Explain and removing a block work on the faces "
+    "that Verify found."
+)
+PICKS_RESET = (
+    "The face detector changed: each detector numbers faces its own way, so the face picks "
+    "were reset. Run Verify to compare the largest faces, then pick again."
+)
 EXPIRED_PAIR = (
     "Photos are not kept after a comparison: upload the photos again to compare with "
     "another model (the face pickers work without a new upload)."
@@ -102,6 +110,14 @@ def clear_results() -> tuple:
 def clear_photo() -> tuple:
     """A photo replaced or removed: `clear_results` and both face pickers reset."""
     return (*clear_results(), reset_picker(), reset_picker())
+
+
+def change_detector(face1: Any = None, face2: Any = None) -> tuple:
+    """Another detector chosen: `clear_photo`, saying so when a face other than the largest was
+    picked (the new detector may number it differently, so the pick cannot stand)."""
+    verdict, *rest = clear_photo()
+    picked = any(_face_number(n) not in (None, 1) for n in (face1, face2))
+    return (error_html(PICKS_RESET) if picked else verdict, *rest)
 
 
 def pickable_faces(images: list[np.ndarray], result: VerifyResult) -> list[dict]:
@@ -430,31 +446,46 @@ def build() -> None:
         api_name="clear_photo",
         api_visibility="private",
     )
-    button.click(
+    detector.input(
+        change_detector,
+        [face1, face2],
+        [*results, face1, face2],
+        api_name="change_detector",
+        api_visibility="private",
+        preprocess=False,
+    )
+    outputs = [verdict, shown1, shown2, crops, face1, face2, details, faces]
+    run = button.click(
         clear_results, None, results, api_name="clear_results", api_visibility="private"
     ).then(
         verify_photos,
         [photo1, photo2, model, face1, face2, detector],
-        [verdict, shown1, shown2, crops, face1, face2, details, faces],
+        outputs,
         api_name="verify",
         preprocess=False,
-        js=resend_photos_js([photo1, photo2, model, face1, face2, detector]),
     )
-    gr.on(
+    keep_errors(run, outputs, verdict)
+    outputs = [verdict, shown1, shown2, crops, details, maps, lesion]
+    pick = gr.on(
         [face1.input, face2.input],
         pick_faces,
         [faces, face1, face2],
-        [verdict, shown1, shown2, crops, details, maps, lesion],
+        outputs,
         api_name="pick_faces",
         preprocess=False,
     )
-    explain.click(lambda: "", None, maps, api_name="clear_maps", api_visibility="private").then(
-        explain_faces, [faces, face1, face2], maps, api_name="explain", preprocess=False
-    )
-    remove.click(
+    keep_errors(pick, outputs, verdict)
+    run = explain.click(
+        lambda: "", None, maps, api_name="clear_maps", api_visibility="private"
+    ).then(explain_faces, [faces, face1, face2], maps, api_name="explain", preprocess=False)
+    keep_errors(run, [maps], maps)
+    run = remove.click(
+        lambda: "", None, lesion, api_name="clear_lesion", api_visibility="private"
+    ).then(
         remove_identity_block,
         [faces, face1, face2, block],
         lesion,
         api_name="remove_identity_block",
         preprocess=False,
     )
+    keep_errors(run, [lesion], lesion)

@@ -37,10 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def say_fallback(args: argparse.Namespace) -> None:
+    """For a command that finds faces (`--detector`): when auto cannot run the preferred
+    detector, say on stderr which one runs instead and what it misses."""
+    if not hasattr(args, "detector"):
+        return
+    from faceres.detect import fallback_note, select_detector
+
+    note = fallback_note(args.detector, select_detector(args.detector))
+    if note:
+        print(f"faceres: note: {note}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: one line on stderr and a non-zero exit on failure."""
     args = build_parser().parse_args(argv)
     try:
+        say_fallback(args)
         return int(args.func(args) or 0)
     except FaceresError as exc:
         print(f"faceres: error: {exc}", file=sys.stderr)

@@ -39,6 +39,7 @@ __all__ = [
     "backend",
     "detect_faces",
     "detector_setting",
+    "fallback_note",
     "select_detector",
 ]
 
@@ -86,3 +87,18 @@ def detect_faces(image: np.ndarray, detector: str | None = None) -> list[Face]:
         raise ImageError("detect_faces expects an H×W×3 RGB array; decode with load_image first.")
     faces = backend(select_detector(detector)).detect(image)
     return sorted(faces, key=lambda f: f.area, reverse=True)
+
+
+def fallback_note(requested: str | None, used: str) -> str:
+    """What the app and the CLI say when "auto" (`requested`, None: the setting) could not run
+    the preferred detector, naming the one that ran and its limits; "" otherwise.
+
+    >>> fallback_note("auto", "dlib")   # YuNet's model file is not here
+    'yunet is not available here, so the dlib detector ran: it misses faces ...'
+    """
+    preferred = next(iter(BACKENDS))
+    if (requested or detector_setting()) != "auto" or used == preferred or used not in BACKENDS:
+        return ""
+    return (
+        f"{preferred} is not available here, so the {used} detector ran: it {backend(used).LIMITS}."
+    )

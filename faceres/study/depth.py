@@ -370,18 +370,24 @@ def plot_accuracy_vs_depth(rows: list[dict]):
     return fig
 
 
-def save_plots(rows: list[dict], out: Path) -> list[Path]:
-    """Write the study's figures as PNG files into `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    figures = {
+def figures(rows: list[dict]) -> dict:
+    """The study's matplotlib figures for `rows` (`depth_report`), by file name (`PLOT_FILES`
+    order); the caller closes them."""
+    drawn = {
         "training_error.png": plot_training_error([r for r in rows if r["batchnorm"]]),
         "accuracy_vs_depth.png": plot_accuracy_vs_depth(rows),
         "grad_norms_init.png": plot_gradient_norms(rows, "init"),
         "grad_norms_final.png": plot_gradient_norms(rows, "final"),
     }
+    return {name: drawn[name] for name in PLOT_FILES}
+
+
+def save_plots(rows: list[dict], out: Path) -> list[Path]:
+    """Write the study's figures as PNG files into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for filename in PLOT_FILES:
-        figures[filename].savefig(out / filename, dpi=110)
+    for filename, figure in figures(rows).items():
+        figure.savefig(out / filename, dpi=110)
         paths.append(out / filename)
     _pyplot().close("all")
     return paths

@@ -392,16 +392,21 @@ def plot_paths(paths: dict):
     return fig
 
 
+def figures(results: dict) -> dict:
+    """The study's matplotlib figures by file name; the caller closes them."""
+    drawn = {"lesion_single.png": plot_single(results), "lesion_k.png": plot_k(results)}
+    for m in results["models"]:
+        if "paths" in m:
+            drawn[f"paths_{m['model']}.png"] = plot_paths(m["paths"])
+    return drawn
+
+
 def save_plots(results: dict, out: Path) -> list[Path]:
     """Write the figures as PNG files into `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    figures = {"lesion_single.png": plot_single(results), "lesion_k.png": plot_k(results)}
-    for m in results["models"]:
-        if "paths" in m:
-            figures[f"paths_{m['model']}.png"] = plot_paths(m["paths"])
     paths = []
-    for filename, fig in figures.items():
+    for filename, fig in figures(results).items():
         fig.savefig(out / filename, dpi=110)
         paths.append(out / filename)
     _pyplot().close("all")
