@@ -35,6 +35,8 @@ def load_image(src: ImageInput) -> np.ndarray:
         return _from_pil(src)
     if isinstance(src, (str, Path)):
         path = Path(src)
+        if path.is_dir():
+            raise ImageError(f"{path} is a folder; give an image file.")
         if not path.is_file():
             raise ImageError(f"Image file not found: {path}")
         size = path.stat().st_size

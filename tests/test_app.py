@@ -525,7 +525,10 @@ def test_verify_without_a_face_says_so():
 def test_models_table_and_cards():
     """One row per model; figures and sizes as the index file and the folders say."""
     index = json.loads((registry.registry_dir() / "index.json").read_text())["models"]
-    rows = {row[0]: dict(zip(models_tab.MODEL_COLUMNS, row)) for row in models_tab.models_table()}
+    rows = {
+        row[0].removesuffix(" (default)"): dict(zip(models_tab.MODEL_COLUMNS, row))
+        for row in models_tab.models_table()
+    }
     assert set(rows) == {e["name"] for e in index}
     for e in index:
         row = rows[e["name"]]
@@ -536,10 +539,13 @@ def test_models_table_and_cards():
             assert row["accuracy %"] == round(100 * e["metrics"]["ferplus-privatetest/accuracy"], 2)
         if e["task"] in ("detector", "landmarks"):
             assert row["accuracy %"] is None
-        if e.get("path"):
+        if e.get("path"):  # the weights alone: what the README's sizes count too
             folder = registry.registry_dir() / e["path"]
-            size = sum((folder / f).stat().st_size for f in e["files"])
-            assert row["size (MB)"] == round(size / 1e6, 1) and row["available here"] == "yes"
+            weights = "model.safetensors" if "model.safetensors" in e["files"] else None
+            weights = weights or next(f for f in e["files"] if f.endswith(".onnx"))
+            size = (folder / weights).stat().st_size
+            assert row["weights MB"] == round(size / 1e6, 1) and row["here"] == "yes"
+        assert row["model"].endswith(" (default)") == bool(e["default"])
         assert models_tab.model_card(e["name"])
     figure = models_tab.accuracy_plot(models_tab.models_table())
     plotted = sum(len(c.get_offsets()) for c in figure.axes[0].collections)

@@ -369,3 +369,28 @@ def test_identity_lesions_through_the_view_and_the_many_lesion_pass():
     assert not torch.allclose(whole, cut, atol=1e-3)
     lesioned_emb = identity_embeddings("dlib-resnet29-face", crops, [4], device="cpu")
     assert not np.allclose(lesioned_emb, embed_crops(crops, loaded), atol=1e-3)
+
+
+def test_report_reads_the_committed_study_on_a_fresh_clone(tmp_path):
+    """`faceres study lesion --report` from any folder, with no run of its own: the study
+    committed under registry/studies/lesion, as that file says."""
+    import json
+    import subprocess
+    import sys
+
+    from faceres import registry
+
+    committed = json.loads(
+        (registry.registry_dir() / "studies" / "lesion" / "lesion.json").read_text()
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "faceres", "study", "lesion", "--report", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    printed = json.loads(run.stdout)
+    assert [m["model"] for m in printed["models"]] == [m["model"] for m in committed["models"]]
+    assert not list(tmp_path.iterdir())  # --json writes nothing

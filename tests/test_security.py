@@ -427,3 +427,95 @@ def test_no_photo_stays_in_the_session_after_a_request(tmp_path, monkeypatch):
         assert not [k for k in kept if "data:image/jpeg" in k or photo.name in k or other.name in k]
     finally:
         demo.close()
+
+
+# -- photos held per browser session (faceres.app.held) -------------------------------------------
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _held_request(upload_folder: Path, name: str, data: bytes) -> tuple[dict, str]:
+    own = upload_folder / "abc" / name
+    own.parent.mkdir(exist_ok=True)
+    own.write_bytes(data)
+    return {"path": str(own), "orig_name": name, "meta": FILE_DATA}, str(own)
+
+
+def test_a_held_photo_serves_its_session_only(upload_dir):
+    upload_folder = upload_dir
+    """Session A's upload is read into memory and deleted from disk; A may name it again, B
+    (which knows the path) is refused, and B's refusal costs A nothing."""
+    from faceres.app.held import PhotoStore
+    from faceres.app.uploads import hold_photos
+
+    photo = gr.Image(type="filepath")
+    store = PhotoStore(max_bytes=10_000, session_bytes=5_000)
+    ref, path = _held_request(upload_folder, "face.jpg", b"jpeg-bytes")
+    listed = {path}
+    (first,) = hold_photos([ref], [photo], "A", store, listed, upload_folder)
+    assert base64.b64decode(first["url"].partition(",")[2]) == b"jpeg-bytes"
+    assert not Path(path).exists() and not listed  # off the disk and out of the ledger
+    (again,) = hold_photos([ref], [photo], "A", store, listed, upload_folder)
+    assert again["url"] == first["url"]
+    with pytest.raises(UploadRefused):
+        hold_photos([ref], [photo], "B", store, listed, upload_folder)
+    with pytest.raises(UploadRefused):  # no session (a direct call): nothing is held for it
+        hold_photos([ref], [photo], None, store, listed, upload_folder)
+    assert store.get("A", path) == b"jpeg-bytes"
+
+
+def test_held_photos_expire_and_go_with_their_page():
+    from faceres.app.held import PhotoStore
+
+    clock = Clock()
+    store = PhotoStore(max_bytes=10_000, session_bytes=5_000, idle_s=900, clock=clock)
+    store.hold("A", "a.jpg", b"a" * 10)
+    store.hold("B", "b.jpg", b"b" * 10)
+    clock.now = 899.0
+    assert store.get("A", "a.jpg") == b"a" * 10  # used: its idle time starts again
+    clock.now = 1000.0
+    store.sweep()  # what the sweeper thread does every minute
+    assert store.get("B", "b.jpg") is None and store.get("A", "a.jpg") == b"a" * 10
+    store.drop("A")  # the page closed (demo.unload)
+    assert store.get("A", "a.jpg") is None and store.nbytes == 0
+
+
+def test_held_photos_stay_under_the_cap_and_the_newest_work():
+    """Many sessions: the total never passes the cap, the least recently used go first, one
+    session never holds more than its share, and the newest sessions' photos are there."""
+    from faceres.app.held import PhotoStore
+
+    store = PhotoStore(max_bytes=1_000, session_bytes=300)
+    for k in range(50):
+        store.hold(f"s{k}", "p.jpg", bytes(100))
+        assert store.nbytes <= 1_000
+    assert {f"s{k}" for k in range(40, 50)} == store.sessions()
+    for k in range(5):
+        store.hold("greedy", f"{k}.jpg", bytes(100))
+    assert len(store.keys("greedy")) == 3 and store.keys("greedy") == {"2.jpg", "3.jpg", "4.jpg"}
+    assert not store.hold("huge", "big.jpg", bytes(301))  # larger than a session's share
+    assert store.nbytes <= 1_000 and store.get("s49", "p.jpg") == bytes(100)
+
+
+def test_an_unknown_path_after_expiry_is_refused_with_the_remedy(upload_dir):
+    upload_folder = upload_dir
+    from faceres.app.held import PhotoStore
+    from faceres.app.uploads import hold_photos
+
+    clock = Clock()
+    photo = gr.Image(type="filepath")
+    store = PhotoStore(max_bytes=10_000, session_bytes=5_000, idle_s=900, clock=clock)
+    ref, path = _held_request(upload_folder, "face.jpg", b"jpeg-bytes")
+    hold_photos([ref], [photo], "A", store, {path}, upload_folder)
+    clock.now = 901.0
+    store.sweep()
+    with pytest.raises(UploadRefused, match="upload the photo again"):
+        hold_photos([ref], [photo], "A", store, set(), upload_folder)

@@ -291,11 +291,11 @@ def build() -> None:
                 resnet = gr.Dropdown(residual, value=pairs[0][0], label="ResNet")
                 plain = gr.Dropdown(plains, value=pairs[0][1], label="Plain twin")
                 detector = detector_input()
-                button = gr.Button("Compare", variant="primary")
+                button = gr.Button("Compare", variant="primary", elem_id="compare-run")
         with gr.Row():
             with gr.Column():
                 res_label = gr.Label(label="ResNet")
-                res_text = gr.Markdown()
+                res_text = gr.Markdown(elem_id="compare-resnet-text")
             with gr.Column():
                 plain_label = gr.Label(label="Plain")
                 plain_text = gr.Markdown()

@@ -369,7 +369,7 @@ def build() -> None:
                     photo = photo_input("Photo", "expression-photo")
                     button = gr.Button("Analyse", variant="primary", elem_id="expression-run")
                 with gr.Column():
-                    shown = gr.HTML()
+                    shown = gr.HTML(elem_id="expression-shown")
                     summary = gr.Markdown(elem_id="expression-summary")
                     maps = gr.HTML(elem_id="expression-maps")
             with gr.Row():

@@ -19,12 +19,13 @@ MODEL_COLUMNS = [
     "task",
     "headline figure",
     "accuracy %",
-    "size (MB)",
-    "available here",
-    "default",
+    "weights MB",
+    "here",
     "architecture",
     "source",
 ]
+"""Short headers (a narrow column breaks a long word); "weights MB" counts the weight file
+alone (model.safetensors, or the third-party ONNX file), not the ONNX export beside it."""
 HEADLINES = {
     "identity": [("lfw_accuracy_yunet", "LFW View 2, YuNet")],
     "expression": [
@@ -48,14 +49,26 @@ def headline(entry: dict) -> tuple[str, float | None]:
     return "–", None
 
 
+def weight_files(entry: dict) -> list[str]:
+    """The files holding a model's weights: model.safetensors, else its ONNX files (a
+    third-party model such as YuNet); the ONNX export of a safetensors model does not count."""
+    files = list(entry.get("files", {}))
+    return (
+        ["model.safetensors"]
+        if "model.safetensors" in files
+        else [f for f in files if f.endswith(".onnx")]
+    )
+
+
 def models_table() -> list[list]:
-    """The registry as rows of `MODEL_COLUMNS`: one per model, its headline figure in named
-    columns, sizes in MB (10^6 bytes), and whether every file is here and intact."""
+    """The registry as rows of `MODEL_COLUMNS`: one per model (the default of its task marked),
+    its headline figure in named columns, its weight files' size in MB (10^6 bytes), and
+    whether every file is here and intact."""
     rows = []
     for e in registry.list_models():
         folder = _folder(e)
         size = (
-            sum((folder / f).stat().st_size for f in e.get("files", {}) if (folder / f).is_file())
+            sum((folder / f).stat().st_size for f in weight_files(e) if (folder / f).is_file())
             if folder
             else None
         )
@@ -63,13 +76,12 @@ def models_table() -> list[list]:
         here = all(status == "ok" for _, _, status in registry.verify(e["name"]))
         rows.append(
             [
-                e["name"],
+                e["name"] + (" (default)" if e.get("default") else ""),
                 e["task"],
                 what,
                 accuracy,
                 None if size is None else round(size / 1e6, 1),
                 "yes" if here else "no",
-                "yes" if e.get("default") else "",
                 e["architecture"],
                 e.get("source") or e.get("repo_id") or "",
             ]
@@ -84,22 +96,23 @@ def accuracy_plot(rows: list[list]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 4.6))
     col = {name: i for i, name in enumerate(MODEL_COLUMNS)}
     for task in sorted({r[col["task"]] for r in rows}):
         points = [r for r in rows if r[col["task"]] == task and r[col["accuracy %"]] is not None]
         if points:
             ax.scatter(
-                [r[col["size (MB)"]] for r in points],
+                [r[col["weights MB"]] for r in points],
                 [r[col["accuracy %"]] for r in points],
                 label=task,
             )
-            for r in points:
+            ranked = sorted(points, key=lambda r: r[col["accuracy %"]])
+            for k, r in enumerate(ranked):  # labels alternate above and below their markers
                 ax.annotate(
-                    r[col["model"]],
-                    (r[col["size (MB)"]], r[col["accuracy %"]]),
+                    r[col["model"]].removesuffix(" (default)"),
+                    (r[col["weights MB"]], r[col["accuracy %"]]),
                     fontsize=7,
-                    xytext=(3, 3),
+                    xytext=(4, 4 if k % 2 else -10),
                     textcoords="offset points",
                 )
     ax.set_xlabel("weights (MB)")
@@ -144,10 +157,11 @@ def build() -> None:
         interactive=False,
         wrap=True,
         max_height=1000,
-        column_widths=["14%", "8%", "15%", "8%", "8%", "8%", "6%", "15%", "18%"],
+        column_widths=["17%", "9%", "15%", "9%", "9%", "6%", "15%", "20%"],
+        elem_id="models-table",
     )
     gr.Plot(accuracy_plot(rows), label="Headline accuracy against size")
-    names = [r[0] for r in rows]
+    names = [r[0].removesuffix(" (default)") for r in rows]
     picked = gr.Dropdown(names, value=names[0], label="Model card")
     card = gr.Markdown(model_card(names[0]))
     picked.change(model_card, picked, card, api_name="model_card")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 
 from faceres.detect import DETECTORS
@@ -80,9 +81,13 @@ def run(args: argparse.Namespace) -> int:
         else photo_record(path, args.model, args.detector)
         for path in args.images
     ]
+    faceless = [item.get("image") or item.get("video") for item in out if not _any_face(item)]
+    for name in faceless:
+        print(f"faceres: {name}: no face found", file=sys.stderr)
+    status = 1 if faceless else 0  # as the README says: no face is a non-zero exit
     if args.json:
         print(json.dumps(out, indent=2))
-        return 0
+        return status
     for item in out:
         if "video" in item:
             print_video(item)
@@ -96,7 +101,14 @@ def run(args: argparse.Namespace) -> int:
                 + ", ".join(f"{k} {v:.2f}" for k, v in top)
                 + ")"
             )
-    return 0
+    return status
+
+
+def _any_face(item: dict) -> bool:
+    """Whether a photo's or a video's record holds at least one face."""
+    if "frames" in item:
+        return any(frame["faces"] for frame in item["frames"])
+    return bool(item["faces"])
 
 
 def print_video(item: dict) -> None:

@@ -81,11 +81,15 @@ def add_lesion_parser(kinds: argparse._SubParsersAction) -> None:
         "the pairsDevTrain threshold (4,992 images)",
     )
     p.add_argument("--data", help="research data folder (default $FACERES_DATA)")
-    p.add_argument("--report", action="store_true", help="read lesion.json back: no computing")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="read lesion.json back, no computing: from --out, else the study committed in the "
+        "registry (registry/studies/lesion)",
+    )
     p.add_argument(
         "--out",
         type=Path,
-        default=Path("runs/study/lesion"),
         help="folder for lesion.json and the plots (default runs/study/lesion)",
     )
     p.add_argument(
@@ -131,6 +135,7 @@ def run_depth(args: argparse.Namespace) -> int:
 
 
 def run_lesion(args: argparse.Namespace) -> int:
+    from faceres.registry import registry_dir
     from faceres.study.lesion_report import (
         findings,
         format_table,
@@ -141,8 +146,9 @@ def run_lesion(args: argparse.Namespace) -> int:
     )
     from faceres.study.lesion_study import DEFAULT_MODELS, LesionSettings, run_lesion_study
 
+    out = args.out or Path("runs/study/lesion")
     if args.report:
-        results = load_results(args.out)
+        results = load_results(args.out or registry_dir() / "studies" / "lesion")
     else:
         logging.basicConfig(
             level=logging.WARNING if args.json else logging.INFO,
@@ -160,7 +166,7 @@ def run_lesion(args: argparse.Namespace) -> int:
             path_model=None if args.path_model == "none" else args.path_model,
             data=args.data,
         )
-        print(f"saved {save_results(results, args.out)}", file=sys.stderr)
+        print(f"saved {save_results(results, out)}", file=sys.stderr)
     if args.update_registry:
         for name in write_cards(results):
             print(f"updated the card of {name}")
@@ -170,6 +176,6 @@ def run_lesion(args: argparse.Namespace) -> int:
     print(format_table(results))
     for line in findings(results):
         print(f"- {line}")
-    for path in save_plots(results, args.out):
+    for path in save_plots(results, out):
         print(f"saved {path}")
     return 0
