@@ -17,7 +17,10 @@ find (`FACERES_CACHE`): one warm-up run of each goes first, not counted, so the 
 is exported to ONNX before the timing, as on a user's second run (the identity model's ONNX file
 is committed in the registry: nothing is exported for it, first run or not).
 
-    python benchmarks/cold_start.py [--runs 5] [--app-runs 3] [--json]
+With `--fresh`, every process runs as on a fresh install: an empty `FACERES_DATA` folder (no
+research data), an empty faceres cache of its own, the Hub offline; nothing is warmed up.
+
+    python benchmarks/cold_start.py [--runs 5] [--app-runs 3] [--fresh] [--json]
 """
 
 from __future__ import annotations
@@ -56,10 +59,23 @@ def photos(folder: Path) -> tuple[Path, Path, str]:
     return paths[0], paths[1], source
 
 
-def run_once(argv: list[str]) -> tuple[float, float, str]:
+def fresh_env(folder: Path) -> dict[str, str]:
+    """This environment as a fresh install sees it: no research data, a new empty faceres
+    cache, the Hub offline (a new folder below `folder` for each call)."""
+    run = Path(tempfile.mkdtemp(dir=folder, prefix="fresh-"))
+    (run / "no-data").mkdir()
+    return {
+        **os.environ,
+        "FACERES_DATA": str(run / "no-data"),
+        "FACERES_CACHE": str(run / "cache"),
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def run_once(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """(wall seconds, peak resident MiB, stdout) of one process."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
     out = proc.stdout.read().decode()
     err = proc.stderr.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -128,8 +144,13 @@ def main() -> None:
         default=sys.executable,
         help="interpreter that imports face_recognition (default: this one)",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="each process as on a fresh install: no research data, an empty cache, Hub offline",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_out_argument(parser, "cold_start")
+    add_out_argument(parser, "cold_start_fresh" if "--fresh" in sys.argv else "cold_start")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="faceres-cold-"))
@@ -145,12 +166,14 @@ def main() -> None:
             fr = [args.face_recognition_python, "-c", FACE_RECOGNITION_SCRIPT, str(a), str(b)]
             commands["face_recognition_verify"] = fr
         runs: dict[str, list] = {name: [] for name in commands}
+        env = (lambda: fresh_env(folder)) if args.fresh else (lambda: None)
         outputs = {
-            name: run_once(argv)[2].strip().splitlines()[0] for name, argv in commands.items()
+            name: run_once(argv, env())[2].strip().splitlines()[0]
+            for name, argv in commands.items()
         }
         for _ in range(args.runs):
             for name, argv in commands.items():
-                runs[name].append(run_once(argv))
+                runs[name].append(run_once(argv, env()))
         app = [
             app_first_answer(a, b, args.port, folder / "app-cache") for _ in range(args.app_runs)
         ]
@@ -159,6 +182,7 @@ def main() -> None:
 
     result = {
         "photos": source,
+        "fresh": args.fresh,
         "runs": args.runs,
         **{name: {**summary(r), "first_line": outputs[name]} for name, r in runs.items()},
     }

@@ -223,9 +223,11 @@ def test_cli_expression(inputs, warm_expression, capfd, name):
     if EXPECT[name] == "error":
         assert_one_line_error(code, err)
         return
+    if EXPECT[name] == "noface":  # the README: no face is a non-zero exit, one line on stderr
+        assert code == 1 and "no face found" in out
+        assert err.strip() == f"faceres: {inputs[name]}: no face found", err
+        return
     assert code == 0 and err == "", err
-    if EXPECT[name] == "noface":
-        assert "no face found" in out
 
 
 # -- app handlers ----------------------------------------------------------------------------------
@@ -386,7 +388,12 @@ def test_script_expression_batch(inputs, tmp_path):
     code, out, err, _ = run_script(
         ["expression", "--json", *(inputs[n] for n in DECODABLE)], tmp_path
     )
-    assert code == 0 and err == "", err  # nothing on stderr: no log noise from the libraries
+    faceless = [n for n in DECODABLE if not json.loads(out)[DECODABLE.index(n)]["faces"]]
+    # Only the faceless photos on stderr (no log noise from the libraries), and exit 1 for them.
+    assert code == (1 if faceless else 0)
+    assert [line.split(": ")[1] for line in err.splitlines()] == [
+        str(inputs[n]) for n in faceless
+    ], err
     results = json.loads(out)
     assert [Path(r["image"]).name for r in results] == DECODABLE
     for name, result in zip(DECODABLE, results, strict=True):
