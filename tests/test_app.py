@@ -712,12 +712,21 @@ def serve_app(env: dict[str, str] | None = None, timeout: float = 180):
     """`python app.py` on a free port in a subprocess; yields its URL, stops it afterwards. The
     app shares this process's faceres cache (ONNX exports) unless `env` says otherwise, even with
     another HOME."""
+    env = {**os.environ, "FACERES_CACHE": str(cache_dir()), **(env or {})}
+    with launched_app(env, subprocess.PIPE, timeout) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def launched_app(env: dict[str, str], output, timeout: float = 180):
+    """`python app.py --port P` with exactly `env`, its output to `output` (a file or PIPE);
+    yields its URL once it answers, stops it afterwards."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port)],
         cwd=PROJECT_ROOT,
-        env={**os.environ, "FACERES_CACHE": str(cache_dir()), **(env or {})},
-        stdout=subprocess.PIPE,
+        env=env,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -726,7 +735,9 @@ def serve_app(env: dict[str, str] | None = None, timeout: float = 180):
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"app exited early:\n{proc.stdout.read()}")
+                raise RuntimeError(
+                    f"app exited early:\n{proc.stdout.read() if proc.stdout else ''}"
+                )
             try:
                 with urllib.request.urlopen(url, timeout=2):
                     break

@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,8 +21,7 @@ import pytest
 from face_pairs import camera_rgb, save
 from photos import edited_copy, two_faces
 
-from faceres.settings import PROJECT_ROOT
-from tests.test_app import free_port, has_default
+from tests.test_app import has_default, launched_app
 from tests.test_browser import CHROMIUM_ARGS, chromium  # noqa: F401  (fixture)
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -44,33 +39,9 @@ def newcomer_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FACERES_", "GRADIO_"))}
     env["FACERES_DATA"] = str(empty)
-    port, log = free_port(), tmp_path / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, f"no answer on {url}"
-                time.sleep(0.5)
+    log = tmp_path / "server.log"
+    with open(log, "w") as out, launched_app(env, out) as url:
         yield url, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture
