@@ -47,7 +47,7 @@ from PIL import Image
 
 from faceres import registry
 from faceres.detect import Face
-from faceres.expression import ExpressionResult, analyze_expression
+from faceres.expression import ExpressionResult, analyze_expression, class_names
 from faceres.identity import VerifyResult, verify
 from faceres.imageio import ImageInput
 from faceres.models.fer_resnet import normalize
@@ -308,7 +308,7 @@ def explain_expression(result: ExpressionResult) -> ExpressionCams:
     ('happy', (48, 48), (192, 192, 3))
     """
     loaded = registry.load_task("expression", result.model)
-    labels = list(loaded.config["label_names"])
+    labels = class_names(loaded.config)
     faces = result.faces
     crops = np.stack([f.crop for f in faces]) if faces else np.zeros((0, 48, 48), np.uint8)
     targets = np.array([labels.index(f.label) for f in faces], dtype=np.int64)

@@ -19,6 +19,19 @@ from faceres.errors import ModelError
 from faceres.imageio import ImageInput, load_image
 from faceres.registry.runtime import Runner, load_runner, standardise
 
+WORDS = {"happiness": "happy", "sadness": "sad", "anger": "angry"}
+"""FER+'s class names → FER2013's words for the same classes: every model answers in one
+vocabulary (the UI, the API and the CLI alike); the training data keep their own names."""
+
+
+def class_names(config: dict) -> list[str]:
+    """The model's classes (its `label_names`, in output order) in faceres's one vocabulary.
+
+    >>> class_names({"label_names": ["neutral", "happiness", "sadness", "contempt"]})
+    ['neutral', 'happy', 'sad', 'contempt']
+    """
+    return [WORDS.get(name, name) for name in config["label_names"]]
+
 
 @dataclass
 class FaceExpression:
@@ -83,14 +96,15 @@ def analyze_expression(
     t0 = time.perf_counter()
     image = load_image(img)
     t1 = time.perf_counter()
-    loaded = load_runner("expression", model)
+    loaded = load_runner("expression", model)  # its first use on a machine: an ONNX export
+    t_load = time.perf_counter()
     name = loaded.name
     template = _framing(loaded.config)
     faces = detect_faces(image, detector=detector)
     t2 = time.perf_counter()
     crops = face_crops(image, faces, template)
     t3 = time.perf_counter()
-    labels = list(loaded.config["label_names"])
+    labels = class_names(loaded.config)
     probs = classify(crops, loaded) if len(crops) else np.zeros((0, len(labels)))
     t4 = time.perf_counter()
     results = [
@@ -105,7 +119,8 @@ def analyze_expression(
     used = faces[0].detector if faces else (detector or "none")
     timings = {
         "decode": t1 - t0,
-        "detect": t2 - t1,
+        "load model": t_load - t1,
+        "detect": t2 - t_load,
         "align": t3 - t2,
         "classify": t4 - t3,
         "total": t4 - t0,

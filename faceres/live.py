@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from faceres.expression import ExpressionResult, FaceExpression, analyze_expression
@@ -40,6 +41,11 @@ MAX_MISSED = 5
 """Frames a track waits for its face to come back (a missed detection) before it is dropped."""
 MAX_GAP_S = 2.0
 """Longer between two frames and the frame rate starts again."""
+CUT_DIFFERENCE = 40.0
+"""Mean absolute difference (of 255) between two analysed frames' 32×32 grey thumbnails above
+which the second starts a new shot: no face is tracked across a cut, so a clip of one person
+followed by another gives two tracks even where the two faces stand at the same place. (A
+person replaced without a cut, against the same background, is not told apart.)"""
 MAX_TRACKS = 32
 MAX_CLASSES = 64
 """Most tracks, and classes per track, read back from a client's state (the rest is ignored)."""
@@ -238,11 +244,30 @@ def analyze_video(
 ) -> Iterator[VideoFrame]:
     """`analyze_frame` on the frames of a video file (at most `max_fps` per second of video, all
     when None), faces tracked across them; `faceres.video.read_frames` gives its limits."""
-    state = None
+    state, last = None, None
     for index, seconds, image in read_frames(path, max_fps):
+        thumb = thumbnail(image)
+        if state is not None and is_cut(last, thumb):
+            state = {**state, "tracks": []}  # a new shot: new tracks (their ids go on counting)
+        last = thumb
         live = analyze_frame(image, state, model, detector, now=seconds)
         state = live.state
         yield VideoFrame(index, seconds, image, live.faces, live.result)
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """An RGB frame as a 32×32 grey float32 thumbnail (what `is_cut` compares)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def is_cut(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether two consecutive thumbnails differ by more than `CUT_DIFFERENCE` (a new shot).
+
+    >>> is_cut(np.zeros((32, 32)), np.full((32, 32), 100.0)), is_cut(np.zeros((32, 32)), np.ones((32, 32)))
+    (True, False)
+    """  # noqa: E501
+    return float(np.abs(before - after).mean()) > CUT_DIFFERENCE
 
 
 def frame_record(frame: VideoFrame) -> dict[str, Any]:

@@ -252,3 +252,36 @@ def test_default_model_reaches_its_card_on_privatetest(monkeypatch):
     card = registry.get_entry(name)["metrics"]["fer2013-privatetest/accuracy"]
     assert abs(report["accuracy"] - card) < 1e-3  # the published number is reproduced
     assert report["accuracy"] >= 0.70
+
+
+FER2013_CLASSES = {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}
+"""FER2013's class folders (the data's README): the words every model answers in."""
+
+
+def test_every_expression_model_answers_in_one_vocabulary():
+    """FER+ models (happiness, sadness, anger…) answer with FER2013's words; contempt, which
+    FER2013 has no word for, keeps its own."""
+    from faceres.expression import class_names
+
+    for entry in registry.list_models("expression"):
+        names = class_names(registry.model_config(entry["name"]))
+        assert set(names) - {"contempt"} <= FER2013_CLASSES, (entry["name"], names)
+
+
+def test_a_first_use_is_known_before_it_happens(tmp_path, monkeypatch):
+    """`first_use` is true exactly when running the model would export it: not for a model whose
+    index pins a committed model.onnx, nor once its cached file exists."""
+    from faceres.registry import onnx, runtime
+
+    monkeypatch.setenv("FACERES_CACHE", str(tmp_path))
+    monkeypatch.setattr(runtime, "_BUILT", set())
+    monkeypatch.setattr(runtime, "choose_backend", lambda: "onnx")
+    committed = [e["name"] for e in registry.list_models("identity") if "model.onnx" in e["files"]]
+    assert committed and not runtime.first_use("identity", committed[0])
+    name = next(
+        e["name"] for e in registry.list_models("expression") if "model.onnx" not in e["files"]
+    )
+    assert runtime.first_use("expression", name)
+    onnx.onnx_path(name).parent.mkdir(parents=True)
+    onnx.onnx_path(name).touch()
+    assert not runtime.first_use("expression", name)

@@ -350,6 +350,22 @@ def test_cli_gives_every_frame_and_tracked_face_of_a_video(tmp_path, capsys):
     assert capsys.readouterr().out.count("mostly") == 3
 
 
+def test_a_cut_between_two_shots_starts_new_tracks(tmp_path, capsys):
+    """One person, then (a cut to another shot) another at the same place: two tracks, not
+    one; a continuous shot keeps its track (the clip above)."""
+    head = cv2.resize(skimage_data.astronaut()[0:300, 100:400], (240, 240))
+    shots = []
+    for background, face in ((110, head), (30, head[:, ::-1] // 2 + 60)):
+        frame = np.full((480, 640, 3), background, np.uint8)
+        frame[100:340, 200:440] = face
+        shots += [frame] * 5
+    path = write_video(tmp_path / "two-shots.avi", shots, fps=10.0)
+    assert cli(["expression", str(path), "--json"]) == 0
+    (out,) = json.loads(capsys.readouterr().out)
+    tracks = [[x["track"] for x in f["faces"]] for f in out["frames"]]
+    assert tracks == [[1]] * 5 + [[2]] * 5, tracks
+
+
 def first_answer(url: str, api: str, data: list) -> tuple[str, str]:
     """POST an event as any HTTP client can (gradio_client does not take stream events); the
     (event, payload) of its first answer: a stream answers each frame and waits for the next."""

@@ -18,6 +18,7 @@ import threading
 
 import gradio as gr
 
+from faceres import registry
 from faceres.app import compare_tab, expression_tab, find_tab, models_tab, verify_tab
 from faceres.app.uploads import UploadsOnly
 from faceres.errors import FaceresError
@@ -56,6 +57,18 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
+def ready_first() -> list[tuple[str, str | None]]:
+    """(task, model) made ready at start: the default identity and expression models, and the
+    default expression model's plain twin (the ResNet vs plain tab's first pair); any other
+    model is prepared on its first use, with a notice."""
+    pairs: list[tuple[str, str | None]] = [("identity", None), ("expression", None)]
+    try:
+        twin = registry.get_entry(registry.default_model("expression")).get("twin")
+    except FaceresError:
+        twin = None
+    return pairs + ([("expression", twin)] if twin else [])
+
+
 def warm_up() -> threading.Thread:
     """Make the default identity and expression models ready (on a fresh machine: their ONNX
     export, seconds) in a background thread started now, while the server starts; a request
@@ -65,11 +78,11 @@ def warm_up() -> threading.Thread:
     """
 
     def work() -> None:
-        for task in ("identity", "expression"):
+        for task, name in ready_first():
             try:
-                load_runner(task)
+                load_runner(task, name)
             except FaceresError as exc:  # the request that needs it will say so
-                log.warning("could not prepare the %s model: %s", task, exc)
+                log.warning("could not prepare %s: %s", name or f"the {task} model", exc)
 
     thread = threading.Thread(target=work, name="faceres-warm-up", daemon=True)
     thread.start()

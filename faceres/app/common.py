@@ -16,6 +16,7 @@ import gradio as gr
 from faceres import registry
 from faceres.detect import DETECTORS
 from faceres.errors import FaceresError
+from faceres.registry.runtime import first_use
 from faceres.study.lesion import deletable_blocks
 
 
@@ -32,6 +33,18 @@ def user_errors(fn):
             raise gr.Error("Out of memory: try a smaller photo.", print_exception=False) from None
 
     return wrapper
+
+
+def announce_first_use(task: str, model: str | None) -> None:
+    """A notice (toast) when this run first prepares `model` on this server: its ONNX export
+    takes seconds, once, and the answer would otherwise seem slow for no reason."""
+    try:
+        needed = first_use(task, model or None)
+    except FaceresError:  # an unknown model: the run itself says so
+        return
+    if needed:
+        name = registry.task_model(task, model or None)
+        gr.Info(f"Preparing {name} for its first use on this server (a few seconds, once).")
 
 
 def ms_text(timings: dict[str, float]) -> str:

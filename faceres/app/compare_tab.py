@@ -19,6 +19,7 @@ import pandas as pd
 
 from faceres import registry
 from faceres.app.common import (
+    announce_first_use,
     block_choices,
     detector_input,
     keep_errors,
@@ -33,7 +34,7 @@ from faceres.app.uploads import take_photo
 from faceres.detect import fallback_note
 from faceres.errors import FaceresError, ModelError
 from faceres.explain import explain_expression
-from faceres.expression import analyze_expression
+from faceres.expression import analyze_expression, class_names
 from faceres.study.depth import depth_report, format_table, training_curves
 from faceres.study.depth import figures as depth_figures
 from faceres.study.depth import findings as depth_findings
@@ -141,6 +142,8 @@ def compare_models(
         resnet = resnet or pairs[0][0]
         plain = plain or registry.get_entry(resnet).get("twin") or pairs[0][1]
     image = take_photo(photo)
+    for name in (resnet, plain):
+        announce_first_use("expression", name)
     res_label, res_text, res_detail, res_map = _run_one(image, resnet, detector or None)
     plain_label, plain_text, plain_detail, plain_map = _run_one(image, plain, detector or None)
     maps = "<b>Where each looked</b> (Grad-CAM of the class it chose; red: most)<br>" + (
@@ -191,7 +194,7 @@ def remove_block(
         r = analyze_expression(image, model=name, detector=detector or None)
         if not r.faces:
             raise FaceresError("No face found in the photo; try a larger, frontal face.")
-        labels = list(registry.model_config(name)["label_names"])
+        labels = class_names(registry.model_config(name))
         try:
             block_name = block_names(registry.load(name).model, [int(block or 0)])[0]
         except (ModelError, ValueError, IndexError, TypeError) as exc:

@@ -18,6 +18,7 @@ import numpy as np
 
 from faceres import registry
 from faceres.app.common import (
+    announce_first_use,
     detector_input,
     keep_errors,
     missing_models,
@@ -135,6 +136,7 @@ def analyze_photo(photo: Any, model: str | None = None, detector: str | None = N
     start = time.perf_counter()
     image = take_photo(photo)
     read_ms = 1000 * (time.perf_counter() - start)
+    announce_first_use("expression", model)
     r = analyze_expression(image, model=model or None, detector=detector or None)
     timings = {"read": read_ms, **r.timings}
     faces = r.faces
@@ -264,6 +266,7 @@ def analyze_video_file(
     """
     start = time.perf_counter()
     path = video_upload(video)
+    announce_first_use("expression", model)
     try:
         info = video_info(path)
         rate = info.fps / frame_step(info.fps, VIDEO_FPS)  # frames analysed per second

@@ -19,6 +19,7 @@ import numpy as np
 
 from faceres import registry
 from faceres.app.common import (
+    announce_first_use,
     detector_input,
     keep_errors,
     missing_models,
@@ -103,6 +104,7 @@ def face_crop(image: np.ndarray, box: list[float], margin: float = 0.25) -> np.n
 
 def _faces(photos: list[Photo], model: str | None, detector: str | None):
     """The identity model and every face of `photos`, as (photo, face record) pairs."""
+    announce_first_use("identity", model)
     loaded = load_identity_model(model)
     found = embed_images([p.image for p in photos], [p.name for p in photos], loaded, detector)
     faces = [(p, f) for p, (_, _, records, _) in zip(photos, found, strict=True) for f in records]

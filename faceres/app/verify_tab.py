@@ -20,6 +20,7 @@ import numpy as np
 from faceres import registry
 from faceres.align import model_template, views
 from faceres.app.common import (
+    announce_first_use,
     block_choices,
     detector_input,
     error_html,
@@ -41,7 +42,7 @@ from faceres.app.render import (
 )
 from faceres.app.uploads import REFUSED, take_photos
 from faceres.calibration import score_rates
-from faceres.detect import fallback_note
+from faceres.detect import fallback_note, score_text
 from faceres.errors import FaceresError, ModelError
 from faceres.explain import explain_crops
 from faceres.identity import (
@@ -189,7 +190,8 @@ def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str
         crops = "".join(
             f'<figure style="display:inline-block;margin:4px">'
             f"{img_tag(face['crop'], f'aligned face {k + 1}')}"
-            f"<figcaption>photo {k + 1}, face {n}<br>{_quality_text(q)}</figcaption></figure>"
+            f"<figcaption>photo {k + 1}, face {n}<br>{_quality_text(q, face['detector'])}"
+            "</figcaption></figure>"
             for k, (face, n, q) in enumerate(zip(used, chosen, quality, strict=True))
         )
         images = [
@@ -225,10 +227,10 @@ def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str
     return verdict_html(details, plot), shown[0], shown[1], crops, details
 
 
-def _quality_text(q: FaceQuality) -> str:
+def _quality_text(q: FaceQuality, detector: str) -> str:
     return (
         f"{q.eye_distance:.0f} px between the eyes · sharpness {q.sharpness:.0f} · "
-        f"yaw {q.yaw:.0f}° · detector {q.score:.2f}"
+        f"yaw {q.yaw:.0f}° · {score_text(detector, q.score)}"
     )
 
 
@@ -254,6 +256,7 @@ def verify_photos(
     start = time.perf_counter()
     images = take_photos([photo1, photo2], EXPIRED_PAIR)
     read_ms = 1000 * (time.perf_counter() - start)
+    announce_first_use("identity", model)
     r = verify(
         images[0],
         images[1],

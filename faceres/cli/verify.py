@@ -74,6 +74,7 @@ def pair_arguments(args: argparse.Namespace) -> dict:
 
 def run_verify(args: argparse.Namespace) -> int:
     from faceres.calibration import rates_text
+    from faceres.detect import score_text
     from faceres.identity import verify
 
     result = verify(**pair_arguments(args))
@@ -95,7 +96,8 @@ def run_verify(args: argparse.Namespace) -> int:
         print(
             f"image {i}: {len(faces)} face(s), using face {number} "
             f"at x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f}; {q.eye_distance:.0f} px between the "
-            f"eyes, sharpness {q.sharpness:.0f}, yaw {q.yaw:.0f}°, detector score {q.score:.2f}"
+            f"eyes, sharpness {q.sharpness:.0f}, yaw {q.yaw:.0f}°, "
+            f"{score_text(faces[number - 1].detector, q.score)}"
         )
     times = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings.items())
     print(f"model {result.model}, detector {result.detector}; {times}")

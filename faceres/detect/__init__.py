@@ -40,6 +40,7 @@ __all__ = [
     "detect_faces",
     "detector_setting",
     "fallback_note",
+    "score_text",
     "select_detector",
 ]
 
@@ -102,3 +103,13 @@ def fallback_note(requested: str | None, used: str) -> str:
     return (
         f"{preferred} is not available here, so the {used} detector ran: it {backend(used).LIMITS}."
     )
+
+
+def score_text(detector: str, score: float) -> str:
+    """A detector's score with its scale named (YuNet's is a confidence, dlib's a margin).
+
+    >>> score_text("yunet", 0.93)
+    'yunet score 0.93 (confidence, 0 to 1)'
+    """
+    meaning = backend(detector).SCORE if detector in BACKENDS else "unknown scale"
+    return f"{detector} score {score:.2f} ({meaning})"

@@ -46,6 +46,8 @@ PYRAMID_RATE = 5 / 6  # dlib's pyramid_down<6>
 PYRAMID_PADDING = 10
 PYRAMID_OUTER_PADDING = 11
 MIN_LEVEL_HEIGHT = 5
+SCORE = "MMOD margin: above 0 is a face, no upper bound"
+"""What this detector's score is (detectors score on different scales)."""
 
 _LOCK = threading.Lock()
 

@@ -22,6 +22,8 @@ from faceres.errors import ModelError
 NAME = "yunet"
 LIMITS = "sees each photo downscaled to 640 px on its longer side, so very small faces are lost"
 """What this detector cannot do, in words the app shows when it runs as the fallback."""
+SCORE = "confidence, 0 to 1"
+"""What this detector's score is (detectors score on different scales)."""
 YUNET_MODEL = "yunet-2026may"
 """Registry name of the YuNet detector entry."""
 YUNET_FILE = "face_detection_yunet_2026may.onnx"

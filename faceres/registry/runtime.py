@@ -25,7 +25,7 @@ import numpy as np
 
 from faceres import registry
 from faceres.errors import IntegrityError, ModelError, OfflineError
-from faceres.registry.onnx import load_onnx
+from faceres.registry.onnx import ONNX_FILE, load_onnx, onnx_path
 from faceres.settings import backend_setting, has_nvidia_gpu
 
 
@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 _LOCKS: dict[str, threading.Lock] = {}
 """One lock per model: a model being exported makes only its own callers wait."""
 _LOCKS_LOCK = threading.Lock()
+_BUILT: set[str] = set()
+"""Models whose runner this process has built (see `first_use`)."""
 
 
 def choose_backend() -> str:
@@ -77,6 +79,18 @@ def choose_backend() -> str:
     return "torch" if has_nvidia_gpu() else "onnx"
 
 
+def first_use(task: str, name: str | None = None) -> bool:
+    """Whether running `task`'s model `name` now first exports it to ONNX (seconds, once per
+    machine): an ONNX engine, the runner not built in this process, and no ONNX file yet (the
+    index pins none and the cache has none); a cheap check, no session is made."""
+    name = registry.task_model(task, name)
+    if choose_backend() != "onnx" or name in _BUILT:
+        return False
+    return ONNX_FILE not in registry.get_entry(name).get("files", {}) and not (
+        onnx_path(name).is_file()
+    )
+
+
 def load_runner(task: str, name: str | None = None) -> Runner:
     """`task`'s model `name` (default: the task's default model) on `choose_backend()`'s engine;
     one runner per model and engine in a process.
@@ -88,7 +102,9 @@ def load_runner(task: str, name: str | None = None) -> Runner:
     with _LOCKS_LOCK:
         lock = _LOCKS.setdefault(name, threading.Lock())
     with lock:
-        return _runner(name, choose_backend(), str(registry.registry_dir()))
+        runner = _runner(name, choose_backend(), str(registry.registry_dir()))
+    _BUILT.add(name)
+    return runner
 
 
 @functools.lru_cache(maxsize=32)
