@@ -56,6 +56,13 @@ def test_live_camera_frames_come_back_labelled_and_tracked(camera_page):
         page.get_by_role("tab", name="Live camera").click()
         webcam = page.locator("#expression-webcam")
         webcam.get_by_text("Click to Access Webcam").click()
+        # The fake camera plays before the stream starts (on a busy machine it may take a while;
+        # a click before then starts nothing).
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#expression-webcam video');"
+            " return v && v.readyState >= 2 && v.videoWidth > 0; }",
+            timeout=60_000,
+        )
         webcam.get_by_role("button", name="capture photo").click()  # starts the stream
         rate = page.locator("#expression-live-rate")
         # A frame rate needs the state of the frame before, sent back by the browser.
