@@ -441,7 +441,7 @@ CLAIMS: list[Claim] = [
     Claim(
         "expression: CPU throughput",
         rf"quiet, {NUMBER} training images/s for `faceres_resnet18_48` → \*\*{NUMBER} hours\*\*",
-        lambda: [_throughput()["images_per_second"], _throughput()["projected_hours"]],
+        lambda: [_train_throughput()["images_per_second"], _train_throughput()["projected_hours"]],
     ),
     # Depth study
     Claim(
@@ -552,7 +552,7 @@ CLAIMS: list[Claim] = [
     Claim(
         "benchmarks: training throughput",
         rf"training `faceres_resnet18_48` on the CPU \| {NUMBER} images/s \|",
-        lambda: [_throughput()["images_per_second"]],
+        lambda: [_train_throughput()["images_per_second"]],
     ),
     Claim(
         "benchmarks: load (table)",
@@ -726,7 +726,7 @@ CLAIMS: list[Claim] = [
     Claim(
         "limits: CPU training projection",
         rf"CPU training time is projected\*\* \({NUMBER} h",
-        lambda: [_throughput()["projected_hours"]],
+        lambda: [_train_throughput()["projected_hours"]],
     ),
     # Requirements and limits that are constants
     Claim(
@@ -867,7 +867,7 @@ CLAIMS: list[Claim] = [
         rf"\| {NUMBER} \| {NUMBER} \|\s*\| face_recognition \(HOG \+ its encoder\) \| {NUMBER} "
         rf"\| {NUMBER} \|",
         lambda: [
-            _throughput()[name][k]
+            _index_throughput()[name][k]
             for name in ("local", "ray", "face_recognition")
             for k in ("faces_per_s", "median_s")
         ],
@@ -1032,7 +1032,7 @@ def _cold_start() -> dict:
     return result("cold_start", "python benchmarks/cold_start.py")
 
 
-def _throughput() -> dict:
+def _index_throughput() -> dict:
     return result("index_throughput", "python benchmarks/index_throughput.py")
 
 
@@ -1074,7 +1074,7 @@ def _train_minutes() -> list[float]:
     return [min(minutes), max(minutes)]
 
 
-def _throughput() -> dict:
+def _train_throughput() -> dict:
     return result(
         "train_throughput", "python benchmarks/train_throughput.py --arch faceres_resnet18_48"
     )
