@@ -141,6 +141,19 @@ def test_inference_never_reaches_training_or_evaluation(start):
     assert not bad, f"{start} imports {bad}"
 
 
+def test_models_never_import_datasets():
+    """An architecture does not depend on a dataset (the class names live in faceres.labels)."""
+    edges = graph()
+    bad = sorted(
+        (m, w)
+        for m in edges
+        if m.startswith("faceres.models")
+        for w in edges[m]
+        if w.startswith("faceres.datasets")
+    )
+    assert not bad, bad
+
+
 def test_imports_inside_functions_are_for_heavy_optional_dependencies():
     known = modules()
     lazy = sorted(

@@ -18,21 +18,9 @@ import numpy as np
 from PIL import Image
 
 from faceres.errors import DataError
+from faceres.labels import FER_LABELS, FERPLUS_LABELS
 from faceres.settings import cache_dir, data_dir
 
-FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-"""FER2013 classes in the order of the Kaggle csv's `emotion` column."""
-FERPLUS_LABELS = (
-    "neutral",
-    "happiness",
-    "surprise",
-    "sadness",
-    "anger",
-    "disgust",
-    "fear",
-    "contempt",
-)
-"""FER+ emotion classes in the order of its vote columns (unknown and NF are dropped)."""
 FER_SPLITS = ("Training", "PublicTest", "PrivateTest")
 
 

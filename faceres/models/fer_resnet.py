@@ -20,7 +20,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.resnet import BasicBlock, downsample_conv
 from torch import nn
 
-from faceres.datasets.fer import FER_LABELS
+from faceres.labels import FER_LABELS
 
 __all__ = ["FaceResNet", "PlainBlock"]
 
