@@ -83,7 +83,7 @@ def test_upload_two_photos_read_the_verdict_and_pick_another_face(page, tmp_path
         page.get_by_role("option", name="Face 2").click()
         sync_api.expect(page.get_by_text("photo 1, face 2")).to_be_visible(timeout=60_000)
         assert verdict.inner_text() != first and "similarity" in verdict.inner_text()
-        # Run again with another detector, no new upload: the browser sends the photos it shows.
+        # Run again with another detector, no new upload: the page's photos are held in memory.
         page.locator("#verify-detector input").click()
         page.get_by_role("option", name="dlib").click()
         page.locator("#verify-run").click()

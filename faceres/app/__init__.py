@@ -47,7 +47,8 @@ def build_demo() -> gr.Blocks:
     with UploadsOnly(title="faceres", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# faceres\nResidual networks for faces: verification, expressions, and why "
-            "skip connections matter. Photos are processed in memory and not kept."
+            "skip connections matter. Photos are never written to disk: they are held in "
+            "memory for your page only, and dropped when it closes or after 15 idle minutes."
         )
         with gr.Tabs():
             for title, tab in TABS.items():

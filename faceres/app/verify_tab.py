@@ -396,8 +396,8 @@ def build() -> None:
     gr.Markdown(
         "Two photos: are they the same person? Every face found is boxed; the green one "
         "is compared (the largest by default, pick another below after a first run). "
-        "Run again with another model or detector without uploading again: the browser sends "
-        "the photos it shows, and the server keeps none after the request."
+        "Run again with another model or detector without uploading again: the photos stay "
+        "in memory for this page (never on disk) until it closes or for 15 idle minutes."
     )
     photos, pickers = [], []
     with gr.Row():
