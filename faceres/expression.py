@@ -1,8 +1,9 @@
 """Facial expressions of every face in a photo.
 
->>> result = analyze_expression("photo.jpg")
->>> [(f.label, round(f.probabilities[f.label], 2)) for f in result.faces]
-[('happy', 0.93)]
+Examples:
+    >>> result = analyze_expression("photo.jpg")
+    >>> [(f.label, round(f.probabilities[f.label], 2)) for f in result.faces]
+    [('happy', 0.93)]
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _framing(config: dict) -> dict:
     if not template:
         raise ModelError(
             "This expression model has no measured face framing yet: run "
-            "`faceres train framing NAME` (see README)."
+            "`faceres train framing NAME` (see docs/models.md)."
         )
     return template
 

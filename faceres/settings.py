@@ -45,7 +45,7 @@ def data_dir(required: bool = False) -> Path | None:
     if required:
         raise DataError(
             "Research data not found: set FACERES_DATA to the folder holding fer2013/, lfw/ "
-            "and models/ (see README, 'Data')."
+            "and models/ (see docs/architecture.md, 'Data')."
         )
     return None
 

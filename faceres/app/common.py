@@ -62,7 +62,7 @@ def missing_models(what: str, feature: str) -> str:
     """What a tab says instead of inputs when its models are not in the registry."""
     return (
         f"**{what} is in the registry yet**, so {feature} is not available here. "
-        "Add one (see the README, 'Models'), then restart the app."
+        "Add one (see docs/models.md), then restart the app."
     )
 
 

@@ -148,7 +148,7 @@ def build() -> None:
     """The tab's table, card picker and card (inside a `gr.Tab`)."""
     rows = models_table()
     if not rows:
-        gr.Markdown("**The registry is empty.** See the README, 'Models'.")
+        gr.Markdown("**The registry is empty.** See docs/models.md.")
         return
     gr.Dataframe(
         value=rows,

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     faceless = [item.get("image") or item.get("video") for item in out if not _any_face(item)]
     for name in faceless:
         print(f"faceres: {name}: no face found", file=sys.stderr)
-    status = 1 if faceless else 0  # as the README says: no face is a non-zero exit
+    status = 1 if faceless else 0  # as docs/cli.md says: no face is a non-zero exit
     if args.json:
         print(json.dumps(out, indent=2))
         return status

@@ -81,8 +81,9 @@ def detect_faces(image: np.ndarray, detector: str | None = None) -> list[Face]:
 
     `detector` is one of `DETECTORS`; None reads the `FACERES_DETECTOR` setting.
 
-    >>> [f.score for f in detect_faces(rgb, detector="yunet")]
-    [0.93]
+    Examples:
+        >>> [f.score for f in detect_faces(rgb, detector="yunet")]
+        [0.93]
     """
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         raise ImageError("detect_faces expects an H×W×3 RGB array; decode with load_image first.")

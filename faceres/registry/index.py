@@ -125,4 +125,4 @@ def default_model(task: str) -> str:
     for entry in _read_index():
         if entry["task"] == task and entry.get("default"):
             return entry["name"]
-    raise ModelError(f"No default {task} model is in the registry yet; see the README, 'Models'.")
+    raise ModelError(f"No default {task} model is in the registry yet; see docs/models.md.")

@@ -68,8 +68,9 @@ def verify(name: str | None = None) -> list[tuple[str, str, str]]:
     that is not on this machine, or any weights under an installed wheel's shipped index: both
     are allowed, and come from the Hub).
 
-    >>> [row for row in verify() if row[2] in ("mismatch", "missing")]
-    []
+    Examples:
+        >>> [row for row in verify() if row[2] in ("mismatch", "missing")]
+        []
     """
     rows = []
     for entry in [get_entry(name)] if name else _read_index():
@@ -252,8 +253,9 @@ def model_config(name: str) -> dict:
     """`name`'s config.json (architecture, pretrained_cfg, the `faceres` block), without building
     the model.
 
-    >>> model_config("resnet18-fer")["faceres"]["residual"]
-    True
+    Examples:
+        >>> model_config("resnet18-fer")["faceres"]["residual"]
+        True
     """
     entry = get_entry(name)
     pinned = entry.get("files", {}).get("config.json", "")

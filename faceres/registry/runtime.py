@@ -95,8 +95,9 @@ def load_runner(task: str, name: str | None = None) -> Runner:
     """`task`'s model `name` (default: the task's default model) on `choose_backend()`'s engine;
     one runner per model and engine in a process.
 
-    >>> load_runner("expression", "resnet18-fer").config["faceres"]["task"]
-    'expression'
+    Examples:
+        >>> load_runner("expression", "resnet18-fer").config["faceres"]["task"]
+        'expression'
     """
     name = registry.task_model(task, name)
     with _LOCKS_LOCK:
