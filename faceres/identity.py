@@ -181,6 +181,43 @@ def quality_reasons(quality: Sequence[FaceQuality], gate: dict) -> tuple[str, ..
     )
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The one verdict on two faces: their cosine similarity, the model's threshold and band,
+    the decision, the quality gate's reasons, and how calibration pairs scored like this."""
+
+    similarity: float
+    threshold: float
+    band: float
+    verdict: str
+    reasons: tuple[str, ...] = ()
+    rates: dict = field(default_factory=dict)
+
+
+def judge(a: np.ndarray, b: np.ndarray, quality: Sequence[FaceQuality], meta: dict) -> Verdict:
+    """Same, different or uncertain for embeddings `a` and `b` (any norm) of two faces whose
+    quality records are `quality`, with a model's calibration `meta` (its config's `faceres`
+    block: threshold, band, quality gate, calibration scores). `verify`, the app's face pickers
+    and its block removal all decide through this.
+
+    >>> judge(np.array([1.0, 0.0]), np.array([1.0, 0.1]), [], {"threshold": 0.9}).verdict
+    'same'
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    similarity = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+    threshold = float(meta["threshold"])
+    band = float(meta.get("band", DEFAULT_BAND))
+    reasons = quality_reasons(quality, meta.get("quality_gate", {}))
+    return Verdict(
+        similarity=similarity,
+        threshold=threshold,
+        band=band,
+        verdict=decide(similarity, threshold, band, reasons),
+        reasons=reasons,
+        rates=score_rates(similarity, meta["scores"]) if "scores" in meta else {},
+    )
+
+
 def verify(
     img1: ImageInput,
     img2: ImageInput,
@@ -226,16 +263,13 @@ def verify(
     emb = embed_views(face_views, lambda batch: embed_crops(batch, loaded))
     lap("embed")
     quality = (assess(used[0], crops[0]), assess(used[1], crops[1]))
-    reasons = quality_reasons(quality, meta.get("quality_gate", {}))
     timings["total"] = sum(timings.values())
-    similarity = float(np.dot(emb[0], emb[1]))
-    threshold = float(meta["threshold"])
-    band = float(meta.get("band", DEFAULT_BAND))
+    decided = judge(emb[0], emb[1], quality, meta)
     return VerifyResult(
-        similarity=similarity,
-        threshold=threshold,
-        band=band,
-        verdict=decide(similarity, threshold, band, reasons),
+        similarity=decided.similarity,
+        threshold=decided.threshold,
+        band=decided.band,
+        verdict=decided.verdict,
         faces=faces,
         chosen=chosen,
         crops=crops,
@@ -243,8 +277,8 @@ def verify(
         model=loaded.name,
         detector=used[0].detector,
         quality=quality,
-        reasons=reasons,
-        rates=score_rates(similarity, meta["scores"]) if "scores" in meta else {},
+        reasons=decided.reasons,
+        rates=decided.rates,
         timings=timings,
     )
 

@@ -198,10 +198,13 @@ def picked_faces() -> dict:
 
 
 CALIBRATION = {
+    "threshold": 0.7,
+    "band": 0.05,
     "quality_gate": {"min_eye_distance": 20},
     "scores": {"genuine": [0.65, 0.9, 0.95, 0.99], "impostor": [0.1, 0.3, 0.62, 0.8]},
 }
-"""A model config's calibration, by hand: its answers below are counted by hand."""
+"""A model config's calibration, by hand: its answers below are counted by hand. The verdict
+takes the threshold and band from the registry (here), never from the JSON the browser sends."""
 
 
 def test_pick_faces_works_from_the_json_alone(monkeypatch):
@@ -218,6 +221,8 @@ def test_pick_faces_works_from_the_json_alone(monkeypatch):
     verdict, shown1, _, crops, details, maps, lesion = verify_tab.pick_faces(faces, 2, None)
     assert details["similarity"] == pytest.approx(0.6) and details["verdict"] == "different"
     assert [image["chosen"] for image in details["images"]] == [2, 1]
+    tampered = {**faces, "threshold": 0.0, "band": 0.0}  # the browser cannot move the threshold
+    assert verify_tab.pick_faces(tampered, 2, None)[4]["verdict"] == "different"
     assert "photo 1, face 2" in crops and "face 2 used" in shown1
     assert not any("embedding" in face for face in details["images"][0]["faces"])
     # 0.6: impostors at least 0.6: 0.62, 0.8 (2 of 4); genuines at most 0.6: none
@@ -864,3 +869,13 @@ def test_remove_block_changes_the_plain_twin_more(face_jpeg):
     assert len(moved) == 2 and html.count("<tr>") == 3
     with pytest.raises(gr.Error, match="no such block"):
         compare_tab.remove_block(str(face_jpeg), resnet, plain, 99)
+
+
+@needs_identity
+def test_detector_scores_name_their_scale(face_jpeg, camera_jpeg):
+    """YuNet scores a confidence (0 to 1), dlib a margin (above 0, unbounded): each score is
+    shown with its scale, so 1.03 beside 0.93 confuses nobody."""
+    crops = verify_tab.verify_photos(str(face_jpeg), str(camera_jpeg), detector="yunet")[3]
+    assert "yunet score" in crops and "(confidence, 0 to 1)" in crops
+    crops = verify_tab.verify_photos(str(face_jpeg), str(face_jpeg), detector="dlib")[3]
+    assert "dlib score" in crops and "MMOD margin" in crops

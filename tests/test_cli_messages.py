@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -34,3 +35,16 @@ def test_verify_names_a_folder_as_a_folder(tmp_path):
     run = _faceres("verify", str(tmp_path), str(photo))
     assert run.returncode == 2
     assert "is a folder" in run.stderr and "not found" not in run.stderr
+
+
+def test_the_training_benchmark_imports():
+    """`benchmarks/train_throughput.py` once imported a name that had moved: it must start."""
+    run = subprocess.run(
+        [sys.executable, "benchmarks/train_throughput.py", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "--arch" in run.stdout

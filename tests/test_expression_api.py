@@ -285,3 +285,21 @@ def test_a_first_use_is_known_before_it_happens(tmp_path, monkeypatch):
     onnx.onnx_path(name).parent.mkdir(parents=True)
     onnx.onnx_path(name).touch()
     assert not runtime.first_use("expression", name)
+
+
+def test_a_models_first_load_is_timed_apart_from_detection(monkeypatch):
+    """A slow model load (its first use: an ONNX export) shows as "load model", not as
+    detection time."""
+    import time
+
+    import faceres.expression as expression
+
+    real = expression.load_runner
+
+    def slow(*args, **kwargs):
+        time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(expression, "load_runner", slow)
+    result = expression.analyze_expression(skdata.astronaut())
+    assert result.timings["load model"] >= 300 and result.timings["detect"] < 300

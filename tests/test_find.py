@@ -54,3 +54,19 @@ def test_bad_input_is_a_message():
         find_tab.find_person(str(lfw_photo("Aaron_Peirsol", 1)), [])
     with pytest.raises(gr.Error, match="At most 30 photos"):
         find_tab.group_photos([str(lfw_photo("Aaron_Peirsol", 1))] * 31)
+
+
+@needs_identity
+def test_an_unreadable_photo_is_skipped_with_a_note(tmp_path):
+    """One corrupt file among the photos: the others are searched and grouped, the bad one is
+    named in a note, and the photos keep their upload numbers (the probe's match is photo 3)."""
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(lfw_photo("Aaron_Peirsol", 1).read_bytes()[:300])
+    probe = lfw_photo("Aaron_Peirsol", 3)
+    photos = [*lfw_people(1), broken, lfw_photo("Aaron_Peirsol", 1)]
+    html, details = find_tab.find_person(str(probe), [str(p) for p in photos])
+    assert details["matches"][0]["photo"] == 3 and details["matches"][0]["verdict"] == "same"
+    assert len(details["skipped"]) == 1 and details["skipped"][0].startswith("photo 2")
+    assert "photo 2" in html and "skipped" in html
+    html, details = find_tab.group_photos([str(p) for p in photos])
+    assert len(details["skipped"]) == 1 and "skipped" in html

@@ -76,3 +76,29 @@ def test_score_rates_count_by_hand():
     text = rates_text(rates)
     assert "at least 0.800 in 2 of 5 calibration pairs (40.00%)" in text
     assert "at most 0.800 in 2 of 4 (50.00%)" in text
+
+
+def test_one_verdict_from_two_embeddings_by_hand():
+    """`identity.judge` against hand-computed cases: the cosine of (3, 4) and (4, 3) is 24/25 =
+    0.96; threshold 0.9 with band 0.02 calls it "same", 0.95 ± 0.02 "uncertain"; a face below
+    the gate makes it "uncertain" with the gate's reason; the rates count the calibration
+    scores by hand (impostors ≥ 0.96: 1 of 4; genuine ≤ 0.96: 2 of 3)."""
+    import numpy as np
+
+    from faceres.identity import judge
+
+    a, b = np.array([3.0, 4.0]), np.array([4.0, 3.0])
+    good, small = FaceQuality(40.0, 100.0, 0.0, 0.9), FaceQuality(9.0, 100.0, 0.0, 0.9)
+    meta = {
+        "threshold": 0.9,
+        "band": 0.02,
+        "quality_gate": {"min_eye_distance": 13},
+        "scores": {"genuine": [0.5, 0.96, 0.99], "impostor": [0.1, 0.2, 0.3, 0.97]},
+    }
+    decided = judge(a, b, [good, good], meta)
+    assert decided.similarity == pytest.approx(0.96)
+    assert decided.verdict == "same" and decided.reasons == ()
+    assert (decided.rates["impostor_count"], decided.rates["genuine_count"]) == (1, 2)
+    assert judge(a, b, [good, good], {**meta, "threshold": 0.95}).verdict == "uncertain"
+    gated = judge(a, b, [good, small], meta)
+    assert gated.verdict == "uncertain" and gated.reasons[0].startswith("photo 2: ")

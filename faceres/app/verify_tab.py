@@ -41,18 +41,16 @@ from faceres.app.render import (
     verdict_html,
 )
 from faceres.app.uploads import REFUSED, take_photos
-from faceres.calibration import score_rates
 from faceres.detect import fallback_note, score_text
 from faceres.errors import FaceresError, ModelError
 from faceres.explain import explain_crops
 from faceres.identity import (
     VerifyResult,
-    decide,
     embed_crops,
     embed_views,
+    judge,
     load_identity_model,
     pick_face,
-    quality_reasons,
     verify,
 )
 from faceres.imageio import load_image
@@ -168,8 +166,8 @@ def pickable_faces(images: list[np.ndarray], result: VerifyResult) -> list[dict]
 
 def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str, dict]:
     """(verdict HTML, photo 1 HTML, photo 2 HTML, crops HTML, details) of the chosen faces, from
-    what `verify_photos` sent to the browser alone (cosine similarity of the stored embeddings,
-    the quality gate on the stored quality records), with the model's calibration."""
+    what `verify_photos` sent to the browser alone (the stored embeddings and quality records),
+    decided by `faceres.identity.judge` with the model's calibration from the registry."""
     try:
         photos = faces["photos"]
         pictures = [photo["preview"] for photo in photos]
@@ -179,10 +177,9 @@ def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str
             for i, (photo, number) in enumerate(zip(photos, (face1, face2), strict=True))
         ]
         used = [photo["faces"][n - 1] for photo, n in zip(photos, chosen, strict=True)]
-        a, b = (np.asarray(face["embedding"], np.float64) for face in used)
-        similarity = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        embeddings = [np.asarray(face["embedding"], np.float64) for face in used]
         quality = [FaceQuality(**face["quality"]) for face in used]
-        threshold, band, model = float(faces["threshold"]), float(faces["band"]), faces["model"]
+        model = str(faces["model"])
         shown = [
             photo_html(photo, n, f"photo {k + 1}: {len(photo['faces'])} face(s), face {n} used")
             for k, (photo, n) in enumerate(zip(photos, chosen, strict=True))
@@ -210,20 +207,22 @@ def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str
     if not all(isinstance(p, str) and JPEG_URI.fullmatch(p) for p in pictures):
         raise FaceresError(REFUSED)
     meta = registry.model_config(model)["faceres"]
-    reasons = quality_reasons(quality, meta.get("quality_gate", {}))
-    scores = meta.get("scores")
+    decided = judge(*embeddings, quality, meta)
     details = {
-        "verdict": decide(similarity, threshold, band, reasons),
-        "similarity": round(similarity, 6),
-        "threshold": threshold,
-        "band": band,
-        "reasons": list(reasons),
-        "rates": score_rates(similarity, scores) if scores else {},
+        "verdict": decided.verdict,
+        "similarity": round(decided.similarity, 6),
+        "threshold": decided.threshold,
+        "band": decided.band,
+        "reasons": list(decided.reasons),
+        "rates": decided.rates,
         "model": model,
         "detector": faces.get("detector"),
         "images": images,
     }
-    plot = score_plot(scores, similarity, threshold, band) if scores else None
+    scores = meta.get("scores")
+    plot = (
+        score_plot(scores, decided.similarity, decided.threshold, decided.band) if scores else None
+    )
     return verdict_html(details, plot), shown[0], shown[1], crops, details
 
 
@@ -378,11 +377,12 @@ def remove_identity_block(
         raise FaceresError(f"{model} has no such block: {exc}") from None
     whole = identity_embeddings(model, crops)
     cut = identity_embeddings(model, crops, [name])
-    a, b = float(whole[0] @ whole[1]), float(cut[0] @ cut[1])
-    verdict = decide(b, details["threshold"], details["band"])
+    meta = registry.model_config(model)["faceres"]
+    a, b = judge(whole[0], whole[1], [], meta), judge(cut[0], cut[1], [], meta)
     return (
         f"<div>Without block <code>{name}</code> of <code>{html.escape(model)}</code>: "
-        f"similarity <b>{b:.3f}</b> ({verdict}) against {a:.3f} for the whole network on the "
+        f"similarity <b>{b.similarity:.3f}</b> ({b.verdict}) against {a.similarity:.3f} for the "
+        "whole network on the "
         "same crops (the verdict above averages a second alignment).</div>"
     )
 
