@@ -60,7 +60,7 @@ class Photo:
 
 
 def _name(value: Any, number: int) -> str:
-    name = value.get("orig_name") if isinstance(value, dict) else None
+    name = value.get("orig_name") if isinstance(value, dict) else getattr(value, "orig_name", None)
     return f"photo {number}" + (f" ({name})" if isinstance(name, str) and name else "")
 
 

@@ -26,6 +26,7 @@ import binascii
 import os
 from collections.abc import Collection, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -229,13 +230,13 @@ def hold_photos(
     uploads: set[str],
     folder: str | Path | None = None,
 ) -> list[Any]:
-    """`admit` the request, then give each photo it names to the handler inline (a `data:` URI):
-    a new upload is read into `store` for `session` and deleted from disk at once, a photo this
-    session sent before comes from `store`. A video's upload is only marked as used (its handler
-    reads the file, then deletes it).
+    """`admit` the request, then give each photo it names to the handler as a `HeldPhoto`: a new
+    upload is read into `store` for `session` and deleted from disk at once, a photo this session
+    sent before comes from `store`. A video's upload is only marked as used (its handler reads
+    the file, then deletes it).
 
-    >>> hold_photos([{"path": upload, "meta": FILE_META}], [photo], "s1", store, {upload})[0]["url"][:5]
-    'data:'
+    >>> hold_photos([{"path": upload, "meta": FILE_META}], [photo], "s1", store, {upload})[0].data[:2]
+    b'\\xff\\xd8'
     """  # noqa: E501
     folder = folder or gr.utils.get_upload_folder()
     held = store.keys(session) if session else set()
@@ -255,6 +256,7 @@ def hold_photos(
     for value, photo in zip(values, photos, strict=False):
         if photo:
             refs = [ref if _is_data_uri(ref) else _inline(ref, data) for ref in _listed(value)]
+            # (an inline data URI stays as it came: `take_photo` decodes it)
             value = refs if isinstance(value, list) else refs[0]
         out.append(value)
     return out
@@ -291,11 +293,18 @@ def _photo_bytes(path: str, session: str | None, store: PhotoStore, fresh: bool)
     return data
 
 
-def _inline(ref: dict, data: dict[str, bytes]) -> dict:
-    """A photo reference as the handler gets it: its bytes as a `data:` URI."""
-    encoded = base64.b64encode(data[ref["path"]]).decode("ascii")
-    url = "data:application/octet-stream;base64," + encoded
-    return {**ref, "path": None, "url": url, "meta": {"_type": "gradio.FileData"}}
+@dataclass(frozen=True)
+class HeldPhoto:
+    """A photo as a handler gets it from the app: the bytes of this page's upload (read from
+    disk once, or held in memory since) and the file's name."""
+
+    data: bytes
+    orig_name: str | None = None
+
+
+def _inline(ref: dict, data: dict[str, bytes]) -> HeldPhoto:
+    name = ref.get("orig_name")
+    return HeldPhoto(data[ref["path"]], name if isinstance(name, str) else None)
 
 
 # -- reading what was admitted --------------------------------------------------------------------
@@ -331,6 +340,8 @@ def take_photo(value: Any, expired: str = EXPIRED) -> np.ndarray:
     """
     if value is None:
         raise ImageError("Upload a photo first.")
+    if isinstance(value, HeldPhoto):
+        return load_image(value.data)
     if isinstance(value, dict):
         if _is_data_uri(value):
             return decode_data_uri(value["url"])
