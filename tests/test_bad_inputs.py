@@ -384,7 +384,7 @@ def test_script_refuses_a_bomb_in_one_line_and_bounded_memory(inputs, tmp_path):
     assert peak < SCRIPT_MEMORY, f"{peak / 2**20:.0f} MB"  # 0 where there is no /proc
 
 
-def test_script_expression_batch(inputs, tmp_path):
+def test_script_expression_batch(inputs, warm_expression, tmp_path):
     code, out, err, _ = run_script(
         ["expression", "--json", *(inputs[n] for n in DECODABLE)], tmp_path
     )

@@ -48,3 +48,27 @@ def test_the_training_benchmark_imports():
     )
     assert run.returncode == 0, run.stderr
     assert "--arch" in run.stdout
+
+
+@pytest.mark.skipif(not has_default("expression"), reason="no expression model in the registry")
+def test_a_models_first_use_is_announced_on_stderr(tmp_path):
+    """An empty cache: the first `faceres expression` says it prepares the model (seconds,
+    once); the second, with the export in place, says nothing."""
+    import os
+
+    photo = tmp_path / "face.png"
+    Image.fromarray(pytest.importorskip("skimage.data").astronaut()).save(photo)
+    env = {**os.environ, "FACERES_CACHE": str(tmp_path / "cache")}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "faceres", "expression", str(photo)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    assert "for its first use on this machine" in runs[0].stderr
+    assert runs[1].stderr == ""

@@ -49,11 +49,29 @@ def say_fallback(args: argparse.Namespace) -> None:
         print(f"faceres: note: {note}", file=sys.stderr)
 
 
+def say_first_use(args: argparse.Namespace) -> None:
+    """For a command that runs a model of a `task`: when this run first prepares the model on
+    this machine (its ONNX export, seconds, once), say so on stderr before the wait."""
+    if not hasattr(args, "task") or not hasattr(args, "model"):
+        return
+    from faceres import registry
+    from faceres.registry.runtime import first_use
+
+    if first_use(args.task, args.model):
+        name = registry.task_model(args.task, args.model)
+        print(
+            f"faceres: note: preparing {name} for its first use on this machine "
+            "(an ONNX export: a few seconds, once)",
+            file=sys.stderr,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: one line on stderr and a non-zero exit on failure."""
     args = build_parser().parse_args(argv)
     try:
         say_fallback(args)
+        say_first_use(args)
         return int(args.func(args) or 0)
     except FaceresError as exc:
         print(f"faceres: error: {exc}", file=sys.stderr)

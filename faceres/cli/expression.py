@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="videos: analyse at most this many frames per second of video (default: every frame)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, task="expression")
 
 
 def photo_record(path: str, model: str | None, detector: str | None) -> dict:

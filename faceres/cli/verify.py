@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_pair_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON only")
-    p.set_defaults(func=run_verify)
+    p.set_defaults(func=run_verify, task="identity")
 
     e = subparsers.add_parser(
         "embed",
@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=DETECTORS,
         help="face detector (default: the FACERES_DETECTOR setting, else auto)",
     )
-    e.set_defaults(func=run_embed)
+    e.set_defaults(func=run_embed, task="identity")
 
 
 def add_pair_arguments(p: argparse.ArgumentParser) -> None:
