@@ -125,6 +125,41 @@ def clear_video_results() -> tuple:
     return "", "", "", None
 
 
+def _labels(faces: list) -> list[gr.Label]:
+    """One probability panel per face (the `MAX_FACE_LABELS` largest), the rest hidden."""
+    labels = [
+        gr.Label(value=dict(f.probabilities), label=f"Face {i + 1}: {f.label}", visible=True)
+        for i, f in enumerate(faces[:MAX_FACE_LABELS])
+    ]
+    return labels + [gr.Label(value=None, visible=False)] * (MAX_FACE_LABELS - len(labels))
+
+
+def _summary(r: Any, timings: dict[str, float], detector: str | None) -> str:
+    """The photo's one-line summary (faces, model, timings) and the detector fallback note."""
+    if not r.faces:
+        summary = "No face found. Try a photo where the face is larger, frontal and well lit."
+    else:
+        more = len(r.faces) > MAX_FACE_LABELS
+        shown = f" (probabilities for the {MAX_FACE_LABELS} largest)" if more else ""
+        summary = f"{len(r.faces)} face(s){shown} · model `{r.model}` · {ms_text(timings)}"
+    note = fallback_note(detector, r.detector)
+    return summary + (f"\n\n{note}" if note else "")
+
+
+def _maps(r: Any) -> str:
+    """Where the model looked for the class it chose, per face (Grad-CAM), as HTML."""
+    cams = explain_expression(r).faces[:MAX_FACE_LABELS]
+    if not cams:
+        return ""
+    return "<b>Where the model looked</b> (Grad-CAM of the class it chose; red: most)<br>" + (
+        figures_html(
+            [c.overlay() for c in cams],
+            [f"face {n}: {c.label}" for n, c in enumerate(cams, start=1)],
+            width=150,
+        )
+    )
+
+
 @user_errors
 def analyze_photo(photo: Any, model: str | None = None, detector: str | None = None) -> tuple:
     """Expression tab: every face (found by `detector`, default auto) boxed and labelled,
@@ -145,34 +180,9 @@ def analyze_photo(photo: Any, model: str | None = None, detector: str | None = N
         [f.face for f in faces],
         [f"{i + 1}: {f.label} {f.probabilities[f.label]:.0%}" for i, f in enumerate(faces)],
     )
-    labels = [
-        gr.Label(value=dict(f.probabilities), label=f"Face {i + 1}: {f.label}", visible=True)
-        for i, f in enumerate(faces[:MAX_FACE_LABELS])
-    ]
-    labels += [gr.Label(value=None, visible=False)] * (MAX_FACE_LABELS - len(labels))
-    if not faces:
-        summary = "No face found. Try a photo where the face is larger, frontal and well lit."
-    else:
-        shown = (
-            ""
-            if len(faces) <= MAX_FACE_LABELS
-            else (f" (probabilities for the {MAX_FACE_LABELS} largest)")
-        )
-        summary = f"{len(faces)} face(s){shown} · model `{r.model}` · {ms_text(timings)}"
-    note = fallback_note(detector, r.detector)
-    if note:
-        summary += f"\n\n{note}"
-    cams = explain_expression(r).faces[:MAX_FACE_LABELS]
-    maps = (
-        "<b>Where the model looked</b> (Grad-CAM of the class it chose; red: most)<br>"
-        + figures_html(
-            [c.overlay() for c in cams],
-            [f"face {n}: {c.label}" for n, c in enumerate(cams, start=1)],
-            width=150,
-        )
-        if cams
-        else ""
-    )
+    labels = _labels(faces)
+    summary = _summary(r, timings, detector)
+    maps = _maps(r)
     details = {
         "model": r.model,
         "detector": r.detector,
@@ -294,16 +304,7 @@ def analyze_video_file(
     if not tracks:
         summary = "No face found in the video. " + summary
     note = fallback_note(detector, used)
-    if note:
-        summary += f"\n\n{note}"
-    plots = [
-        (
-            f"face {t['track']}: mostly {t['mostly']} ({t['first_s']:.1f}–{t['last_s']:.1f} s)",
-            t["times"],
-            t["probabilities"],
-        )
-        for t in sorted(tracks, key=lambda t: -len(t["times"]))[:MAX_TIMELINES]
-    ]
+    summary += f"\n\n{note}" if note else ""
     details = {
         "model": name,
         "detector": used,
@@ -318,7 +319,22 @@ def analyze_video_file(
         ],
         "frames": records,
     }
-    return video_html(webm, "annotated video"), timeline_html(plots), summary, details
+    return video_html(webm, "annotated video"), _timeline(tracks), summary, details
+
+
+def _timeline(tracks: list[dict]) -> str:
+    """The `MAX_TIMELINES` longest tracks' probabilities over time, as HTML."""
+    longest = sorted(tracks, key=lambda t: -len(t["times"]))[:MAX_TIMELINES]
+    return timeline_html(
+        [
+            (
+                f"face {t['track']}: mostly {t['mostly']} ({t['first_s']:.1f}–{t['last_s']:.1f} s)",
+                t["times"],
+                t["probabilities"],
+            )
+            for t in longest
+        ]
+    )
 
 
 def _tracks(records: list[dict]) -> list[dict]:
@@ -365,60 +381,31 @@ def build() -> None:
         )
         study = gr.Checkbox(label="show the depth study's models", value=False, scale=1)
         detector = detector_input("expression-detector")
-    with gr.Tabs():
-        with gr.Tab("Photo"):
-            with gr.Row():
-                with gr.Column():
-                    photo = photo_input("Photo", "expression-photo")
-                    button = gr.Button("Analyse", variant="primary", elem_id="expression-run")
-                with gr.Column():
-                    shown = gr.HTML(elem_id="expression-shown")
-                    summary = gr.Markdown(elem_id="expression-summary")
-                    maps = gr.HTML(elem_id="expression-maps")
-            with gr.Row():
-                labels = [gr.Label(visible=False) for _ in range(MAX_FACE_LABELS)]
-            with gr.Accordion("Details", open=False):
-                details = gr.JSON()
-        with gr.Tab("Live camera"):
-            gr.Markdown(
-                "Start the webcam: about 10 frames a second are analysed, faces followed from "
-                "frame to frame and their probabilities averaged over the last frames. Frames "
-                "are analysed in memory and not kept."
-            )
-            with gr.Row():
-                webcam = gr.Image(
-                    sources=["webcam"], streaming=True, label="Webcam", elem_id="expression-webcam"
-                )
-                with gr.Column():
-                    live = gr.HTML(elem_id="expression-live")
-                    rate = gr.Markdown(elem_id="expression-live-rate")
-            tracking = gr.JSON(visible=False, elem_id="expression-live-state")
-        with gr.Tab("Video"):
-            gr.Markdown(
-                f"A short video (at most {MAX_VIDEO_SECONDS:.0f} s, {MAX_VIDEO_FRAMES} frames, "
-                f"{MAX_VIDEO_BYTES // 2**20} MB, 1920×1080): {VIDEO_FPS} frames per second are "
-                "analysed. The video is deleted once read; the annotated one is sent back "
-                "inline, not stored."
-            )
-            with gr.Row():
-                with gr.Column():
-                    video = gr.File(  # no player: browsers cannot preview every codec
-                        label="Video (mp4, webm, mov, avi, mkv)",
-                        file_types=["video"],
-                        elem_id="expression-video",
-                    )
-                    video_button = gr.Button(
-                        "Analyse video", variant="primary", elem_id="expression-video-run"
-                    )
-                with gr.Column():
-                    annotated = gr.HTML(elem_id="expression-video-out")
-                    video_summary = gr.Markdown(elem_id="expression-video-summary")
-            timeline = gr.HTML(elem_id="expression-timeline")
-            with gr.Accordion("Per-frame results", open=False):
-                video_details = gr.JSON()
     study.change(
         show_study_models, [study, model], model, api_name="expression_models", preprocess=False
     )
+    with gr.Tabs():
+        with gr.Tab("Photo"):
+            _photo_tab(model, detector)
+        with gr.Tab("Live camera"):
+            _live_tab(model, detector)
+        with gr.Tab("Video"):
+            _video_tab(model, detector)
+
+
+def _photo_tab(model: gr.Dropdown, detector: gr.Dropdown) -> None:
+    with gr.Row():
+        with gr.Column():
+            photo = photo_input("Photo", "expression-photo")
+            button = gr.Button("Analyse", variant="primary", elem_id="expression-run")
+        with gr.Column():
+            shown = gr.HTML(elem_id="expression-shown")
+            summary = gr.Markdown(elem_id="expression-summary")
+            maps = gr.HTML(elem_id="expression-maps")
+    with gr.Row():
+        labels = [gr.Label(visible=False) for _ in range(MAX_FACE_LABELS)]
+    with gr.Accordion("Details", open=False):
+        details = gr.JSON()
     outputs = [shown, *labels, summary, maps, details]
     photo.change(clear_photo_results, None, outputs, api_visibility="private")
     run = button.click(clear_photo_results, None, outputs, api_visibility="private").then(
@@ -429,6 +416,22 @@ def build() -> None:
         preprocess=False,
     )
     keep_errors(run, outputs, shown)
+
+
+def _live_tab(model: gr.Dropdown, detector: gr.Dropdown) -> None:
+    gr.Markdown(
+        "Start the webcam: about 10 frames a second are analysed, faces followed from "
+        "frame to frame and their probabilities averaged over the last frames. Frames "
+        "are analysed in memory and not kept."
+    )
+    with gr.Row():
+        webcam = gr.Image(
+            sources=["webcam"], streaming=True, label="Webcam", elem_id="expression-webcam"
+        )
+        with gr.Column():
+            live = gr.HTML(elem_id="expression-live")
+            rate = gr.Markdown(elem_id="expression-live-rate")
+    tracking = gr.JSON(visible=False, elem_id="expression-live-state")
     webcam.stream(
         stream_frame,
         [webcam, model, detector, tracking],
@@ -440,9 +443,32 @@ def build() -> None:
         concurrency_limit=1,
         show_progress="hidden",
     )
-    outputs = [annotated, timeline, video_summary, video_details]
+
+
+def _video_tab(model: gr.Dropdown, detector: gr.Dropdown) -> None:
+    gr.Markdown(
+        f"A short video (at most {MAX_VIDEO_SECONDS:.0f} s, {MAX_VIDEO_FRAMES} frames, "
+        f"{MAX_VIDEO_BYTES // 2**20} MB, 1920×1080): {VIDEO_FPS} frames per second are "
+        "analysed. The video is deleted once read; the annotated one is sent back "
+        "inline, not stored."
+    )
+    with gr.Row():
+        with gr.Column():
+            video = gr.File(  # no player: browsers cannot preview every codec
+                label="Video (mp4, webm, mov, avi, mkv)",
+                file_types=["video"],
+                elem_id="expression-video",
+            )
+            button = gr.Button("Analyse video", variant="primary", elem_id="expression-video-run")
+        with gr.Column():
+            annotated = gr.HTML(elem_id="expression-video-out")
+            summary = gr.Markdown(elem_id="expression-video-summary")
+    timeline = gr.HTML(elem_id="expression-timeline")
+    with gr.Accordion("Per-frame results", open=False):
+        details = gr.JSON()
+    outputs = [annotated, timeline, summary, details]
     video.change(clear_video_results, None, outputs, api_visibility="private")
-    run = video_button.click(clear_video_results, None, outputs, api_visibility="private").then(
+    run = button.click(clear_video_results, None, outputs, api_visibility="private").then(
         analyze_video_file,
         [video, model, detector],
         outputs,

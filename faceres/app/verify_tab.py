@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -387,6 +388,27 @@ def remove_identity_block(
     )
 
 
+@dataclass
+class VerifyUI:
+    """The tab's components, as `_layout` made them (what `_events` wires together)."""
+
+    photos: list[gr.Image]
+    pickers: list[gr.Dropdown]
+    model: gr.Dropdown
+    detector: gr.Dropdown
+    run: gr.Button
+    verdict: gr.HTML
+    shown: list[gr.HTML]
+    crops: gr.HTML
+    explain: gr.Button
+    maps: gr.HTML
+    block: gr.Dropdown
+    remove: gr.Button
+    lesion: gr.HTML
+    details: gr.JSON
+    faces: gr.JSON
+
+
 def build() -> None:
     """The tab's inputs, outputs and events (inside a `gr.Tab`)."""
     models = model_choices("identity")
@@ -399,6 +421,10 @@ def build() -> None:
         "Run again with another model or detector without uploading again: the photos stay "
         "in memory for this page (never on disk) until it closes or for 15 idle minutes."
     )
+    _events(_layout(models))
+
+
+def _layout(models: list[str]) -> VerifyUI:
     photos, pickers = [], []
     with gr.Row():
         for i in (1, 2):
@@ -413,15 +439,13 @@ def build() -> None:
                         elem_id=f"verify-face{i}",
                     )
                 )
-    (photo1, photo2), (face1, face2) = photos, pickers
     with gr.Row(equal_height=True):
         model = gr.Dropdown(models, value=models[0], label="Identity model", scale=2)
         detector = detector_input("verify-detector")
-        button = gr.Button("Verify", variant="primary", elem_id="verify-run", scale=1)
+        run = gr.Button("Verify", variant="primary", elem_id="verify-run", scale=1)
     verdict = gr.HTML(elem_id="verify-verdict")
     with gr.Row():
-        shown1 = gr.HTML()
-        shown2 = gr.HTML()
+        shown = [gr.HTML(), gr.HTML()]
     with gr.Row():
         crops = gr.HTML()
         with gr.Column():
@@ -440,16 +464,37 @@ def build() -> None:
     with gr.Accordion("Details", open=False):
         details = gr.JSON(elem_id="verify-details")
     faces = gr.JSON(visible=False)  # in the browser only: what a new face pick needs
-    results = [verdict, shown1, shown2, crops, details, faces, maps, lesion]
+    return VerifyUI(
+        photos,
+        pickers,
+        model,
+        detector,
+        run,
+        verdict,
+        shown,
+        crops,
+        explain,
+        maps,
+        block,
+        remove,
+        lesion,
+        details,
+        faces,
+    )
+
+
+def _events(ui: VerifyUI) -> None:
+    face1, face2 = ui.pickers
+    results = [ui.verdict, *ui.shown, ui.crops, ui.details, ui.faces, ui.maps, ui.lesion]
     gr.on(
-        [photo1.change, photo2.change],
+        [photo.change for photo in ui.photos],
         clear_photo,
         None,
         [*results, face1, face2],
         api_name="clear_photo",
         api_visibility="private",
     )
-    detector.input(
+    ui.detector.input(
         change_detector,
         [face1, face2],
         [*results, face1, face2],
@@ -457,38 +502,38 @@ def build() -> None:
         api_visibility="private",
         preprocess=False,
     )
-    outputs = [verdict, shown1, shown2, crops, face1, face2, details, faces]
-    run = button.click(
+    outputs = [ui.verdict, *ui.shown, ui.crops, face1, face2, ui.details, ui.faces]
+    run = ui.run.click(
         clear_results, None, results, api_name="clear_results", api_visibility="private"
     ).then(
         verify_photos,
-        [photo1, photo2, model, face1, face2, detector],
+        [*ui.photos, ui.model, face1, face2, ui.detector],
         outputs,
         api_name="verify",
         preprocess=False,
     )
-    keep_errors(run, outputs, verdict)
-    outputs = [verdict, shown1, shown2, crops, details, maps, lesion]
+    keep_errors(run, outputs, ui.verdict)
+    outputs = [ui.verdict, *ui.shown, ui.crops, ui.details, ui.maps, ui.lesion]
     pick = gr.on(
         [face1.input, face2.input],
         pick_faces,
-        [faces, face1, face2],
+        [ui.faces, face1, face2],
         outputs,
         api_name="pick_faces",
         preprocess=False,
     )
-    keep_errors(pick, outputs, verdict)
-    run = explain.click(
-        lambda: "", None, maps, api_name="clear_maps", api_visibility="private"
-    ).then(explain_faces, [faces, face1, face2], maps, api_name="explain", preprocess=False)
-    keep_errors(run, [maps], maps)
-    run = remove.click(
-        lambda: "", None, lesion, api_name="clear_lesion", api_visibility="private"
+    keep_errors(pick, outputs, ui.verdict)
+    run = ui.explain.click(
+        lambda: "", None, ui.maps, api_name="clear_maps", api_visibility="private"
+    ).then(explain_faces, [ui.faces, face1, face2], ui.maps, api_name="explain", preprocess=False)
+    keep_errors(run, [ui.maps], ui.maps)
+    run = ui.remove.click(
+        lambda: "", None, ui.lesion, api_name="clear_lesion", api_visibility="private"
     ).then(
         remove_identity_block,
-        [faces, face1, face2, block],
-        lesion,
+        [ui.faces, face1, face2, ui.block],
+        ui.lesion,
         api_name="remove_identity_block",
         preprocess=False,
     )
-    keep_errors(run, [lesion], lesion)
+    keep_errors(run, [ui.lesion], ui.lesion)
