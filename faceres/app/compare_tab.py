@@ -109,6 +109,37 @@ def _run_one(
     return gr.Label(value=probs, label=f"{r.model}: {face.label}"), text, detail, cam.overlay()
 
 
+def _without_block(
+    image: np.ndarray, name: str, block: Any, detector: str | None
+) -> tuple[str, dict]:
+    """Model `name` on the photo's largest face, whole and without deletable block `block`: a
+    table row (HTML) and its details."""
+    r = analyze_expression(image, model=name, detector=detector)
+    if not r.faces:
+        raise FaceresError("No face found in the photo; try a larger, frontal face.")
+    labels = class_names(registry.model_config(name))
+    try:
+        block_name = block_names(registry.load(name).model, [int(block or 0)])[0]
+    except (ModelError, ValueError, IndexError, TypeError) as exc:
+        raise FaceresError(f"{name} has no such block: {exc}") from None
+    crop = r.faces[0].crop[None]
+    whole = expression_probabilities(name, crop)[0]
+    cut = expression_probabilities(name, crop, [block_name])[0]
+    a, b = int(whole.argmax()), int(cut.argmax())
+    row = (
+        f"<tr><td><code>{name}</code></td><td>{block_name}</td>"
+        f"<td>{labels[a]} {whole[a]:.0%}</td><td>{labels[b]} {cut[b]:.0%}</td>"
+        f"<td>{np.abs(whole - cut).sum() / 2:.2f}</td></tr>"
+    )
+    detail = {
+        "model": name,
+        "block": block_name,
+        "whole": {"label": labels[a], "probabilities": dict(zip(labels, whole.round(4).tolist()))},
+        "removed": {"label": labels[b], "probabilities": dict(zip(labels, cut.round(4).tolist()))},
+    }
+    return row, detail
+
+
 def clear_comparison() -> tuple:
     """The comparison emptied (before each run): (ResNet label, ResNet summary, plain label,
     plain summary, maps, details)."""
@@ -191,37 +222,9 @@ def remove_block(
     start = time.perf_counter()
     rows, details = [], {"block": block, "models": []}
     for name in (resnet, plain):
-        r = analyze_expression(image, model=name, detector=detector or None)
-        if not r.faces:
-            raise FaceresError("No face found in the photo; try a larger, frontal face.")
-        labels = class_names(registry.model_config(name))
-        try:
-            block_name = block_names(registry.load(name).model, [int(block or 0)])[0]
-        except (ModelError, ValueError, IndexError, TypeError) as exc:
-            raise FaceresError(f"{name} has no such block: {exc}") from None
-        crop = r.faces[0].crop[None]
-        whole = expression_probabilities(name, crop)[0]
-        cut = expression_probabilities(name, crop, [block_name])[0]
-        a, b = int(whole.argmax()), int(cut.argmax())
-        rows.append(
-            f"<tr><td><code>{name}</code></td><td>{block_name}</td>"
-            f"<td>{labels[a]} {whole[a]:.0%}</td><td>{labels[b]} {cut[b]:.0%}</td>"
-            f"<td>{np.abs(whole - cut).sum() / 2:.2f}</td></tr>"
-        )
-        details["models"].append(
-            {
-                "model": name,
-                "block": block_name,
-                "whole": {
-                    "label": labels[a],
-                    "probabilities": dict(zip(labels, whole.round(4).tolist())),
-                },
-                "removed": {
-                    "label": labels[b],
-                    "probabilities": dict(zip(labels, cut.round(4).tolist())),
-                },
-            }
-        )
+        row, detail = _without_block(image, name, block, detector or None)
+        rows.append(row)
+        details["models"].append(detail)
     details["ms"] = round(1000 * (time.perf_counter() - start), 1)
     html = (
         "<table><tr><th>model</th><th>block removed</th><th>whole network</th>"
@@ -279,68 +282,91 @@ def study_report() -> tuple[str, list[str], Callable[[], str] | None, str]:
 def build() -> None:
     """The tab's inputs, outputs and events (inside a `gr.Tab`)."""
     pairs = twin_pairs()
-    if not pairs:
-        gr.Markdown(missing_models("No expression ResNet with its plain twin", "the comparison"))
+    if pairs:
+        _comparison(pairs)
     else:
-        residual = [p[0] for p in pairs]
-        plains = sorted({p[1] for p in pairs})
-        gr.Markdown(
-            "One face through a ResNet and its plain twin: the same network, the same "
-            "training recipe, only the identity shortcuts removed."
-        )
-        with gr.Row():
-            photo = photo_input("Face photo", "compare-photo")
-            with gr.Column():
-                resnet = gr.Dropdown(residual, value=pairs[0][0], label="ResNet")
-                plain = gr.Dropdown(plains, value=pairs[0][1], label="Plain twin")
-                detector = detector_input()
-                button = gr.Button("Compare", variant="primary", elem_id="compare-run")
-        with gr.Row():
-            with gr.Column():
-                res_label = gr.Label(label="ResNet")
-                res_text = gr.Markdown(elem_id="compare-resnet-text")
-            with gr.Column():
-                plain_label = gr.Label(label="Plain")
-                plain_text = gr.Markdown()
-        maps = gr.HTML(elem_id="compare-maps")
-        with gr.Accordion("Details", open=False):
-            details = gr.JSON()
-        gr.Markdown(
-            "**Remove a block** (Veit et al. 2016): the same face through both networks with "
-            "one block deleted at test time. A residual block's output becomes its shortcut; a "
-            "plain block becomes the identity."
-        )
-        with gr.Row(equal_height=True):
-            first = block_choices(pairs[0][0])
-            block = gr.Dropdown(
-                first, value=first[0][1] if first else None, label="Block", elem_id="lesion-block"
-            )
-            remove = gr.Button("Remove and compare", elem_id="lesion-run")
-        lesion = gr.HTML(elem_id="lesion-result")
-        with gr.Accordion("Block removal details", open=False):
-            lesion_details = gr.JSON()
-        outputs = [res_label, res_text, plain_label, plain_text, maps, details]
-        removal = [lesion, lesion_details]
-        photo.change(clear_photo, None, [*outputs, *removal], api_visibility="private")
-        run = remove.click(clear_removal, None, removal, api_visibility="private").then(
-            remove_block,
-            [photo, resnet, plain, block, detector],
-            removal,
-            api_name="remove_block",
-            preprocess=False,
-        )
-        keep_errors(run, removal, lesion)
-        resnet.change(block_picker, resnet, block, api_name="block_picker")
-        resnet.change(plain_twin, resnet, plain, api_name="plain_twin")
-        run = button.click(clear_comparison, None, outputs, api_visibility="private").then(
-            compare_models,
-            [photo, resnet, plain, detector],
-            outputs,
-            api_name="compare",
-            preprocess=False,
-        )
-        keep_errors(run, outputs, res_text)
+        gr.Markdown(missing_models("No expression ResNet with its plain twin", "the comparison"))
     gr.Markdown(EXPLANATION)
+    _depth_study()
+    _lesion_study()
+
+
+def _comparison(pairs: list[tuple[str, str]]) -> None:
+    """One face through a chosen ResNet and its plain twin, and the block removal below."""
+    gr.Markdown(
+        "One face through a ResNet and its plain twin: the same network, the same "
+        "training recipe, only the identity shortcuts removed."
+    )
+    with gr.Row():
+        photo = photo_input("Face photo", "compare-photo")
+        with gr.Column():
+            resnet = gr.Dropdown([p[0] for p in pairs], value=pairs[0][0], label="ResNet")
+            plains = sorted({p[1] for p in pairs})
+            plain = gr.Dropdown(plains, value=pairs[0][1], label="Plain twin")
+            detector = detector_input()
+            button = gr.Button("Compare", variant="primary", elem_id="compare-run")
+    with gr.Row():
+        with gr.Column():
+            res_label = gr.Label(label="ResNet")
+            res_text = gr.Markdown(elem_id="compare-resnet-text")
+        with gr.Column():
+            plain_label = gr.Label(label="Plain")
+            plain_text = gr.Markdown()
+    maps = gr.HTML(elem_id="compare-maps")
+    with gr.Accordion("Details", open=False):
+        details = gr.JSON()
+    removal = _removal(photo, resnet, plain, detector, pairs[0][0])
+    outputs = [res_label, res_text, plain_label, plain_text, maps, details]
+    photo.change(clear_photo, None, [*outputs, *removal], api_visibility="private")
+    resnet.change(plain_twin, resnet, plain, api_name="plain_twin")
+    run = button.click(clear_comparison, None, outputs, api_visibility="private").then(
+        compare_models,
+        [photo, resnet, plain, detector],
+        outputs,
+        api_name="compare",
+        preprocess=False,
+    )
+    keep_errors(run, outputs, res_text)
+
+
+def _removal(
+    photo: gr.Image,
+    resnet: gr.Dropdown,
+    plain: gr.Dropdown,
+    detector: gr.Dropdown,
+    first_resnet: str,
+) -> list:
+    """The block removal's inputs, outputs and events; returns its outputs (a new photo clears
+    them too)."""
+    gr.Markdown(
+        "**Remove a block** (Veit et al. 2016): the same face through both networks with "
+        "one block deleted at test time. A residual block's output becomes its shortcut; a "
+        "plain block becomes the identity."
+    )
+    with gr.Row(equal_height=True):
+        first = block_choices(first_resnet)
+        block = gr.Dropdown(
+            first, value=first[0][1] if first else None, label="Block", elem_id="lesion-block"
+        )
+        remove = gr.Button("Remove and compare", elem_id="lesion-run")
+    lesion = gr.HTML(elem_id="lesion-result")
+    with gr.Accordion("Block removal details", open=False):
+        lesion_details = gr.JSON()
+    removal = [lesion, lesion_details]
+    run = remove.click(clear_removal, None, removal, api_visibility="private").then(
+        remove_block,
+        [photo, resnet, plain, block, detector],
+        removal,
+        api_name="remove_block",
+        preprocess=False,
+    )
+    keep_errors(run, removal, lesion)
+    resnet.change(block_picker, resnet, block, api_name="block_picker")
+    return removal
+
+
+def _depth_study() -> None:
+    """The depth study's training-error curves, findings, table and plots (or why absent)."""
     table, findings, plots, note = study_report()
     if note:
         gr.Markdown(note)
@@ -356,6 +382,10 @@ def build() -> None:
         height=360,
     )
     study_results(table, findings, plots, "Depth study plots", "depth")
+
+
+def _lesion_study() -> None:
+    """The lesion study's findings, table and plots (or why absent)."""
     table, findings, plots, note = lesion_study()
     gr.Markdown("### The lesion study: delete a block of a trained network")
     if note:
