@@ -8,7 +8,6 @@ Examples:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import cv2
@@ -19,6 +18,7 @@ from faceres.detect import Face, detect_faces
 from faceres.errors import ModelError
 from faceres.imageio import ImageInput, load_image
 from faceres.registry.runtime import Runner, load_runner, standardise
+from faceres.stopwatch import Stopwatch
 
 WORDS = {"happiness": "happy", "sadness": "sad", "anger": "angry"}
 """FER+'s class names → FER2013's words for the same classes: every model answers in one
@@ -94,20 +94,20 @@ def analyze_expression(
     >>> analyze_expression("photo.jpg", detector="yunet").faces[0].label
     'happy'
     """
-    t0 = time.perf_counter()
+    watch = Stopwatch()
     image = load_image(img)
-    t1 = time.perf_counter()
+    watch.lap("decode")
     loaded = load_runner("expression", model)  # its first use on a machine: an ONNX export
-    t_load = time.perf_counter()
+    watch.lap("load model")
     name = loaded.name
     template = _framing(loaded.config)
     faces = detect_faces(image, detector=detector)
-    t2 = time.perf_counter()
+    watch.lap("detect")
     crops = face_crops(image, faces, template)
-    t3 = time.perf_counter()
+    watch.lap("align")
     labels = class_names(loaded.config)
     probs = classify(crops, loaded) if len(crops) else np.zeros((0, len(labels)))
-    t4 = time.perf_counter()
+    watch.lap("classify")
     results = [
         FaceExpression(
             face,
@@ -118,14 +118,4 @@ def analyze_expression(
         for face, row, crop in zip(faces, probs, crops)
     ]
     used = faces[0].detector if faces else (detector or "none")
-    timings = {
-        "decode": t1 - t0,
-        "load model": t_load - t1,
-        "detect": t2 - t_load,
-        "align": t3 - t2,
-        "classify": t4 - t3,
-        "total": t4 - t0,
-    }
-    return ExpressionResult(
-        results, name, used, {k: round(v * 1000, 2) for k, v in timings.items()}
-    )
+    return ExpressionResult(results, name, used, watch.timings(decimals=2))

@@ -18,7 +18,6 @@ Faces are numbered from 1, largest first, everywhere (arguments, results, JSON, 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +31,7 @@ from faceres.errors import ModelError, NoFaceError
 from faceres.imageio import ImageInput, load_image
 from faceres.quality import FaceQuality, assess, gate_reasons
 from faceres.registry.runtime import Runner, load_runner, standardise
+from faceres.stopwatch import Stopwatch
 
 DEFAULT_BAND = 0.02
 """Half-width of the "uncertain" band when a model's config declares none."""
@@ -238,32 +238,23 @@ def verify(
     meta = loaded.config["faceres"]
     if "threshold" not in meta:
         raise ModelError(f"{loaded.name} has no calibrated threshold; run `faceres eval lfw`.")
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[stage] = (now - clock) * 1000.0
-        clock = now
-
+    watch = Stopwatch()
     images = (load_image(img1), load_image(img2))
-    lap("decode")
+    watch.lap("decode")
     faces = (detect_faces(images[0], detector), detect_faces(images[1], detector))
     chosen = (
         pick_face(faces[0], face1, "image 1"),
         pick_face(faces[1], face2, "image 2"),
     )
-    lap("detect")
+    watch.lap("detect")
     template = model_template(loaded.config)
     used = (faces[0][chosen[0] - 1], faces[1][chosen[1] - 1])
     face_views = [views(image, face, template) for image, face in zip(images, used, strict=True)]
     crops = (face_views[0][0], face_views[1][0])
-    lap("align")
+    watch.lap("align")
     emb = embed_views(face_views, lambda batch: embed_crops(batch, loaded))
-    lap("embed")
+    watch.lap("embed")
     quality = (assess(used[0], crops[0]), assess(used[1], crops[1]))
-    timings["total"] = sum(timings.values())
     decided = judge(emb[0], emb[1], quality, meta)
     return VerifyResult(
         similarity=decided.similarity,
@@ -279,7 +270,7 @@ def verify(
         quality=quality,
         reasons=decided.reasons,
         rates=decided.rates,
-        timings=timings,
+        timings=watch.timings(),
     )
 
 

@@ -168,3 +168,23 @@ def test_imports_inside_functions_are_for_heavy_optional_dependencies():
     other = [(n, t) for n, t in lazy if t.split(".")[0] not in LAZY_ALLOWED]
     assert not internal, f"faceres modules imported inside functions: {internal}"
     assert not other, f"imports inside functions that no heavy dependency justifies: {other}"
+
+
+RESEARCH = ("train", "eval", "study", "datasets", "convert")
+"""Research packages (training, evaluation, studies, their data, model conversion)."""
+MAX_PRODUCT_FUNCTION_LINES = 60
+
+
+def test_no_function_on_the_product_path_is_over_60_lines():
+    """Small functions where users run the code: the app, the CLI, inference, the registry."""
+    package = PACKAGE_ROOT
+    long = []
+    for path in sorted(package.rglob("*.py")):
+        if set(path.relative_to(package).parts) & set(RESEARCH):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_PRODUCT_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(package)}:{node.name} ({lines} lines)")
+    assert not long, long

@@ -176,6 +176,55 @@ def _description(card: str) -> str:
     return ""
 
 
+def _check_extra_files(files: dict[str, bytes | str]) -> None:
+    """ValueError for an extra file outside the folder or in a pickle format."""
+    for rel in files:
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or ".." in parts or not parts:
+            raise ValueError(f"extra file {rel!r} must be a relative path inside the folder")
+        if Path(rel).suffix in _PICKLE_SUFFIXES:
+            raise ValueError(f"extra file {rel!r}: pickle formats are not allowed")
+
+
+def _write_folder(
+    folder: Path,
+    model: torch.nn.Module,
+    name: str,
+    task: str,
+    config: dict,
+    card: str,
+    metrics: dict,
+    license: str,
+    files: dict[str, bytes | str],
+) -> tuple[str, str]:
+    """Stage the model's folder (fp16 safetensors, config, card, `files`) beside `folder`, then
+    move each file in by a rename (never half written) and drop stale ones. Returns (the
+    architecture, the card as written)."""
+    from timm.models import save_for_hf
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{name}-") as tmp:
+        staged = Path(tmp)
+        save_for_hf(
+            copy.deepcopy(model).cpu().half(), staged, model_config=config, safe_serialization=True
+        )
+        architecture = json.loads((staged / "config.json").read_text("utf-8"))["architecture"]
+        card = with_section(card, HOW_TO_LOAD, how_to_load(name, task, architecture))
+        readme = _model_card(name, task, config, card, metrics, license)
+        (staged / "README.md").write_text(readme, encoding="utf-8")
+        for rel, content in files.items():
+            (staged / rel).parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(staged / rel, content)
+        new_files = _hash_folder(staged)
+        folder.mkdir(exist_ok=True)
+        for stale in set(_hash_folder(folder)) - set(new_files):
+            (folder / stale).unlink()
+        for rel in new_files:  # each file replaced by a rename: never half written
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged / rel, folder / rel)
+    return architecture, card
+
+
 def save_model(
     model: torch.nn.Module,
     name: str,
@@ -200,16 +249,9 @@ def save_model(
     ...     metrics={"fer2013/accuracy": 0.71}, twin="plain18-fer", default=True)
     PosixPath('.../registry/models/resnet18-fer')
     """
-    from timm.models import save_for_hf
-
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, not {task!r}")
-    for rel in files or {}:
-        parts = Path(rel).parts
-        if Path(rel).is_absolute() or ".." in parts or not parts:
-            raise ValueError(f"extra file {rel!r} must be a relative path inside the folder")
-        if Path(rel).suffix in _PICKLE_SUFFIXES:
-            raise ValueError(f"extra file {rel!r}: pickle formats are not allowed")
+    _check_extra_files(files or {})
     from huggingface_hub import ModelCard
 
     config = copy.deepcopy(config)
@@ -217,26 +259,9 @@ def save_model(
     folder = registry_dir() / "models" / name
     if (folder / "README.md").is_file():
         card = merge_card(ModelCard.load(folder / "README.md").text, card)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{name}-") as tmp:
-        staged = Path(tmp)
-        save_for_hf(
-            copy.deepcopy(model).cpu().half(), staged, model_config=config, safe_serialization=True
-        )
-        architecture = json.loads((staged / "config.json").read_text("utf-8"))["architecture"]
-        card = with_section(card, HOW_TO_LOAD, how_to_load(name, task, architecture))
-        readme = _model_card(name, task, config, card, metrics, license)
-        (staged / "README.md").write_text(readme, encoding="utf-8")
-        for rel, content in (files or {}).items():
-            (staged / rel).parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(staged / rel, content)
-        new_files = _hash_folder(staged)
-        folder.mkdir(exist_ok=True)
-        for stale in set(_hash_folder(folder)) - set(new_files):
-            (folder / stale).unlink()
-        for rel in new_files:  # each file replaced by a rename: never half written
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged / rel, folder / rel)
+    architecture, card = _write_folder(
+        folder, model, name, task, config, card, metrics, license, files or {}
+    )
     with _index_lock():
         entries = _read_index()
         previous = next((e for e in entries if e["name"] == name), {})
