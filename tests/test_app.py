@@ -879,3 +879,23 @@ def test_detector_scores_name_their_scale(face_jpeg, camera_jpeg):
     assert "yunet score" in crops and "(confidence, 0 to 1)" in crops
     crops = verify_tab.verify_photos(str(face_jpeg), str(face_jpeg), detector="dlib")[3]
     assert "dlib score" in crops and "MMOD margin" in crops
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_the_timeline_legend_overlaps_no_title_or_label(count):
+    """Measured by matplotlib's own renderer: the legend's box meets no plot's title and not
+    the time axis's label (it once sat on top of the first title)."""
+    import matplotlib.pyplot as plt
+
+    classes = {name: [0.1, 0.5, 0.2] for name in ("angry", "happy", "neutral", "sad", "fear")}
+    tracks = [
+        (f"face {k}: mostly happy (0.0–2.0 s)", [0.0, 1.0, 2.0], classes) for k in range(count)
+    ]
+    fig = render.timeline_figure(tracks)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    texts = [ax.title for ax in fig.axes] + [fig.axes[-1].xaxis.label]
+    assert all(not legend.overlaps(t.get_window_extent(renderer)) for t in texts)
+    assert legend.y0 >= 0  # inside the picture
+    plt.close(fig)

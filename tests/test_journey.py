@@ -179,6 +179,9 @@ def test_find_then_group_then_find(page, photos):
     assert first.endswith("same") and ("photo 1" in first or "photo 3" in first), first
     page.locator("#find-group").click()
     expect(result).to_contain_text("person 1", timeout=LONG)
+    expect(result).to_contain_text("a_rather_long_file_name")  # problem 10: captions wrap
+    wide = "els => els.filter(e => e.scrollWidth > e.clientWidth + 1).length"
+    assert result.locator("figcaption").evaluate_all(wide) == 0
     page.locator("#find-run").click()
     expect(result).to_contain_text("Best matches", timeout=LONG)
     assert "upload the photo again" not in result.inner_text()

@@ -210,18 +210,17 @@ def video_html(webm: bytes, alt: str) -> str:
     )
 
 
-def timeline_html(tracks: list[tuple[str, list[float], dict[str, list[float]]]]) -> str:
-    """One plot per track (title, times in seconds, probability per class and frame): every
-    class's probability over time, as an inline PNG `<img>` ("" without a track)."""
-    if not tracks:
-        return ""
+def timeline_figure(tracks: list[tuple[str, list[float], dict[str, list[float]]]]):
+    """The timeline's matplotlib figure: one plot per track (title, times in seconds,
+    probability per class and frame), the classes' legend below every plot, clear of the
+    titles and the axis label."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(
-        len(tracks), 1, figsize=(6.4, 1.9 * len(tracks) + 0.5), dpi=100, squeeze=False
+        len(tracks), 1, figsize=(6.4, 1.9 * len(tracks) + 0.6), dpi=100, squeeze=False
     )
     for ax, (title, times, series) in zip(axes[:, 0], tracks, strict=True):
         for n, (name, values) in enumerate(series.items()):
@@ -238,8 +237,19 @@ def timeline_html(tracks: list[tuple[str, list[float], dict[str, list[float]]]])
         ax.spines[["top", "right"]].set_visible(False)
     axes[-1, 0].set_xlabel("time in the video (s)")
     handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.09, 1, 1))  # the legend below the plots, clear of every title
+    legend_height = 0.3 / fig.get_figheight()  # inches of legend, as a share of the figure
+    fig.tight_layout(rect=(0, legend_height, 1, 1))
     fig.legend(handles, names, fontsize=7, ncol=8, loc="lower center", frameon=False)
+    return fig
+
+
+def timeline_html(tracks: list[tuple[str, list[float], dict[str, list[float]]]]) -> str:
+    """`timeline_figure` as an inline PNG `<img>` ("" without a track)."""
+    if not tracks:
+        return ""
+    import matplotlib.pyplot as plt
+
+    fig = timeline_figure(tracks)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
