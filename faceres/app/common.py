@@ -135,3 +135,24 @@ def keep_errors(event, outputs: list, main) -> None:
         return values[0] if len(values) == 1 else tuple(values)
 
     event.failure(failed, [main], outputs, js=ERROR_JS, api_visibility="private")
+
+
+def clear_then_run(
+    trigger: Any,
+    clear: Any,
+    fn: Any,
+    inputs: list,
+    outputs: list,
+    *,
+    api_name: str,
+    main: Any,
+    cleared: list | None = None,
+) -> None:
+    """The one way a tab runs a handler: `trigger` (a button's `click`) first empties
+    `cleared` (default `outputs`) with `clear`, so no earlier answer stays on screen; then `fn`
+    fills `outputs` (its API endpoint `api_name`, raw inputs); a failure leaves its message in
+    `main` (`keep_errors`)."""
+    run = trigger(clear, None, cleared or outputs, api_visibility="private").then(
+        fn, inputs, outputs, api_name=api_name, preprocess=False
+    )
+    keep_errors(run, outputs, main)

@@ -21,8 +21,8 @@ from faceres import registry
 from faceres.app.common import (
     announce_first_use,
     block_choices,
+    clear_then_run,
     detector_input,
-    keep_errors,
     missing_models,
     model_choices,
     ms_text,
@@ -319,14 +319,15 @@ def _comparison(pairs: list[tuple[str, str]]) -> None:
     outputs = [res_label, res_text, plain_label, plain_text, maps, details]
     photo.change(clear_photo, None, [*outputs, *removal], api_visibility="private")
     resnet.change(plain_twin, resnet, plain, api_name="plain_twin")
-    run = button.click(clear_comparison, None, outputs, api_visibility="private").then(
+    clear_then_run(
+        button.click,
+        clear_comparison,
         compare_models,
         [photo, resnet, plain, detector],
         outputs,
         api_name="compare",
-        preprocess=False,
+        main=res_text,
     )
-    keep_errors(run, outputs, res_text)
 
 
 def _removal(
@@ -353,14 +354,15 @@ def _removal(
     with gr.Accordion("Block removal details", open=False):
         lesion_details = gr.JSON()
     removal = [lesion, lesion_details]
-    run = remove.click(clear_removal, None, removal, api_visibility="private").then(
+    clear_then_run(
+        remove.click,
+        clear_removal,
         remove_block,
         [photo, resnet, plain, block, detector],
         removal,
         api_name="remove_block",
-        preprocess=False,
+        main=lesion,
     )
-    keep_errors(run, removal, lesion)
     resnet.change(block_picker, resnet, block, api_name="block_picker")
     return removal
 

@@ -19,8 +19,8 @@ import numpy as np
 from faceres import registry
 from faceres.app.common import (
     announce_first_use,
+    clear_then_run,
     detector_input,
-    keep_errors,
     missing_models,
     ms_text,
     photo_input,
@@ -408,14 +408,15 @@ def _photo_tab(model: gr.Dropdown, detector: gr.Dropdown) -> None:
         details = gr.JSON()
     outputs = [shown, *labels, summary, maps, details]
     photo.change(clear_photo_results, None, outputs, api_visibility="private")
-    run = button.click(clear_photo_results, None, outputs, api_visibility="private").then(
+    clear_then_run(
+        button.click,
+        clear_photo_results,
         analyze_photo,
         [photo, model, detector],
         outputs,
         api_name="expression",
-        preprocess=False,
+        main=shown,
     )
-    keep_errors(run, outputs, shown)
 
 
 def _live_tab(model: gr.Dropdown, detector: gr.Dropdown) -> None:
@@ -468,11 +469,12 @@ def _video_tab(model: gr.Dropdown, detector: gr.Dropdown) -> None:
         details = gr.JSON()
     outputs = [annotated, timeline, summary, details]
     video.change(clear_video_results, None, outputs, api_visibility="private")
-    run = button.click(clear_video_results, None, outputs, api_visibility="private").then(
+    clear_then_run(
+        button.click,
+        clear_video_results,
         analyze_video_file,
         [video, model, detector],
         outputs,
         api_name="expression_video",
-        preprocess=False,
+        main=annotated,
     )
-    keep_errors(run, outputs, annotated)

@@ -20,8 +20,8 @@ import numpy as np
 from faceres import registry
 from faceres.app.common import (
     announce_first_use,
+    clear_then_run,
     detector_input,
-    keep_errors,
     missing_models,
     model_choices,
     user_errors,
@@ -240,19 +240,21 @@ def build() -> None:
         details = gr.JSON()
     outputs = [shown, details]
     gr.on([probe.change, photos.change], clear_results, None, outputs, api_visibility="private")
-    run = find.click(clear_results, None, outputs, api_visibility="private").then(
+    clear_then_run(
+        find.click,
+        clear_results,
         find_person,
         [probe, photos, model, detector],
         outputs,
         api_name="find",
-        preprocess=False,
+        main=shown,
     )
-    keep_errors(run, outputs, shown)
-    run = group.click(clear_results, None, outputs, api_visibility="private").then(
+    clear_then_run(
+        group.click,
+        clear_results,
         group_photos,
         [photos, model, detector],
         outputs,
         api_name="group",
-        preprocess=False,
+        main=shown,
     )
-    keep_errors(run, outputs, shown)

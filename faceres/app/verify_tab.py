@@ -23,6 +23,7 @@ from faceres.align import model_template, views
 from faceres.app.common import (
     announce_first_use,
     block_choices,
+    clear_then_run,
     detector_input,
     error_html,
     keep_errors,
@@ -105,6 +106,11 @@ def clear_results() -> tuple:
     an error leaves no earlier answer on screen, and a face pick without a fresh run says "Run
     Verify first"."""
     return "", "", "", "", None, None, "", ""
+
+
+def clear_html() -> str:
+    """One HTML result emptied (the maps, the block removal) before its run."""
+    return ""
 
 
 def clear_photo() -> tuple:
@@ -503,16 +509,16 @@ def _events(ui: VerifyUI) -> None:
         preprocess=False,
     )
     outputs = [ui.verdict, *ui.shown, ui.crops, face1, face2, ui.details, ui.faces]
-    run = ui.run.click(
-        clear_results, None, results, api_name="clear_results", api_visibility="private"
-    ).then(
+    clear_then_run(
+        ui.run.click,
+        clear_results,
         verify_photos,
         [*ui.photos, ui.model, face1, face2, ui.detector],
         outputs,
         api_name="verify",
-        preprocess=False,
+        main=ui.verdict,
+        cleared=results,
     )
-    keep_errors(run, outputs, ui.verdict)
     outputs = [ui.verdict, *ui.shown, ui.crops, ui.details, ui.maps, ui.lesion]
     pick = gr.on(
         [face1.input, face2.input],
@@ -523,17 +529,21 @@ def _events(ui: VerifyUI) -> None:
         preprocess=False,
     )
     keep_errors(pick, outputs, ui.verdict)
-    run = ui.explain.click(
-        lambda: "", None, ui.maps, api_name="clear_maps", api_visibility="private"
-    ).then(explain_faces, [ui.faces, face1, face2], ui.maps, api_name="explain", preprocess=False)
-    keep_errors(run, [ui.maps], ui.maps)
-    run = ui.remove.click(
-        lambda: "", None, ui.lesion, api_name="clear_lesion", api_visibility="private"
-    ).then(
+    clear_then_run(
+        ui.explain.click,
+        clear_html,
+        explain_faces,
+        [ui.faces, face1, face2],
+        [ui.maps],
+        api_name="explain",
+        main=ui.maps,
+    )
+    clear_then_run(
+        ui.remove.click,
+        clear_html,
         remove_identity_block,
         [ui.faces, face1, face2, ui.block],
-        ui.lesion,
+        [ui.lesion],
         api_name="remove_identity_block",
-        preprocess=False,
+        main=ui.lesion,
     )
-    keep_errors(run, [ui.lesion], ui.lesion)
