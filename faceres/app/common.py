@@ -109,6 +109,14 @@ ERROR_JS = """
 """Browser code run when an event fails: the message Gradio just showed in its toast."""
 
 
+def notes_html(lines: list[str]) -> str:
+    """Notes beside an answer (a detector fallback, a skipped photo) as HTML lines, empty ones
+    left out."""
+    return "".join(
+        f'<div style="color:#b9770e">{html.escape(line)}</div>' for line in lines if line
+    )
+
+
 def error_html(message: str | None) -> str:
     """A failed run's message as it stays in the tab's result area (escaped).
 

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import threading
 import time
@@ -62,13 +61,18 @@ curves per depth (degradation) and the gradient norm per layer (the no-BatchNorm
 
 _PLOT_LOCK = threading.Lock()
 """Pages loading at once draw the study plots once."""
+_DRAWN: dict[str, str] = {}
+"""The studies' plots as inline HTML, by the key of the results they show (drawn once per
+process: a page load only sends them)."""
 
 
-@functools.lru_cache(maxsize=4)
 def _drawn(key: str, draw: Callable[[], dict], alt: str) -> str:
-    """The plots `draw` makes, as inline HTML, drawn once per `key` (the results' hash) in this
-    process."""
-    return plots_html(draw(), alt)
+    """The plots `draw` makes, as inline HTML, drawn the first time `key` (the results' hash) is
+    asked for."""
+    with _PLOT_LOCK:
+        if key not in _DRAWN:
+            _DRAWN[key] = plots_html(draw(), alt)
+        return _DRAWN[key]
 
 
 def twin_pairs() -> list[tuple[str, str]]:
@@ -247,8 +251,7 @@ def lesion_study() -> tuple[str, list[str], Callable[[], str] | None, str]:
     key = hashlib.sha256((folder / RESULTS_FILE).read_bytes()).hexdigest()[:12]
 
     def plots() -> str:
-        with _PLOT_LOCK:
-            return _drawn(f"lesion-{key}", lambda: lesion_figures(results), "lesion study")
+        return _drawn(f"lesion-{key}", lambda: lesion_figures(results), "lesion study")
 
     return lesion_table(results), lesion_findings(results), plots, ""
 
@@ -273,8 +276,7 @@ def study_report() -> tuple[str, list[str], Callable[[], str] | None, str]:
     key = "-".join(registry.get_entry(r["name"])["files"]["model.safetensors"][:8] for r in rows)
 
     def plots() -> str:
-        with _PLOT_LOCK:
-            return _drawn(f"depth-{key}", lambda: depth_figures(rows), "depth study")
+        return _drawn(f"depth-{key}", lambda: depth_figures(rows), "depth study")
 
     return format_table(rows), depth_findings(rows), plots, ""
 

@@ -10,7 +10,6 @@ request: nothing is indexed, kept or written.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +23,12 @@ from faceres.app.common import (
     detector_input,
     missing_models,
     model_choices,
+    notes_html,
     user_errors,
 )
 from faceres.app.render import figures_html
 from faceres.app.uploads import MAX_MULTIPLE_FILES, take_photo
-from faceres.detect import fallback_note, select_detector
+from faceres.detect import fallback_note
 from faceres.errors import FaceresError, ImageError, NoFaceError
 from faceres.identity import decide, load_identity_model
 from faceres.search.embed import embed_images
@@ -81,14 +81,6 @@ def _read(values: list[Any]) -> tuple[list[Photo], list[str]]:
             "send fewer or smaller photos."
         )
     return read, skipped
-
-
-def _notes(skipped: list[str], detector: str | None) -> str:
-    """The skipped photos and the detector fallback, as HTML lines ("" when none)."""
-    lines = [*skipped, fallback_note(detector, select_detector(detector or None))]
-    return "".join(
-        f'<div style="color:#b9770e">{html.escape(line)}</div>' for line in lines if line
-    )
 
 
 def face_crop(image: np.ndarray, box: list[float], margin: float = 0.25) -> np.ndarray:
@@ -161,10 +153,15 @@ def find_person(
             ],
             width=150,
         )
-        + _notes(skipped, detector)
+        + notes_html([*skipped, fallback_note(detector, faces[0][1].detector)])
     )
-    details = {"model": loaded.name, "faces_searched": len(faces), "matches": matches}
-    return shown, details | {"skipped": skipped}
+    details = {
+        "model": loaded.name,
+        "faces_searched": len(faces),
+        "matches": matches,
+        "skipped": skipped,
+    }
+    return shown, details
 
 
 @user_errors
@@ -201,8 +198,15 @@ def group_photos(photos: Any, model: str | None = None, detector: str | None = N
             )
             + "</div>"
         )
-    details = {"model": loaded.name, "threshold": threshold, "linkage": linkage, "groups": groups}
-    return "".join(rows) + _notes(skipped, detector), details | {"skipped": skipped}
+    details = {
+        "model": loaded.name,
+        "threshold": threshold,
+        "linkage": linkage,
+        "groups": groups,
+        "skipped": skipped,
+    }
+    notes = notes_html([*skipped, fallback_note(detector, faces[0][1].detector)])
+    return "".join(rows) + notes, details
 
 
 def build() -> None:

@@ -8,7 +8,7 @@ limit, and only where a file input expects one. Anything else (a server path, `.
 another session's upload, a `file:` or `http(s):` URL, a FileData with a `url` but no upload, a
 file reference hidden in a JSON input) gets the same one-line `REFUSED`, before Gradio opens,
 copies or fetches anything. A photo upload is then read into the session's memory and deleted
-from disk, and the handler gets its bytes inline; after the request, the event's values are
+from disk, and the handler gets its bytes (a `HeldPhoto`); after the request, the event's values are
 dropped from the session state, so only the held photos stay, and only as long as
 `faceres.app.held` allows.
 
@@ -16,7 +16,7 @@ dropped from the session state, so only the held photos stay, and only as long a
 ...     photo = gr.Image(type="filepath")
 >>> admit([{"path": "/etc/hosts", "meta": {"_type": "gradio.FileData"}}], [photo], set())
 Traceback (most recent call last):
-UploadRefused: Photos are read only from this page's own uploads, and not kept: ...
+UploadRefused: Photos are read only from this page's own uploads, held in memory for at most ...
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _top_level_files(value: Any, component: Any) -> list[dict] | None:
     `MAX_MULTIPLE_FILES` for a multiple-file input)."""
     if not isinstance(component, FILE_INPUTS):
         return None
-    refs = value if isinstance(value, list) else [value]
+    refs = _listed(value)
     multiple = getattr(component, "file_count", "") == "multiple"
     if multiple and len(refs) > MAX_MULTIPLE_FILES:
         raise ImageError(f"At most {MAX_MULTIPLE_FILES} photos at a time ({len(refs)} given).")

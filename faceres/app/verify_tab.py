@@ -30,6 +30,7 @@ from faceres.app.common import (
     missing_models,
     model_choices,
     ms_text,
+    notes_html,
     photo_input,
     user_errors,
 )
@@ -287,7 +288,7 @@ def verify_photos(
     gauge += f'<div style="color:#777;font-size:.9em">{ms_text(timings)}</div>'
     note = fallback_note(detector, r.detector)
     if note:
-        gauge += f'<div style="color:#b9770e">{html.escape(note)}</div>'
+        gauge += notes_html([note])
         details["detector_note"] = note
     details["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
     counts = [len(photo["faces"]) for photo in faces["photos"]]
