@@ -1,8 +1,8 @@
 """Training throughput of an expression architecture on this machine, and what a run would take.
 
 Times `--steps` real training steps (augmentation, bf16 autocast, channels_last, SGD) after
-warm-up, on random 48×48 images, and prints images/s and the projected time of `--epochs` epochs
-over FER2013 Training (28,709 images).
+warm-up, on random images of the architecture's input size, and prints images/s and the
+projected time of `--epochs` epochs over FER2013 Training (28,709 images).
 
     python benchmarks/train_throughput.py --arch faceres_resnet18_48 [--device cpu] [--epochs 60]
 
@@ -31,21 +31,27 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--augment", choices=("full", "light"), default="full")
     add_out_argument(parser, "train_throughput")
     args = parser.parse_args()
 
     device = default_device(args.device)
     model = build_model(args.arch, 7).to(device).to(memory_format=torch.channels_last)
-    x = torch.randint(0, 256, (1024, 1, 48, 48), dtype=torch.uint8, device=device)
+    size = tuple(model.pretrained_cfg["input_size"][1:])
+    x = torch.randint(0, 256, (1024, 1, *size), dtype=torch.uint8, device=device)
     y = torch.randint(0, 7, (1024,), device=device)
     steps_per_epoch = FER_TRAINING // args.batch_size
-    cfg = TrainConfig(arch=args.arch, name="bench", batch_size=args.batch_size)
+    cfg = TrainConfig(
+        arch=args.arch, name="bench", batch_size=args.batch_size, augment=args.augment
+    )
     t0 = time.perf_counter()
     step = step_seconds(model, x, y, cfg, 0.5, 0.25, steps=args.steps)
     seconds_per_epoch = step * steps_per_epoch
     data = {
         "arch": args.arch,
         "device": str(device),
+        "input_size": list(size),
+        "augment": args.augment,
         "threads": torch.get_num_threads(),
         "batch_size": args.batch_size,
         "steps": args.steps,

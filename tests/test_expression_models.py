@@ -14,7 +14,7 @@ from sklearn.metrics import accuracy_score
 
 import faceres.models  # noqa: F401  (registers the architectures)
 from faceres.models.fer_resnet import PlainBlock, normalize
-from faceres.train.augment import augment
+from faceres.train.augment import augment, augment_policy
 from faceres.train.classifier import TrainConfig, train_expression, weight_names
 
 ARCHS = [
@@ -68,6 +68,37 @@ def test_augment_is_seeded_and_bounded():
     assert a.shape == x.shape and a.dtype == torch.float32
     assert torch.equal(a, b) and 0 <= float(a.min()) and float(a.max()) <= 1
     assert torch.allclose(normalize(torch.full((1,), 255, dtype=torch.uint8)), torch.tensor([2.0]))
+
+
+@pytest.mark.parametrize(("depth", "millions"), [(20, 0.27), (32, 0.46), (44, 0.66), (56, 0.85)])
+def test_cifar_networks_at_32_have_he_et_als_sizes(depth, millions):
+    """He et al. (2015), Table 6: ResNet-20/32/44/56 have 0.27/0.46/0.66/0.85 M parameters (10
+    classes); the plain twin has the same parameters (parameter-free shortcuts)."""
+    res = timm.create_model(f"faceres_resnet{depth}_32", num_classes=10)
+    plain = timm.create_model(f"faceres_plain{depth}_32", num_classes=10)
+    count = sum(p.numel() for p in res.parameters())
+    assert round(count / 1e6, 2) == millions
+    assert count == sum(p.numel() for p in plain.parameters())
+    assert res.depth == plain.depth == depth and res.pretrained_cfg["input_size"] == (1, 32, 32)
+    with torch.no_grad():
+        assert res.eval()(torch.zeros(1, 1, 32, 32)).shape == (1, 10)
+
+
+def test_light_augmentation_only_flips_and_shifts():
+    """A horizontal bar stays a horizontal bar of the same brightness and thickness (no rotation,
+    scale, jitter or erasing: every column alike, the mass kept); its centre moves by at most
+    1/8 of the side (4 of 32 pixels)."""
+    x = torch.zeros(64, 1, 32, 32, dtype=torch.uint8)
+    x[:, :, 14:18, :] = 200
+    out = augment_policy(x, torch.Generator().manual_seed(0), "light")[:, 0]
+    assert float((out - out[:, :, :1]).abs().max()) < 1e-6  # every column the same
+    rows = out.mean(2)
+    mass = rows.sum(1)
+    assert torch.allclose(mass, torch.full_like(mass, 4 * 200 / 255), atol=1e-4)
+    centre = (rows * torch.arange(32)).sum(1) / mass
+    assert float((centre - 15.5).abs().max()) <= 4.0 and float(centre.std()) > 0.5
+    with pytest.raises(ValueError, match="full"):
+        augment_policy(x, torch.Generator(), "heavy")
 
 
 def make_fer_folder(root, n_per_class: int = 12, mislabelled: int = 0) -> None:

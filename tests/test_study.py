@@ -8,11 +8,19 @@ import subprocess
 import sys
 
 import pytest
+import timm
 import torch
 from torch import nn
 
 from faceres import registry
-from faceres.study.depth import DEPTH_SWEEP, depth_report, findings, format_table, load_report
+from faceres.study.depth import (
+    DEPTH_SWEEP,
+    RECIPE_KEYS,
+    depth_report,
+    findings,
+    format_table,
+    load_report,
+)
 
 SWEEP = [m["name"] for m in DEPTH_SWEEP["models"]]
 needs_study = pytest.mark.skipif(
@@ -103,10 +111,39 @@ def test_sweep_commands_train_into_the_registry_with_one_recipe_per_pair(tiny_re
     def recipe(cmd: list[str]) -> list[str]:
         return [
             cmd[cmd.index(flag) + 1]
-            for flag in ("--epochs", "--batch-size", "--lr", "--seed", "--time-budget")
+            for flag in (
+                "--epochs",
+                "--batch-size",
+                "--lr",
+                "--seed",
+                "--augment",
+                "--label-smoothing",
+                "--time-budget",
+            )
         ]
 
     for m in DEPTH_SWEEP["models"]:
         a = cmds[str(tiny_registry / "models" / m["name"])]
         b = cmds[str(tiny_registry / "models" / m["twin"])]
         assert recipe(a) == recipe(b) and a[a.index("--twin") + 1] == m["twin"]
+
+
+def test_sweep_skips_models_the_registry_holds_with_the_same_recipe(tiny_registry):
+    """A model already published with its recipe is not trained again; a changed recipe is."""
+    from faceres.study.depth import sweep_commands
+
+    name = DEPTH_SWEEP["models"][0]["name"]
+    folder = tiny_registry / "models" / name
+    registry.save_model(
+        timm.create_model(DEPTH_SWEEP["models"][0]["arch"]),
+        name,
+        task="expression",
+        config={},
+        card="",
+        metrics={},
+        files={"training.json": json.dumps({"config": {k: DEPTH_SWEEP[k] for k in RECIPE_KEYS}})},
+    )
+    outs = [c[c.index("--out") + 1] for c in sweep_commands(DEPTH_SWEEP)]
+    assert str(folder) not in outs and len(outs) == len(SWEEP) - 1
+    outs = [c[c.index("--out") + 1] for c in sweep_commands(dict(DEPTH_SWEEP, epochs=41))]
+    assert str(folder) in outs

@@ -24,6 +24,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--augment",
+        choices=("full", "light"),
+        default="full",
+        help="full: flip, rotation, scale, shift, brightness/contrast, erasing; light: flip and "
+        "a shift of up to 1/8 (the depth study's protocol)",
+    )
+    p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--twin", help="registry name of this model's plain or residual twin")
     p.add_argument("--default", action="store_true", help="make it the default expression model")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
@@ -75,6 +83,8 @@ def run_expression(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
+        augment=args.augment,
+        label_smoothing=args.label_smoothing,
         twin=args.twin,
         default=args.default,
         device=args.device,

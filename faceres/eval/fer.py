@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -22,6 +21,7 @@ from faceres.datasets.fer import (
     dataset_key,
     load_fer2013,
     load_image_folder,
+    resize_faces,
 )
 from faceres.errors import DataError
 from faceres.expression import analyze_expression, classify
@@ -90,10 +90,7 @@ def score(
 
 def model_sized(images: np.ndarray, config: dict) -> np.ndarray:
     """N×H×W grayscale crops resized (area) to the model's input size, when they differ."""
-    size = int(config["pretrained_cfg"]["input_size"][-1])
-    if images.shape[1:] == (size, size):
-        return images
-    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
+    return resize_faces(images, int(config["pretrained_cfg"]["input_size"][-1]))
 
 
 def predict_faces(name: str, faces: FaceSet, flip: bool = True) -> np.ndarray:

@@ -162,6 +162,11 @@ default_cfgs = generate_default_cfgs(
             "faceres_plain56_nobn_48",
         )
     }
+    | {
+        f"faceres_{kind}{depth}_32": _cfg(input_size=(1, 32, 32))
+        for kind in ("resnet", "plain")
+        for depth in (20, 32, 44, 56)
+    }
 )
 
 _R18 = dict(layers=(2, 2, 2, 2), channels=(32, 64, 128, 256), shortcut="projection")
@@ -232,6 +237,54 @@ def faceres_plain56_nobn_48(pretrained: bool = False, **kwargs) -> FaceResNet:
         pretrained,
         **dict(_cifar(56), residual=False, norm=False, init="torch", **kwargs),
     )
+
+
+@register_model
+def faceres_resnet20_32(pretrained: bool = False, **kwargs) -> FaceResNet:
+    """He et al.'s CIFAR ResNet-20 at CIFAR's 32×32, for faces: the depth study's protocol."""
+    return _create("faceres_resnet20_32", pretrained, **dict(_cifar(20), **kwargs))
+
+
+@register_model
+def faceres_plain20_32(pretrained: bool = False, **kwargs) -> FaceResNet:
+    """Plain twin of faceres_resnet20_32."""
+    return _create("faceres_plain20_32", pretrained, **dict(_cifar(20), residual=False, **kwargs))
+
+
+@register_model
+def faceres_resnet32_32(pretrained: bool = False, **kwargs) -> FaceResNet:
+    """He et al.'s CIFAR ResNet-32 at CIFAR's 32×32, for faces: the depth study's protocol."""
+    return _create("faceres_resnet32_32", pretrained, **dict(_cifar(32), **kwargs))
+
+
+@register_model
+def faceres_plain32_32(pretrained: bool = False, **kwargs) -> FaceResNet:
+    """Plain twin of faceres_resnet32_32."""
+    return _create("faceres_plain32_32", pretrained, **dict(_cifar(32), residual=False, **kwargs))
+
+
+@register_model
+def faceres_resnet44_32(pretrained: bool = False, **kwargs) -> FaceResNet:
+    """He et al.'s CIFAR ResNet-44 at CIFAR's 32×32, for faces: the depth study's protocol."""
+    return _create("faceres_resnet44_32", pretrained, **dict(_cifar(44), **kwargs))
+
+
+@register_model
+def faceres_plain44_32(pretrained: bool = False, **kwargs) -> FaceResNet:
+    """Plain twin of faceres_resnet44_32."""
+    return _create("faceres_plain44_32", pretrained, **dict(_cifar(44), residual=False, **kwargs))
+
+
+@register_model
+def faceres_resnet56_32(pretrained: bool = False, **kwargs) -> FaceResNet:
+    """He et al.'s CIFAR ResNet-56 at CIFAR's 32×32, for faces: the depth study's protocol."""
+    return _create("faceres_resnet56_32", pretrained, **dict(_cifar(56), **kwargs))
+
+
+@register_model
+def faceres_plain56_32(pretrained: bool = False, **kwargs) -> FaceResNet:
+    """Plain twin of faceres_resnet56_32."""
+    return _create("faceres_plain56_32", pretrained, **dict(_cifar(56), residual=False, **kwargs))
 
 
 def normalize(x: torch.Tensor, mean: float = 0.5, std: float = 0.25) -> torch.Tensor:

@@ -56,3 +56,19 @@ def augment(
         hit = (torch.rand(n, generator=gen, device=dev) < erase).view(n, 1, 1)
         img = img.masked_fill((box & hit).unsqueeze(1), 0.5)
     return img
+
+
+POLICIES: dict[str, dict] = {
+    "full": {},
+    "light": dict(rotate=0.0, scale=(1.0, 1.0), shift=0.125, jitter=0.0, erase=0.0),
+}
+"""Augmentation policies: "full" (every default of `augment`), "light" (flip and a shift of up
+to 1/8 of the side: He et al.'s 4-pixel pad-and-crop at 32×32, so that training error
+measures optimisation)."""
+
+
+def augment_policy(x: torch.Tensor, gen: torch.Generator, policy: str) -> torch.Tensor:
+    """`augment` with the named policy's settings (`POLICIES`)."""
+    if policy not in POLICIES:
+        raise ValueError(f"augmentation policy must be one of {sorted(POLICIES)}, not {policy!r}")
+    return augment(x, gen, **POLICIES[policy])

@@ -23,11 +23,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from faceres.datasets.fer import FaceSet, dataset_key, load_fer2013
+from faceres.datasets.fer import FaceSet, dataset_key, load_fer2013, resize_faces
+from faceres.labels import FER_LABELS, FERPLUS_LABELS
 from faceres.models.fer_resnet import normalize, predict
 from faceres.registry.build import default_device
 from faceres.settings import PROJECT_ROOT
-from faceres.train.augment import augment
+from faceres.train.augment import augment_policy
 from faceres.train.publish import publish_expression_model
 
 TRAIN_SPLIT, VAL_SPLIT = "Training", "PublicTest"
@@ -48,6 +49,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
+    augment: str = "full"
     warmup_epochs: float = 2.0
     seed: int = 0
     twin: str | None = None
@@ -63,11 +65,13 @@ class TrainConfig:
         return Path(self.workdir) if self.workdir else PROJECT_ROOT / "runs" / self.name
 
 
-def load_splits(cfg: TrainConfig) -> tuple[FaceSet, FaceSet]:
-    """Training set (vote shares for FER+) and validation set (majority labels)."""
+def load_splits(cfg: TrainConfig, size: int = 48) -> tuple[FaceSet, FaceSet]:
+    """Training set (vote shares for FER+) and validation set (majority labels), size×size."""
     protocol = "probability" if cfg.labels == "ferplus" else "majority"
     train = load_fer2013(TRAIN_SPLIT, cfg.data, cfg.labels, protocol=protocol)
     val = load_fer2013(VAL_SPLIT, cfg.data, cfg.labels, protocol="majority")
+    for faces in (train, val):
+        faces.images = resize_faces(faces.images, size)
     return train, val
 
 
@@ -134,7 +138,7 @@ def step_seconds(
             _sync(x.device)
             t0 = time.perf_counter()
         idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen, device=x.device)
-        inp = normalize(augment(x[idx], gen), mean, std).contiguous(
+        inp = normalize(augment_policy(x[idx], gen, cfg.augment), mean, std).contiguous(
             memory_format=torch.channels_last
         )
         with _autocast(x.device):
@@ -196,10 +200,9 @@ def train_expression(
     torch.backends.cudnn.benchmark = device.type == "cuda"
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    train, val = load_splits(cfg)
-    num_classes = len(train.label_names)
-    model = build_model(cfg.arch, num_classes)
+    model = build_model(cfg.arch, len(FERPLUS_LABELS if cfg.labels == "ferplus" else FER_LABELS))
     pcfg = model.pretrained_cfg
+    train, val = load_splits(cfg, int(pcfg["input_size"][-1]))
     mean, std = float(pcfg["mean"][0]), float(pcfg["std"][0])
     names = weight_names(model)
 
@@ -233,6 +236,7 @@ def train_expression(
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     history: dict = {
         "config": asdict(cfg),
+        "input_size": int(pcfg["input_size"][-1]),
         "layers": names,
         "epochs": [],
         "grad_norms_init": probe_gradients(model, probe_x, probe_y, names, mean, std),
@@ -271,7 +275,7 @@ def train_expression(
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total, warmup, cfg.lr)
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x = normalize(augment(x_train[idx], gen), mean, std)
+            x = normalize(augment_policy(x_train[idx], gen, cfg.augment), mean, std)
             x = x.contiguous(memory_format=torch.channels_last)
             y = y_train[idx]
             with _autocast(device):

@@ -14,6 +14,13 @@ import torch
 from faceres import registry
 from faceres.datasets.fer import FER_LABELS, FERPLUS_LABELS
 
+AUGMENTATION_TEXT = {
+    "full": "flip, rotation ±15°, scale 0.85–1.15, shift ±10%, brightness/contrast ±20%, "
+    "erasing (p 0.25)",
+    "light": "flip and a shift of up to 1/8 of the side (He et al.'s pad-and-crop)",
+}
+"""The card's words for each policy of `faceres.train.augment.POLICIES`."""
+
 
 def results_section(history: dict, metrics: dict) -> str:
     """The card's "Results" section body: the metrics table and the training summary."""
@@ -37,10 +44,13 @@ def expression_card(name: str, history: dict, metrics: dict, residual: bool) -> 
     command = (
         f"faceres train expression --arch {arch} --labels {cfg['labels']} "
         f"--epochs {cfg['epochs']} --batch-size {cfg['batch_size']} --lr {cfg['lr']} "
-        f"--seed {cfg['seed']} --out registry/models/{name}"
+        f"--seed {cfg['seed']} --augment {cfg.get('augment', 'full')} "
+        f"--label-smoothing {cfg['label_smoothing']} --out registry/models/{name}"
         + (f" --twin {cfg['twin']}" if cfg.get("twin") else "")
         + (" --default" if cfg.get("default") else "")
     )
+    size = history.get("input_size", 48)
+    augmentation = AUGMENTATION_TEXT[cfg.get("augment", "full")]
     kind = (
         "plain network: the residual architecture with every shortcut removed (identity "
         "additions and 1×1 projection shortcuts alike)"
@@ -49,7 +59,7 @@ def expression_card(name: str, history: dict, metrics: dict, residual: bool) -> 
     )
     return f"""# {name}
 
-Facial expression classifier for 48×48 grayscale face crops framed like FER2013's: a {kind},
+Facial expression classifier for {size}×{size} grayscale face crops framed like FER2013's: a {kind},
 trained from scratch by faceres on {dataset} Training, the epoch selected on PublicTest.
 Twin: `{cfg.get("twin") or "none"}` (same recipe, same initialisation scheme).
 
@@ -65,8 +75,7 @@ Twin: `{cfg.get("twin") or "none"}` (same recipe, same initialisation scheme).
 SGD (Nesterov, momentum {cfg["momentum"]}, weight decay {cfg["weight_decay"]}), batch
 {cfg["batch_size"]}, learning rate {cfg["lr"]} with {cfg["warmup_epochs"]} warm-up epochs then
 cosine decay, label smoothing {cfg["label_smoothing"] if cfg["labels"] == "fer" else 0}, bf16
-autocast, channels_last. Augmentation on the training device: flip, rotation ±15°, scale
-0.85–1.15, shift ±10%, brightness/contrast ±20%, erasing (p 0.25). Seed {cfg["seed"]}.
+autocast, channels_last. Augmentation on the training device: {augmentation}. Seed {cfg["seed"]}.
 Test metrics use flip test-time augmentation; `training.json` holds per-epoch loss, accuracy and
 per-layer gradient norms (at initialisation, during and after training).
 
