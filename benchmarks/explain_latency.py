@@ -23,8 +23,8 @@ from skimage import data
 from stages import parse_args, print_stages, record, setup
 
 from faceres import registry
-from faceres.explain import explain_crops, explain_verify
 from faceres.identity import verify
+from faceres.identity.explain import explain_crops, explain_verify
 
 
 def photos() -> tuple[bytes, bytes]:

@@ -22,11 +22,11 @@ import numpy as np
 from record import add_out_argument, save
 
 from faceres import registry
-from faceres.align import model_template, views
 from faceres.convert.dlib import dlib_resnet_from_file, find_dlib_file
 from faceres.detect import detect_faces
 from faceres.eval.lfw import choose_face, lfw_dir, read_lfw_pairs
-from faceres.identity import embed_crops
+from faceres.face.align import model_template, views
+from faceres.face.pipeline import embed_crops
 from faceres.imageio import load_image
 
 MODEL = "dlib-resnet29-face"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from record import add_out_argument, save
 
-from faceres.search.build import image_files
+from faceres.search.indexing import image_files
 from faceres.settings import data_dir
 
 FACE_RECOGNITION_SCRIPT = """

@@ -72,12 +72,12 @@ MODULES: dict[str, Module] = {
     ),
     "eval.lfw": Module("faceres/eval/lfw.py", ("pair_metrics",), ("tests/test_eval_identity.py",)),
     "identity": Module(
-        "faceres/identity.py",
+        "faceres/identity/__init__.py",
         ("decide", "pick_face", "embed_views"),
         ("tests/test_verify.py",),
     ),
     "align": Module(
-        "faceres/align.py",
+        "faceres/face/align.py",
         (
             "dlib_mean_face_yunet5",
             "dlib_chip_template",
@@ -120,7 +120,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
         "no-per-view-l2",
         "identity.embed_crops returns raw (un-normalised) embeddings, so embed_views sums views "
         "of unequal length",
-        "faceres/identity.py",
+        "faceres/identity/__init__.py",
         "    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)",
         "    return out",
         VERIFY_TESTS,
@@ -128,7 +128,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "verify-band-zero",
         "verify ignores the calibrated band (band = 0: never 'uncertain')",
-        "faceres/identity.py",
+        "faceres/identity/__init__.py",
         'band = float(meta.get("band", DEFAULT_BAND))',
         "band = 0.0",
         VERIFY_TESTS,
@@ -144,7 +144,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "quality-gate-ignored",
         "verify ignores the quality gate's reasons",
-        "faceres/identity.py",
+        "faceres/identity/__init__.py",
         '    if reasons:\n        return "uncertain"',
         '    if False:\n        return "uncertain"',
         VERIFY_TESTS,
@@ -184,7 +184,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "align-with-other-landmarks",
         "verify aligns each image with the other image's landmarks",
-        "faceres/identity.py",
+        "faceres/identity/__init__.py",
         "for image, face in zip(images, used, strict=True)]\n",
         "for image, face in zip(images, used[::-1], strict=True)]\n",
         VERIFY_TESTS,
@@ -192,7 +192,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "tta-vertical-flip-identity",
         "identity test-time augmentation flips vertically (upside down) instead of mirroring",
-        "faceres/identity.py",
+        "faceres/identity/__init__.py",
         "np.concatenate([batch, batch[..., ::-1]])",
         "np.concatenate([batch, batch[..., ::-1, :]])",
         VERIFY_TESTS,
@@ -208,7 +208,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "tta-vertical-flip-app-expression",
         "the app's expression classifier flips vertically instead of mirroring",
-        "faceres/expression.py",
+        "faceres/expression/__init__.py",
         "np.concatenate([x, x[..., ::-1]])",
         "np.concatenate([x, x[..., ::-1, :]])",
         ("tests/test_expression_api.py",),

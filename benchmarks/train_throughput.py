@@ -18,7 +18,7 @@ import time
 import torch
 from record import add_out_argument, save
 
-from faceres.registry.build import default_device
+from faceres.registry.weights import default_device
 from faceres.train.classifier import TrainConfig, build_model, step_seconds
 
 FER_TRAINING = 28_709

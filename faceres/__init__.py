@@ -19,7 +19,7 @@ import importlib.util  # noqa: E402
 
 _API = {
     "analyze_expression": "faceres.expression",
-    "explain_verify": "faceres.explain",
+    "explain_verify": "faceres.identity.explain",
     "verify": "faceres.identity",
 }
 """The public functions, imported on first use (PEP 562): `import faceres` stays light, and a

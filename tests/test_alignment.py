@@ -6,16 +6,16 @@ import cv2
 import numpy as np
 import pytest
 
-from faceres.align import (
+from faceres.detect import Face, detect_faces
+from faceres.detect.landmarks import dlib5_in_box
+from faceres.errors import ModelError
+from faceres.face.align import (
     align,
     dlib_chip_template,
     dlib_mean_face_yunet5,
     similarity_transform,
     views,
 )
-from faceres.detect import Face, detect_faces
-from faceres.detect.landmarks import dlib5_in_box
-from faceres.errors import ModelError
 
 
 def _face(landmarks: np.ndarray, scheme: str = "yunet5") -> Face:

@@ -28,6 +28,7 @@ from faceres import app, registry
 from faceres.app import common, compare_tab, expression_tab, models_tab, render, uploads, verify_tab
 from faceres.detect import Face, backend
 from faceres.errors import ImageError, ModelError
+from faceres.face import pipeline
 from faceres.settings import PROJECT_ROOT, cache_dir
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -171,9 +172,18 @@ def picked_faces() -> dict:
     crop = render.data_uri(np.zeros((16, 16, 3), np.uint8))
     a, b = [1.0, 0.0, 0.0], [0.6, 0.8, 0.0]
 
-    def face(x: float, embedding: list[float], eyes: float = 40.0) -> dict:
+    def face(number: int, x: float, embedding: list[float], eyes: float = 40.0) -> dict:
         return {
+            "face": number,
             "box": [x, 10.0, 40.0, 40.0],
+            "landmarks": [
+                [x + 10, 20.0],
+                [x + 30, 20.0],
+                [x + 20, 30.0],
+                [x + 12, 40.0],
+                [x + 28, 40.0],
+            ],
+            "scheme": "yunet5",
             "score": 0.9,
             "detector": "yunet",
             "quality": {"eye_distance": eyes, "sharpness": 90.0, "yaw": 3.0, "score": 0.9},
@@ -185,16 +195,10 @@ def picked_faces() -> dict:
     photo1 = {
         "preview": preview,
         "size": [200, 100],
-        "faces": [face(10, a), face(120, b), face(60, a, eyes=12.0)],
+        "faces": [face(1, 10, a), face(2, 120, b), face(3, 60, a, eyes=12.0)],
     }
-    photo2 = {"preview": preview, "size": [200, 100], "faces": [face(10, a)]}
-    return {
-        "model": "m",
-        "detector": "yunet",
-        "threshold": 0.7,
-        "band": 0.05,
-        "photos": [photo1, photo2],
-    }
+    photo2 = {"preview": preview, "size": [200, 100], "faces": [face(1, 10, a)]}
+    return {"model": "m", "detector": "yunet", "photos": [photo1, photo2]}
 
 
 CALIBRATION = {
@@ -211,8 +215,10 @@ def test_pick_faces_works_from_the_json_alone(monkeypatch):
     def no_photo_or_model(*args, **kwargs):
         raise AssertionError("a face pick must not decode a photo or run a model")
 
-    for name in ("take_photos", "verify", "embed_crops", "load_identity_model"):
+    for name in ("take_photos", "verify"):
         monkeypatch.setattr(verify_tab, name, no_photo_or_model)
+    for name in ("embed_crops", "load_identity_model", "views", "detect_faces"):
+        monkeypatch.setattr(pipeline, name, no_photo_or_model)
     monkeypatch.setattr(verify_tab.registry, "model_config", lambda name: {"faceres": CALIBRATION})
     faces = json.loads(json.dumps(picked_faces()))  # as it comes back from the browser
     verdict, shown1, shown2, crops, details, maps, lesion = verify_tab.pick_faces(faces, 1, 1)
@@ -518,6 +524,27 @@ def test_verify_offers_a_face_picker_for_several_faces(face_jpeg, two_faces_jpeg
     assert picked["images"][0]["chosen"] == 2
     assert picked["similarity"] == pytest.approx(second["similarity"], abs=1e-4)
     assert picked["verdict"] == second["verdict"]
+
+
+@needs_identity
+def test_the_tab_shows_the_verdict_and_details_that_verify_returned(face_jpeg, two_faces_jpeg):
+    """One verdict, one details schema: the tab's details are `faceres.verify(...).to_dict()`
+    (timings aside), and a pick of another face gives what `verify(face1=2)` gives."""
+    from faceres import verify
+
+    def same(details: dict, result, exact: bool = True) -> None:
+        expected = result.to_dict()
+        for d in (details, expected):
+            for key in ("timings_ms", "detector_note") + (() if exact else ("rates",)):
+                d.pop(key, None)
+        if not exact:  # the browser's embeddings are rounded to 6 decimals
+            assert details.pop("similarity") == pytest.approx(expected.pop("similarity"), 1e-5)
+        assert details == expected
+
+    out = verify_tab.verify_photos(str(two_faces_jpeg), str(face_jpeg))
+    same(out[6], verify(str(two_faces_jpeg), str(face_jpeg), every_face=True))
+    picked = verify_tab.pick_faces(json.loads(json.dumps(out[7])), 2, 1)[4]
+    same(picked, verify(str(two_faces_jpeg), str(face_jpeg), face1=2, every_face=True), False)
 
 
 @needs_identity

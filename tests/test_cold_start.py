@@ -19,9 +19,9 @@ from onnx import TensorProto, helper, numpy_helper
 from photos import require_models
 
 from faceres import registry
-from faceres.align import model_template, views
 from faceres.detect import detect_faces
 from faceres.errors import ModelError
+from faceres.face.align import model_template, views
 from faceres.registry import onnx as onnx_files
 from faceres.registry import runtime
 from faceres.registry.export import half_initializers

@@ -22,9 +22,9 @@ import torch
 from photos import edited_copy, require_models, two_faces
 
 from faceres import registry
-from faceres.align import align, model_template
 from faceres.detect import Face
 from faceres.errors import ModelError
+from faceres.face.align import align, model_template
 
 dlib = pytest.importorskip("dlib", reason="dlib (pip install dlib-bin) is the reference")
 skdata = pytest.importorskip("skimage.data", reason="scikit-image provides the test photos")
@@ -169,7 +169,7 @@ def test_pipeline_embedding_matches_dlib(dlib_chips, resnet_fp32, dlib_resnet):
     """`verify.embed_crops` (pixels to tensor, mirror test-time augmentation, L2 normalisation)
     equals what its docstring says, computed with dlib: normalise(dlib(chip) + dlib(mirror)).
     With fp32 weights, so that a slip in the pixel scaling is not lost in the fp16 rounding."""
-    from faceres.identity import embed_crops
+    from faceres.face.pipeline import embed_crops
 
     chips = [chip for _, chip, _ in dlib_chips]
     ours = embed_crops(chips, resnet_fp32)
@@ -187,7 +187,7 @@ def test_pipeline_embedding_matches_dlib(dlib_chips, resnet_fp32, dlib_resnet):
     assert _cosine(ours, theirs).min() > 1 - 1e-6
 
 
-# -- alignment: faceres.align with dlib's 5 points vs dlib.get_face_chip ----------------------
+# -- alignment: faceres.face.align with dlib's 5 points vs dlib.get_face_chip ----------------------
 
 
 def _our_chip(image: np.ndarray, points: np.ndarray, resnet) -> np.ndarray:
@@ -214,7 +214,7 @@ def test_alignment_gives_a_chip_dlibs_network_reads_as_dlibs(dlib_chips, resnet,
 
 
 ALIGNMENT_FINDING = (
-    "finding: faceres.align is not dlib's chip geometry: it fits the similarity from image to "
+    "finding: faceres.face.align is not dlib's chip geometry: it fits the similarity from image to "
     "chip (dlib fits chip to image, so the scale differs by up to 2%), maps the chip's point "
     "(75, 75) to the face centre where dlib maps (74.5, 74.5), and steps pixels by the fitted "
     "scale where dlib steps (150 s - 1) / 149; mean |pixel diff| 3.7-7.0 against 0.5 for a "

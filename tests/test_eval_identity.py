@@ -12,7 +12,6 @@ from sklearn.metrics import roc_curve as sk_roc_curve
 
 import faceres.eval.lfw as eval_identity
 from faceres import imageio
-from faceres.align import align, dlib_chip_template
 from faceres.datasets.lfw import image_pairs, read_lfw_pairs, read_pairs_csv
 from faceres.detect.yunet import yunet_path
 from faceres.errors import DataError
@@ -37,6 +36,7 @@ from faceres.eval.metrics import (
     tar_at_far,
     verdicts,
 )
+from faceres.face.align import align, dlib_chip_template
 from faceres.identity import decide
 from faceres.settings import data_dir
 

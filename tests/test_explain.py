@@ -14,13 +14,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-import faceres.explain as explain
+import faceres.identity.explain as explain
 from faceres import registry
 from faceres.cli import main
 from faceres.detect.yunet import yunet_path
 from faceres.errors import FaceresError
-from faceres.eval.explain import mask_pixels
-from faceres.identity import embed_crops
+from faceres.eval.faithfulness import mask_pixels
+from faceres.face.pipeline import embed_crops
 from faceres.settings import data_dir
 
 skdata = pytest.importorskip("skimage.data")
@@ -282,7 +282,7 @@ def test_cli_writes_images_and_json(tmp_path, capsys):
 @needs_identity
 @needs_yunet
 def test_deletion_test_on_a_few_pairs(tmp_path):
-    from faceres.eval.explain import evaluate_explain
+    from faceres.eval.faithfulness import evaluate_explain
 
     report = evaluate_explain(pairs=2, detector="yunet", out_dir=tmp_path, curve=(0.05,))
     assert report["pairs"] == 2 and report["pair_lists"] == {"pairsDevTest.txt": 2}

@@ -13,7 +13,7 @@ from faceres.settings import PACKAGE_ROOT
 
 INFERENCE = (
     "faceres.detect",
-    "faceres.align",
+    "faceres.face.align",
     "faceres.identity",
     "faceres.expression",
     "faceres.registry",

@@ -16,18 +16,15 @@ import torch.nn.functional as F
 from hub_server import save_tiny
 
 from faceres import registry
+from faceres.app.blocks import expression_probabilities, identity_embeddings
 from faceres.cli import main
-from faceres.identity import embed_crops
+from faceres.face.pipeline import embed_crops
+from faceres.models.blocks import blocks, deletable_blocks, lesioned
 from faceres.models.fer_resnet import FaceResNet
 from faceres.study.lesion import (
     PathGradients,
-    blocks,
-    deletable_blocks,
-    expression_probabilities,
     folded_copy,
-    identity_embeddings,
     lesion_outputs,
-    lesioned,
     path_gradients,
     path_length_distribution,
 )

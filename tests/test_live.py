@@ -1,6 +1,7 @@
-"""Expressions on moving pictures: tracking and smoothing (`faceres.live`) checked against values
-computed by hand, the live camera and video handlers of the Expression tab, video limits, the
-`faceres expression VIDEO` command, and face labels drawn inside the picture, clear of each other.
+"""Expressions on moving pictures: tracking and smoothing (`faceres.expression.live`) checked
+against values computed by hand, the live camera and video handlers of the Expression tab, video
+limits, the `faceres expression VIDEO` command, and face labels drawn inside the picture, clear of
+each other.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceres import live, video
 from faceres.app import expression_tab, render
 from faceres.app.uploads import REFUSED
 from faceres.cli import main as cli
 from faceres.detect import Face
-from faceres.expression import FaceExpression
+from faceres.expression import FaceExpression, live, video
 from tests.test_app import has_default, serve_app
 
 skimage_data = pytest.importorskip("skimage.data")

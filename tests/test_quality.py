@@ -7,9 +7,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from faceres.calibration import rates_text, score_rates
 from faceres.detect import Face
-from faceres.quality import NOSE_DEPTH, FaceQuality, assess, estimate_yaw, gate_reasons, sharpness
+from faceres.face.quality import (
+    NOSE_DEPTH,
+    FaceQuality,
+    assess,
+    estimate_yaw,
+    gate_reasons,
+    sharpness,
+)
+from faceres.identity.calibration import rates_text, score_rates
 
 BOX = (0.0, 0.0, 100.0, 100.0)
 

@@ -164,7 +164,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 
 KILLABLE_BUILD = """
 import sys
-import faceres.search.build as build
+import faceres.search.indexing as build
 build.BATCH_IMAGES = 1  # one image per batch, so a kill lands between images
 build.build_index([sys.argv[1]], sys.argv[2], resume=True)
 """
@@ -205,7 +205,7 @@ def test_a_killed_build_resumes_to_the_same_index(tmp_path):
 @pytest.mark.slow
 def test_the_ray_engine_gives_the_local_engines_faces(tmp_path):
     pytest.importorskip("ray.data", reason="the Ray engine needs ray[data]")
-    from faceres.search.build import build_index
+    from faceres.search.indexing import build_index
 
     photos = collection(tmp_path / "photos", copies=2)
     local = build_index([photos], tmp_path / "local", detector="yunet")

@@ -14,7 +14,8 @@ from faceres import registry
 from faceres.cli import main
 from faceres.detect import detect_faces, select_detector
 from faceres.errors import FaceresError, NoFaceError
-from faceres.identity import decide, load_identity_model, pick_face
+from faceres.face.pipeline import load_identity_model
+from faceres.identity import decide, pick_face
 from faceres.settings import data_dir
 
 skdata = pytest.importorskip("skimage.data")
@@ -162,7 +163,7 @@ def test_embeddings_follow_the_documented_pipeline(exact_float32):
     """`verify`'s embeddings equal the pipeline recomputed outside it: each photo's largest face,
     aligned with its own landmarks onto every view of the template, mirror-augmented and
     normalised per view."""
-    from faceres.align import model_template, views
+    from faceres.face.align import model_template, views
 
     images = _lfw(SAME_PERSON[0]), _lfw(DIFFERENT_PEOPLE[1])
     result = verify_model(*images)
@@ -181,7 +182,7 @@ def test_embeddings_follow_the_documented_pipeline(exact_float32):
 def test_each_photo_is_aligned_with_its_own_face():
     """Two photos of one person placed at opposite corners of larger canvases: each crop shows
     the face of its own photo (and they still match)."""
-    from faceres.align import model_template, views
+    from faceres.face.align import model_template, views
 
     canvases = []
     for name, (y, x) in zip(SAME_PERSON, ((0, 0), (230, 250))):
@@ -200,8 +201,8 @@ def test_each_photo_is_aligned_with_its_own_face():
 def test_embed_crops_is_unit_norm_and_mirror_invariant(astronaut, exact_float32):
     """Flip test-time augmentation embeds a crop with its left-right mirror image, so a crop and
     its mirror get the same embedding; each row is L2-normalised."""
-    from faceres.align import model_template, views
-    from faceres.identity import embed_crops
+    from faceres.face.align import model_template, views
+    from faceres.face.pipeline import embed_crops
 
     loaded = registry.load_task("identity", MODEL)
     crop = views(astronaut, detect_faces(astronaut)[0], model_template(loaded.config))[0]
@@ -294,7 +295,7 @@ def test_pick_face_numbers_faces_from_one():
 
 
 def test_embed_views_sums_each_faces_views_and_normalises():
-    from faceres.identity import embed_views
+    from faceres.face.pipeline import embed_views
 
     crops = [[np.full((2, 2, 3), v, np.uint8) for v in (1, 2)], [np.full((2, 2, 3), 3, np.uint8)]]
     table = {1: [1.0, 0.0], 2: [0.0, 1.0], 3: [3.0, 4.0]}

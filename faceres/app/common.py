@@ -16,8 +16,8 @@ import gradio as gr
 from faceres import registry
 from faceres.detect import DETECTORS
 from faceres.errors import FaceresError
+from faceres.models.blocks import deletable_blocks
 from faceres.registry.runtime import first_use
-from faceres.study.lesion import deletable_blocks
 
 
 def user_errors(fn):
@@ -80,7 +80,7 @@ def photo_input(label: str, elem_id: str) -> gr.Image:
 
 def block_choices(model: str) -> list[tuple[str, int]]:
     """(label, position) of every deletable block of registry model `model`
-    (`faceres.study.lesion.deletable_blocks`), numbered from 1: the block pickers' choices.
+    (`faceres.models.blocks.deletable_blocks`), numbered from 1: the block pickers' choices.
 
     >>> block_choices("resnet18-fer")[0]
     ('block 1 (layer1.0)', 0)

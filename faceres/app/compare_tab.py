@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from faceres import registry
+from faceres.app.blocks import expression_probabilities
 from faceres.app.common import (
     announce_first_use,
     block_choices,
@@ -32,12 +33,12 @@ from faceres.app.render import figures_html, plots_html
 from faceres.app.uploads import take_photo
 from faceres.detect import fallback_note
 from faceres.errors import FaceresError, ModelError
-from faceres.explain import explain_expression
 from faceres.expression import analyze_expression, class_names
+from faceres.identity.explain import explain_expression
+from faceres.models.blocks import block_names
 from faceres.study.depth import depth_report, format_table, training_curves
 from faceres.study.depth import figures as depth_figures
 from faceres.study.depth import findings as depth_findings
-from faceres.study.lesion import block_names, expression_probabilities
 from faceres.study.lesion_report import RESULTS_FILE, load_results
 from faceres.study.lesion_report import figures as lesion_figures
 from faceres.study.lesion_report import findings as lesion_findings
@@ -213,7 +214,7 @@ def remove_block(
 ) -> tuple[str, dict]:
     """ResNet vs plain tab, "remove a block": the largest face through the ResNet and its plain
     twin, whole and with deletable block number `block` (from 0) removed at test time (Veit et
-    al. 2016; `faceres.study.lesion`).
+    al. 2016; `faceres.models.blocks`).
 
     Returns (HTML table, details dict).
     """

@@ -35,11 +35,9 @@ from faceres.app.render import (
 )
 from faceres.app.uploads import UploadRefused, forget_upload, in_upload_folder, take_photo
 from faceres.detect import fallback_note
-from faceres.explain import explain_expression
 from faceres.expression import analyze_expression
-from faceres.live import analyze_frame, analyze_video, frame_record
-from faceres.study.depth import DEPTH_SWEEP
-from faceres.video import (
+from faceres.expression.live import analyze_frame, analyze_video, frame_record
+from faceres.expression.video import (
     MAX_VIDEO_BYTES,
     MAX_VIDEO_FRAMES,
     MAX_VIDEO_SECONDS,
@@ -48,6 +46,8 @@ from faceres.video import (
     frame_step,
     video_info,
 )
+from faceres.identity.explain import explain_expression
+from faceres.study.depth import DEPTH_SWEEP
 
 MAX_FACE_LABELS = 6
 """Faces of one photo given their own probability panel (largest first)."""

@@ -1,8 +1,8 @@
 """The Find tab: where is this person among some photos, and who is in them.
 
-Every face of every photo is embedded (`faceres.search.embed.embed_images`) and searched with the
-index's FAISS search, or grouped by person (`faceres.search.query.cluster_embeddings`), in the
-request: nothing is indexed, kept or written.
+Every face of every photo goes through the face pipeline (`faceres.face.pipeline`) and is searched
+with the index's FAISS search, or grouped by person (`faceres.search.query.cluster_embeddings`), in
+the request: nothing is indexed, kept or written.
 
 >>> find_person(probe, [photo1, photo2])[1]["matches"][0]["verdict"]
 'same'
@@ -16,7 +16,6 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from faceres import registry
 from faceres.app.common import (
     announce_first_use,
     clear_then_run,
@@ -30,8 +29,8 @@ from faceres.app.render import figures_html
 from faceres.app.uploads import MAX_MULTIPLE_FILES, take_photo
 from faceres.detect import fallback_note
 from faceres.errors import FaceresError, ImageError, NoFaceError
-from faceres.identity import decide, load_identity_model
-from faceres.search.embed import embed_images
+from faceres.face.pipeline import FacePipeline, FaceRecord
+from faceres.identity import compare
 from faceres.search.query import cluster_embeddings, cluster_settings
 from faceres.search.store import build_faiss
 
@@ -94,13 +93,14 @@ def face_crop(image: np.ndarray, box: list[float], margin: float = 0.25) -> np.n
     return np.ascontiguousarray(image[y0:y1, x0:x1])
 
 
-def _faces(photos: list[Photo], model: str | None, detector: str | None):
-    """The identity model and every face of `photos`, as (photo, face record) pairs."""
+def _faces(
+    photos: list[Photo], model: str | None, detector: str | None
+) -> tuple[FacePipeline, list[tuple[Photo, FaceRecord]]]:
+    """The face pipeline and every face of `photos`, as (photo, face record) pairs."""
     announce_first_use("identity", model)
-    loaded = load_identity_model(model)
-    found = embed_images([p.image for p in photos], [p.name for p in photos], loaded, detector)
-    faces = [(p, f) for p, (_, _, records, _) in zip(photos, found, strict=True) for f in records]
-    return loaded, faces
+    pipeline = FacePipeline.for_model(model, detector)
+    found = pipeline.read([p.image for p in photos])
+    return pipeline, [(p, r) for p, records in zip(photos, found, strict=True) for r in records]
 
 
 def clear_results() -> tuple[str, None]:
@@ -120,43 +120,45 @@ def find_person(
     values = _photos(photos)
     probe_photo = Photo(0, "probe", take_photo(probe))
     read, skipped = _read(values)
-    loaded, probe_faces = _faces([probe_photo], model, detector or None)
+    pipeline, probe_faces = _faces([probe_photo], model, detector or None)
     if not probe_faces:
         raise NoFaceError("No face found in the probe photo; use one where the face is clear.")
-    _, faces = _faces(read, loaded.name, detector or None)
+    _, faces = _faces(read, pipeline.model, detector or None)
     if not faces:
         raise NoFaceError("No face found in any of the photos.")
-    meta = registry.model_config(loaded.name)["faceres"]
+    probe_face = probe_faces[0][1]
     index = build_faiss(
-        np.arange(len(faces), dtype=np.int64), np.stack([f.vector for _, f in faces])
+        np.arange(len(faces), dtype=np.int64),
+        np.stack([f.embedding for _, f in faces]).astype(np.float32),
     )
-    sims, ids = index.search(probe_faces[0][1].vector[None], min(TOP, len(faces)))
-    found = [(*faces[int(i)], float(s)) for s, i in zip(sims[0], ids[0], strict=True)]
+    _, ids = index.search(probe_face.embedding[None].astype(np.float32), min(TOP, len(faces)))
+    found = [faces[int(i)] for i in ids[0]]
+    verdicts = [compare(([probe_face], [face]), pipeline.model).decided for _, face in found]
     matches = [
         {
             "photo": photo.number,
             "name": photo.name,
-            "face": face.face,
-            "box": face.box,
-            "similarity": round(similarity, 6),
-            "verdict": decide(similarity, meta["threshold"], meta["band"]),
+            "face": face.number,
+            "box": face.to_dict()["box"],
+            "similarity": round(v.similarity, 6),
+            "verdict": v.verdict,
         }
-        for photo, face, similarity in found
+        for (photo, face), v in zip(found, verdicts, strict=True)
     ]
     shown = (
         "<b>Best matches for the probe's face</b> (cosine similarity, verdict)<br>"
         + figures_html(
-            [face_crop(photo.image, face.box) for photo, face, _ in found],
+            [face_crop(photo.image, face.face.box) for photo, face in found],
             [
                 f"{m['name']}, face {m['face']}: {m['similarity']:.3f} {m['verdict']}"
                 for m in matches
             ],
             width=150,
         )
-        + notes_html([*skipped, fallback_note(detector, faces[0][1].detector)])
+        + notes_html([*skipped, fallback_note(detector, faces[0][1].face.detector)])
     )
     details = {
-        "model": loaded.name,
+        "model": pipeline.model,
         "faces_searched": len(faces),
         "matches": matches,
         "skipped": skipped,
@@ -172,11 +174,11 @@ def group_photos(photos: Any, model: str | None = None, detector: str | None = N
     Returns (groups HTML, details dict).
     """
     read, skipped = _read(_photos(photos))
-    loaded, faces = _faces(read, model, detector or None)
+    pipeline, faces = _faces(read, model, detector or None)
     if not faces:
         raise NoFaceError("No face found in any of the photos.")
-    threshold, linkage = cluster_settings(loaded.name)
-    labels = cluster_embeddings(np.stack([f.vector for _, f in faces]), threshold, linkage)
+    threshold, linkage = cluster_settings(pipeline.model)
+    labels = cluster_embeddings(np.stack([f.embedding for _, f in faces]), threshold, linkage)
     rows, groups = [], []
     for g in [*range(int(labels.max(initial=-1)) + 1), -1]:
         members = [faces[i] for i in np.flatnonzero(labels == g)]
@@ -186,26 +188,28 @@ def group_photos(photos: Any, model: str | None = None, detector: str | None = N
         groups.append(
             {
                 "group": title,
-                "faces": [{"photo": p.number, "name": p.name, "face": f.face} for p, f in members],
+                "faces": [
+                    {"photo": p.number, "name": p.name, "face": f.number} for p, f in members
+                ],
             }
         )
         rows.append(
             f"<div><b>{title}</b>: {len(members)} face(s)<br>"
             + figures_html(
-                [face_crop(p.image, f.box) for p, f in members],
-                [f"{p.name}, face {f.face}" for p, f in members],
+                [face_crop(p.image, f.face.box) for p, f in members],
+                [f"{p.name}, face {f.number}" for p, f in members],
                 width=110,
             )
             + "</div>"
         )
     details = {
-        "model": loaded.name,
+        "model": pipeline.model,
         "threshold": threshold,
         "linkage": linkage,
         "groups": groups,
         "skipped": skipped,
     }
-    notes = notes_html([*skipped, fallback_note(detector, faces[0][1].detector)])
+    notes = notes_html([*skipped, fallback_note(detector, faces[0][1].face.detector)])
     return "".join(rows) + notes, details
 
 

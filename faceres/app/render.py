@@ -16,8 +16,8 @@ import re
 import cv2
 import numpy as np
 
-from faceres.calibration import rates_text
 from faceres.errors import ImageError
+from faceres.identity.calibration import rates_text
 
 PREVIEW_MAX_SIDE = 1024
 CHOSEN, OTHER = (46, 204, 113), (241, 196, 15)

@@ -19,7 +19,7 @@ import gradio as gr
 import numpy as np
 
 from faceres import registry
-from faceres.align import model_template, views
+from faceres.app.blocks import identity_embeddings
 from faceres.app.common import (
     announce_first_use,
     block_choices,
@@ -44,24 +44,15 @@ from faceres.app.render import (
     verdict_html,
 )
 from faceres.app.uploads import REFUSED, take_photos
-from faceres.detect import fallback_note, score_text
+from faceres.detect import Face, fallback_note, score_text
 from faceres.errors import FaceresError, ModelError
-from faceres.explain import explain_crops
-from faceres.identity import (
-    VerifyResult,
-    embed_crops,
-    embed_views,
-    judge,
-    load_identity_model,
-    pick_face,
-    verify,
-)
+from faceres.face.pipeline import FaceRecord
+from faceres.face.quality import FaceQuality
+from faceres.identity import MAX_FACES, VerifyResult, compare, judge, verify
+from faceres.identity.explain import explain_crops
 from faceres.imageio import load_image
-from faceres.quality import FaceQuality, assess
-from faceres.study.lesion import block_names, identity_embeddings
+from faceres.models.blocks import block_names
 
-MAX_PICK_FACES = 12
-"""Faces of one photo (largest first) whose embedding and crop go to the browser for the picker."""
 NOT_RUN = (
     "Run Verify first: picking another face, Explain and removing a block work on the faces "
     "that Verify found."
@@ -88,10 +79,10 @@ def _face_number(value: Any) -> int | None:
         number = int(value)
     except (TypeError, ValueError):
         raise FaceresError(f"Face number {value!r} is not a number (1: the largest).") from None
-    if number > MAX_PICK_FACES:
+    if number > MAX_FACES:
         raise FaceresError(
-            f"Only the {MAX_PICK_FACES} largest faces of a photo can be compared "
-            f"(faces 1 to {MAX_PICK_FACES})."
+            f"Only the {MAX_FACES} largest faces of a photo can be compared "
+            f"(faces 1 to {MAX_FACES})."
         )
     return number
 
@@ -127,110 +118,87 @@ def change_detector(face1: Any = None, face2: Any = None) -> tuple:
     return (error_html(PICKS_RESET) if picked else verdict, *rest)
 
 
-def pickable_faces(images: list[np.ndarray], result: VerifyResult) -> list[dict]:
-    """Per photo, what the face pickers need once the photo is gone: a preview, its size, and for
-    each of its `MAX_PICK_FACES` largest faces the box, the quality record, the embedding (by
-    `result`'s model) and the aligned crop. The faces `result` compared are not embedded again.
+def faces_state(images: list[np.ndarray], result: VerifyResult) -> dict:
+    """What the face pickers need once the photo is gone, for the browser: the model, and per
+    photo a preview, its size and the records `result` holds of its `MAX_FACES` largest faces
+    (`verify(..., every_face=True)`), each with its embedding and aligned crop.
 
-    >>> pickable_faces([a, b], verify(a, b))[0]["faces"][0].keys()
-    dict_keys(['box', 'score', 'detector', 'quality', 'embedding', 'crop'])
+    >>> faces_state([a, b], verify(a, b, every_face=True))["photos"][0]["faces"][0].keys()
+    dict_keys(['face', 'box', 'landmarks', 'score', 'detector', 'quality', 'scheme', ...])
     """
-    loaded = load_identity_model(result.model)
-    template = model_template(loaded.config)
-    photos = []
-    for i, (image, found) in enumerate(zip(images, result.faces, strict=True)):
-        found = found[:MAX_PICK_FACES]
-        used = result.chosen[i] - 1
-        others = [j for j in range(len(found)) if j != used]
-        other_views = [views(image, found[j], template) for j in others]
-        crops = {j: v[0] for j, v in zip(others, other_views)}
-        embeddings = {}
-        if used < len(found):
-            crops[used] = result.crops[i]
-            embeddings[used] = result.embeddings[i]
-        if others:
-            embeddings.update(
-                zip(others, embed_views(other_views, lambda batch: embed_crops(batch, loaded)))
-            )
-        photos.append(
+    return {
+        "model": result.model,
+        "detector": result.detector,
+        "photos": [
             {
                 "preview": data_uri(image),
                 "size": [image.shape[1], image.shape[0]],
                 "faces": [
-                    {
-                        "box": [round(v, 1) for v in face.box],
-                        "score": round(face.score, 4),
-                        "detector": face.detector,
-                        "quality": assess(face, crops[j]).to_dict(),
-                        "embedding": [round(float(v), 6) for v in embeddings[j]],
-                        "crop": data_uri(crops[j]),
+                    r.to_dict()
+                    | {
+                        "scheme": r.face.scheme,
+                        "embedding": [round(float(v), 6) for v in r.embedding],
+                        "crop": data_uri(r.crop),
                     }
-                    for j, face in enumerate(found)
+                    for r in records
                 ],
             }
-        )
-    return photos
+            for image, records in zip(images, result.records, strict=True)
+        ],
+    }
 
 
-def _comparison(faces: dict, face1: Any, face2: Any) -> tuple[str, str, str, str, dict]:
-    """(verdict HTML, photo 1 HTML, photo 2 HTML, crops HTML, details) of the chosen faces, from
-    what `verify_photos` sent to the browser alone (the stored embeddings and quality records),
-    decided by `faceres.identity.judge` with the model's calibration from the registry."""
+def _record(face: dict) -> FaceRecord:
+    """A face record from `faces_state`'s JSON (no pixels: the crop stays a data URI)."""
+    found = Face(
+        tuple(float(v) for v in face["box"]),
+        np.asarray(face["landmarks"], np.float32),
+        str(face["scheme"]),
+        float(face["score"]),
+        str(face["detector"]),
+    )
+    embedding = np.asarray(face["embedding"], np.float64)
+    return FaceRecord(int(face["face"]), found, (), embedding, FaceQuality(**face["quality"]))
+
+
+def _compared(state: dict, face1: Any, face2: Any) -> VerifyResult:
+    """`faceres.identity.compare` on the records the browser sent back (checked)."""
     try:
-        photos = faces["photos"]
+        photos = state["photos"]
+        records = tuple([_record(f) for f in photo["faces"]] for photo in photos)
         pictures = [photo["preview"] for photo in photos]
         pictures += [face["crop"] for photo in photos for face in photo["faces"]]
-        chosen = [
-            pick_face(photo["faces"], _face_number(number), f"photo {i + 1}")
-            for i, (photo, number) in enumerate(zip(photos, (face1, face2), strict=True))
-        ]
-        used = [photo["faces"][n - 1] for photo, n in zip(photos, chosen, strict=True)]
-        embeddings = [np.asarray(face["embedding"], np.float64) for face in used]
-        quality = [FaceQuality(**face["quality"]) for face in used]
-        model = str(faces["model"])
-        shown = [
-            photo_html(photo, n, f"photo {k + 1}: {len(photo['faces'])} face(s), face {n} used")
-            for k, (photo, n) in enumerate(zip(photos, chosen, strict=True))
-        ]
-        crops = "".join(
-            f'<figure style="display:inline-block;margin:4px">'
-            f"{img_tag(face['crop'], f'aligned face {k + 1}')}"
-            f"<figcaption>photo {k + 1}, face {n}<br>{_quality_text(q, face['detector'])}"
-            "</figcaption></figure>"
-            for k, (face, n, q) in enumerate(zip(used, chosen, quality, strict=True))
-        )
-        images = [
-            {
-                "faces": [
-                    {"face": number}
-                    | {k: v for k, v in face.items() if k not in ("embedding", "crop")}
-                    for number, face in enumerate(photo["faces"], start=1)
-                ],
-                "chosen": n,
-            }
-            for photo, n in zip(photos, chosen, strict=True)
-        ]
+        model = str(state["model"])
     except (KeyError, TypeError, ValueError, IndexError):
         raise FaceresError(NOT_RUN) from None
-    if not all(isinstance(p, str) and JPEG_URI.fullmatch(p) for p in pictures):
+    if len(records) != 2 or not all(isinstance(p, str) and JPEG_URI.fullmatch(p) for p in pictures):
         raise FaceresError(REFUSED)
-    meta = registry.model_config(model)["faceres"]
-    decided = judge(*embeddings, quality, meta)
-    details = {
-        "verdict": decided.verdict,
-        "similarity": round(decided.similarity, 6),
-        "threshold": decided.threshold,
-        "band": decided.band,
-        "reasons": list(decided.reasons),
-        "rates": decided.rates,
-        "model": model,
-        "detector": faces.get("detector"),
-        "images": images,
-    }
-    scores = meta.get("scores")
-    plot = (
-        score_plot(scores, decided.similarity, decided.threshold, decided.band) if scores else None
+    return compare(records, model, _face_number(face1), _face_number(face2))
+
+
+def _comparison(state: dict, face1: Any, face2: Any) -> tuple[str, str, str, str, dict]:
+    """(verdict HTML, photo 1 HTML, photo 2 HTML, crops HTML, details) of the chosen faces, from
+    what `verify_photos` sent to the browser alone, decided by `faceres.identity.compare`;
+    the details are `VerifyResult.to_dict`."""
+    result = _compared(state, face1, face2)
+    photos = state["photos"]
+    shown = [
+        photo_html(photo, n, f"photo {k}: {len(photo['faces'])} face(s), face {n} used")
+        for k, (photo, n) in enumerate(zip(photos, result.chosen, strict=True), start=1)
+    ]
+    crops = "".join(
+        f'<figure style="display:inline-block;margin:4px">'
+        f"{img_tag(photo['faces'][n - 1]['crop'], f'aligned face {k}')}"
+        f"<figcaption>photo {k}, face {n}<br>{_quality_text(r.quality, r.face.detector)}"
+        "</figcaption></figure>"
+        for k, (photo, n, r) in enumerate(
+            zip(photos, result.chosen, result.compared, strict=True), start=1
+        )
     )
+    details = result.to_dict()
+    details.pop("timings_ms")
+    scores = registry.model_config(result.model)["faceres"].get("scores")
+    plot = score_plot(scores, result.similarity, result.threshold, result.band) if scores else None
     return verdict_html(details, plot), shown[0], shown[1], crops, details
 
 
@@ -271,18 +239,11 @@ def verify_photos(
         face1=_face_number(face1),
         face2=_face_number(face2),
         detector=detector or None,
+        every_face=True,
     )
-    start = time.perf_counter()
-    faces = {
-        "model": r.model,
-        "detector": r.detector,
-        "threshold": r.threshold,
-        "band": r.band,
-        "photos": pickable_faces(images, r),
-    }
-    pick_ms = 1000 * (time.perf_counter() - start)
+    faces = faces_state(images, r)
     stages = {k: v for k, v in r.timings.items() if k != "total"}
-    timings = {"read": read_ms, **stages, "all faces": pick_ms}
+    timings = {"read": read_ms, **stages}
     timings["total"] = sum(timings.values())
     gauge, shown1, shown2, crops, details = _comparison(faces, *r.chosen)
     gauge += f'<div style="color:#777;font-size:.9em">{ms_text(timings)}</div>'
@@ -324,17 +285,17 @@ def pick_faces(faces: dict | None, face1: int | None = None, face2: int | None =
 def explain_faces(faces: dict | None, face1: int | None = None, face2: int | None = None) -> str:
     """Verify tab, "Explain": for the chosen faces, which regions raise the similarity (green) and
     which lower it (red), over the aligned crops `verify_photos` sent to the browser (no photo
-    needed; `faceres.explain.explain_crops`).
+    needed; `faceres.identity.explain.explain_crops`).
 
     Returns the maps as HTML.
 
     >>> "supporting" in explain_faces(verify_photos("a.jpg", "b.jpg")[7])
     True
     """
-    details, crops = _chosen_crops(faces, face1, face2)
-    chosen = [image["chosen"] for image in details["images"]]
+    result, crops = _chosen_crops(faces, face1, face2)
+    chosen = result.chosen
     start = time.perf_counter()
-    ex = explain_crops(crops[0], crops[1], registry.load_task("identity", details["model"]))
+    ex = explain_crops(crops[0], crops[1], registry.load_task("identity", result.model))
     ms = 1000 * (time.perf_counter() - start)
     figures = figures_html(
         list(ex.overlays()),
@@ -357,14 +318,18 @@ def explain_faces(faces: dict | None, face1: int | None = None, face2: int | Non
     )
 
 
-def _chosen_crops(faces: dict | None, face1: Any, face2: Any) -> tuple[dict, list[np.ndarray]]:
-    """The comparison's details and the two chosen aligned crops, decoded from the faces JSON."""
+def _chosen_crops(
+    faces: dict | None, face1: Any, face2: Any
+) -> tuple[VerifyResult, list[np.ndarray]]:
+    """The comparison and the two chosen aligned crops, decoded from the faces JSON."""
     if not faces:
         raise FaceresError(NOT_RUN)
-    *_, details = _comparison(faces, face1, face2)  # checks the JSON and the picks
-    chosen = [image["chosen"] for image in details["images"]]
-    uris = [photo["faces"][n - 1]["crop"] for photo, n in zip(faces["photos"], chosen, strict=True)]
-    return details, [load_image(base64.b64decode(uri.partition(",")[2])) for uri in uris]
+    result = _compared(faces, face1, face2)  # checks the JSON and the picks
+    uris = [
+        photo["faces"][n - 1]["crop"]
+        for photo, n in zip(faces["photos"], result.chosen, strict=True)
+    ]
+    return result, [load_image(base64.b64decode(uri.partition(",")[2])) for uri in uris]
 
 
 @user_errors
@@ -377,8 +342,8 @@ def remove_identity_block(
 
     Returns HTML.
     """
-    details, crops = _chosen_crops(faces, face1, face2)
-    model = details["model"]
+    result, crops = _chosen_crops(faces, face1, face2)
+    model = result.model
     try:
         name = block_names(registry.load(model).model, [int(block or 0)])[0]
     except (ModelError, ValueError, IndexError, TypeError) as exc:

@@ -308,7 +308,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 
 def run_explain(args: argparse.Namespace) -> int:
     from faceres.errors import FaceresError
-    from faceres.eval.explain import evaluate_explain
+    from faceres.eval.faithfulness import evaluate_explain
 
     if args.pairs < 1:
         raise FaceresError("--pairs must be at least 1.")

@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_explain(args: argparse.Namespace) -> int:
     from faceres.errors import FaceresError
-    from faceres.explain import explain_verify
+    from faceres.identity.explain import explain_verify
 
     if args.out.exists() and not args.out.is_dir():
         raise FaceresError(f"--out {args.out} exists and is not a folder.")

@@ -54,8 +54,8 @@ def photo_record(path: str, model: str | None, detector: str | None) -> dict:
 
 def video_record(path: str, model: str | None, detector: str | None, max_fps: float | None) -> dict:
     """One video's frames, each with its tracked faces, as JSON."""
-    from faceres.live import analyze_video, frame_record
-    from faceres.video import frame_step, video_info
+    from faceres.expression.live import analyze_video, frame_record
+    from faceres.expression.video import frame_step, video_info
 
     info = video_info(path)
     frames, used, name = [], detector, model
@@ -73,7 +73,7 @@ def video_record(path: str, model: str | None, detector: str | None, max_fps: fl
 
 
 def run(args: argparse.Namespace) -> int:
-    from faceres.video import is_video
+    from faceres.expression.video import is_video
 
     out = [
         video_record(path, args.model, args.detector, args.max_fps)

@@ -65,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from faceres.search.build import build_index
+    from faceres.search.indexing import build_index
     from faceres.search.store import FaceStore
 
     if args.action == "add":
@@ -110,12 +110,12 @@ def run_search(args: argparse.Namespace) -> int:
         args.probes, args.index, top=args.top, all_faces=args.all_faces, detector=args.detector
     )
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps([r.to_dict() for r in results], indent=2))
         return 0
     for r in results:
-        print(f"{r['probe']} (face at {r['box']}):")
-        for m in r["matches"]:
-            print(f"  {m['similarity']:.4f} {m['verdict']:9s} {m['path']} face {m['face']}")
+        print(f"{r.probe} (face at {r.box}):")
+        for m in r.matches:
+            print(f"  {m.similarity:.4f} {m.verdict:9s} {m.path} face {m.face}")
     return 0
 
 

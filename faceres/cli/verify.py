@@ -73,9 +73,9 @@ def pair_arguments(args: argparse.Namespace) -> dict:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from faceres.calibration import rates_text
     from faceres.detect import score_text
     from faceres.identity import verify
+    from faceres.identity.calibration import rates_text
 
     result = verify(**pair_arguments(args))
     if args.json:
@@ -106,17 +106,18 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_embed(args: argparse.Namespace) -> int:
     from faceres.errors import FaceresError
-    from faceres.identity import embed, load_identity_model
+    from faceres.face.pipeline import FacePipeline
+    from faceres.identity import embed
     from faceres.search.embed import embed_files
 
     suffix = args.out.suffix.lower()
     if suffix not in (".npy", ".json"):
         raise FaceresError(f"--out must end in .npy or .json, not {suffix or 'nothing'}.")
-    loaded = load_identity_model(args.model)
+    pipeline = FacePipeline.for_model(args.model, args.detector)
     rows: list[dict] = []
     failed: list[dict] = []
     if args.all_faces:
-        for path, _, faces, error in embed_files(args.images, loaded, args.detector):
+        for path, _, faces, error in embed_files(args.images, pipeline):
             if error or not faces:
                 failed.append({"image": path, "error": error or "no face found"})
             rows += [
@@ -125,7 +126,7 @@ def run_embed(args: argparse.Namespace) -> int:
     else:
         for img in args.images:
             try:
-                vector = embed(img, model=loaded.name, face=args.face, detector=args.detector)
+                vector = embed(img, model=pipeline.model, face=args.face, detector=args.detector)
             except FaceresError as exc:
                 failed.append({"image": img, "error": str(exc)})
                 continue
@@ -141,9 +142,9 @@ def run_embed(args: argparse.Namespace) -> int:
             for r in rows
         ]
         args.out.write_text(
-            json.dumps({"model": loaded.name, "embeddings": embeddings, "failed": failed})
+            json.dumps({"model": pipeline.model, "embeddings": embeddings, "failed": failed})
         )
-    print(f"wrote {len(rows)} embedding(s) of size {dim} ({loaded.name}) to {args.out}")
+    print(f"wrote {len(rows)} embedding(s) of size {dim} ({pipeline.model}) to {args.out}")
     for f in failed:
         print(f"faceres: {f['image']}: {f['error']}", file=sys.stderr)
     return 1 if failed else 0

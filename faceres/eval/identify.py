@@ -44,7 +44,7 @@ from faceres.datasets.lfw import lfw_dir, read_lfw_pairs
 from faceres.detect import select_detector
 from faceres.errors import DataError
 from faceres.eval.lfw import detect_images, embed_images, model_embedder
-from faceres.search.build import image_files
+from faceres.search.indexing import image_files
 from faceres.search.query import LINKAGES, cluster_cuts, cluster_embeddings, cluster_settings
 
 FAR = 1e-2

@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 
 from faceres import registry
-from faceres.align import align, dlib_chip_template, model_template, views
 from faceres.datasets.lfw import (
     TUNE_DIFFERENT_PAIRS,
     Pair,
@@ -56,9 +55,10 @@ from faceres.eval.metrics import (
     verdicts,
 )
 from faceres.eval.plots import save_risk_coverage_plot, save_roc_plot
-from faceres.identity import embed_crops, embed_views, load_identity_model
+from faceres.face.align import align, dlib_chip_template, model_template
+from faceres.face.pipeline import FacePipeline, embed_crops, load_identity_model
+from faceres.face.quality import FaceQuality, assess, gate_reasons
 from faceres.imageio import load_image
-from faceres.quality import FaceQuality, assess, gate_reasons
 
 log = logging.getLogger(__name__)
 
@@ -157,17 +157,15 @@ def embed_images(
 ) -> dict[Path, np.ndarray]:
     """Embedding of every image (shrunk to `scale`): its face aligned onto `template` (and its
     test-time views), else the centre crop."""
+    pipeline = FacePipeline(embedder, template)
     paths = list(faces)
     out: dict[Path, np.ndarray] = {}
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
-        face_views = []
-        for path in chunk:
-            image = read_image(path, scale)
-            face_views.append(
-                views(image, faces[path] or centre_face(image.shape, template), template)
-            )
-        out.update(zip(chunk, embed_views(face_views, embedder), strict=True))
+        images = [read_image(path, scale) for path in chunk]
+        found = [[faces[p] or centre_face(im.shape, template)] for p, im in zip(chunk, images)]
+        records = pipeline.records(images, found)
+        out.update((path, r[0].embedding) for path, r in zip(chunk, records, strict=True))
         if (start // batch_size) % 30 == 0:
             log.info("embedded %d / %d images", start + len(chunk), len(paths))
     return out
@@ -176,7 +174,7 @@ def embed_images(
 def assess_images(
     faces: dict[Path, Face | None], template: dict, scale: float = 1.0
 ) -> dict[Path, FaceQuality | None]:
-    """The quality record (`faceres.quality.assess`) of every detected face."""
+    """The quality record (`faceres.face.quality.assess`) of every detected face."""
     return {
         path: assess(face, align(read_image(path, scale), face, template)) if face else None
         for path, face in faces.items()

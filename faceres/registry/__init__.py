@@ -38,10 +38,10 @@ from faceres.registry.resolve import (
 )
 
 _TORCH_NAMES = {
-    "LoadedModel": "build",
-    "default_device": "build",
-    "load": "build",
-    "load_task": "build",
+    "LoadedModel": "weights",
+    "default_device": "weights",
+    "load": "weights",
+    "load_task": "weights",
     "push": "publish",
     "save_model": "publish",
     "update_card_section": "publish",

@@ -21,11 +21,11 @@ import torch
 from onnx import helper, numpy_helper
 
 from faceres.errors import ModelError
-from faceres.registry.build import load
 from faceres.registry.index import get_entry, registry_dir
 from faceres.registry.onnx import ONNX_FILE, WEIGHTS_KEY, OnnxModel, onnx_path, sidecar_path
 from faceres.registry.publish import update_entry, write_atomic
 from faceres.registry.resolve import model_config, sha256_file
+from faceres.registry.weights import load
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 
 from faceres.errors import ModelError
-from faceres.registry.build import _forget
 from faceres.registry.index import (
     _PICKLE_SUFFIXES,
     _TASK_PIPELINES,
@@ -31,6 +30,7 @@ from faceres.registry.index import (
     registry_dir,
 )
 from faceres.registry.resolve import _check_folder, _check_hub, _hash_folder
+from faceres.registry.weights import _forget
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

@@ -7,7 +7,7 @@ against the index: the hub correction that `faceres eval identify` applies
 which holds for a gallery of one face per person but not for a photo collection, where a face's
 nearest neighbours are the same person's other photos and would push its true matches down.
 
->>> search(["me.jpg"], "photos.index", top=3)[0]["matches"][0]["verdict"]
+>>> search(["me.jpg"], "photos.index", top=3)[0].matches[0].verdict
 'same'
 >>> groups = cluster_index("photos.index")["groups"]
 """
@@ -15,32 +15,70 @@ nearest neighbours are the same person's other photos and would push its true ma
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from faceres import registry
-from faceres.align import model_template, views
-from faceres.detect import detect_faces
 from faceres.errors import FaceresError, NoFaceError
-from faceres.identity import decide, embed_crops, embed_views, load_identity_model
+from faceres.face.pipeline import FacePipeline, FaceRecord
+from faceres.face.quality import FaceQuality
+from faceres.identity import calibration, judge
 from faceres.imageio import load_image
 from faceres.search.store import FaceStore
 
 
-def probe_embeddings(
+@dataclass(frozen=True)
+class SearchHit:
+    """One indexed face found for a probe face: where it is, its similarity to the probe and
+    verification's verdict on the pair (`faceres.identity.judge`, quality gate included)."""
+
+    path: str
+    face: int
+    box: list[float]
+    similarity: float
+    verdict: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready."""
+        return {**asdict(self), "similarity": round(self.similarity, 6)}
+
+
+@dataclass(frozen=True)
+class ProbeHits:
+    """One probe face (its image and box) and the indexed faces most like it, best first."""
+
+    probe: str
+    box: list[float]
+    matches: list[SearchHit]
+
+    def to_dict(self) -> dict:
+        """JSON-ready."""
+        return {
+            "probe": self.probe,
+            "box": self.box,
+            "matches": [m.to_dict() for m in self.matches],
+        }
+
+
+def probe_records(
     path: str | Path, model: str, all_faces: bool, detector: str | None = None
-) -> tuple[list[list[float]], np.ndarray]:
-    """(boxes, embeddings) of a probe image's largest face, or of every face with `all_faces`."""
-    loaded = load_identity_model(model)
-    image = load_image(path)
-    faces = detect_faces(image, detector)
-    if not faces:
+) -> list[FaceRecord]:
+    """The face record of a probe image's largest face, or of every face with `all_faces`."""
+    pipeline = FacePipeline.for_model(model, detector)
+    records = pipeline.read([load_image(path)], limit=None if all_faces else 1)[0]
+    if not records:
         raise NoFaceError(f"No face found in {path}.")
-    faces = faces if all_faces else faces[:1]
-    template = model_template(loaded.config)
-    emb = embed_views([views(image, f, template) for f in faces], lambda c: embed_crops(c, loaded))
-    return [[round(v, 2) for v in f.box] for f in faces], emb
+    return records
+
+
+def _hit(probe: FaceRecord, face: dict, meta: dict) -> SearchHit:
+    """An indexed `face` (`FaceStore.records`) found for the `probe` face, with the verdict."""
+    decided = judge(
+        probe.embedding, face["vector"], (probe.quality, FaceQuality(**face["quality"])), meta
+    )
+    return SearchHit(face["path"], face["face"], face["box"], decided.similarity, decided.verdict)
 
 
 def search(
@@ -49,34 +87,25 @@ def search(
     top: int = 5,
     all_faces: bool = False,
     detector: str | None = None,
-) -> list[dict]:
+) -> list[ProbeHits]:
     """For each probe image (its largest face, or each face with `all_faces`), the `top`
-    indexed faces most similar to it, best first: one dict per probe face with `probe`,
-    `box` and `matches` (each `path`, `face`, `box`, `similarity`, `verdict`)."""
+    indexed faces most similar to it, best first."""
     if top < 1:
         raise FaceresError("--top must be at least 1.")
     store = FaceStore.open(index)
     try:
         model = store.meta()["model"]
-        meta = registry.model_config(model)["faceres"]
+        meta = calibration(model)
         faiss_index = store.faiss_index()
         out = []
         for probe in probes:
-            boxes, emb = probe_embeddings(probe, model, all_faces, detector)
-            k = min(top, faiss_index.ntotal)
-            sims, ids = faiss_index.search(np.ascontiguousarray(emb, np.float32), k)
+            records = probe_records(probe, model, all_faces, detector)
+            emb = np.stack([r.embedding for r in records]).astype(np.float32)
+            _, ids = faiss_index.search(emb, min(top, faiss_index.ntotal))
             found = store.records([int(i) for row in ids for i in row if i >= 0])
-            for box, row_s, row_i in zip(boxes, sims, ids, strict=True):
-                matches = [
-                    {
-                        **{key: found[int(i)][key] for key in ("path", "face", "box")},
-                        "similarity": round(float(s), 6),
-                        "verdict": decide(float(s), meta["threshold"], meta["band"]),
-                    }
-                    for s, i in zip(row_s, row_i, strict=True)
-                    if i >= 0
-                ]
-                out.append({"probe": str(probe), "box": box, "matches": matches})
+            for record, row in zip(records, ids, strict=True):
+                hits = [_hit(record, found[int(i)], meta) for i in row if i >= 0]
+                out.append(ProbeHits(str(probe), record.to_dict()["box"], hits))
         return out
     finally:
         store.close()

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from faceres.identity import load_identity_model
+from faceres.face.pipeline import FacePipeline
 from faceres.search.embed import embed_files
-from faceres.search.store import FaceRecord
+from faceres.search.store import IndexedFace
 
 ACTORS = int(os.environ.get("FACERES_RAY_ACTORS", "1"))
 """Model actors (each holds one copy of the identity model); on a cluster, raise it."""
@@ -31,11 +31,10 @@ class RayEmbedder:
     """A Ray Data actor: the identity model loaded once, `embed_files` on each batch of paths."""
 
     def __init__(self, model: str, detector: str | None) -> None:
-        self.loaded = load_identity_model(model)
-        self.detector = detector
+        self.pipeline = FacePipeline.for_model(model, detector)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        results = embed_files(list(batch["path"]), self.loaded, self.detector)
+        results = embed_files(list(batch["path"]), self.pipeline)
         return {
             "path": [r[0] for r in results],
             "sha256": [r[1] or "" for r in results],
@@ -51,7 +50,7 @@ class RayEmbedder:
 
 def ray_engine(
     files: Sequence[Path], model: str, detector: str | None, batch_images: int = 16
-) -> Iterator[tuple[str, str | None, list[FaceRecord], str | None]]:
+) -> Iterator[tuple[str, str | None, list[IndexedFace], str | None]]:
     """(path, sha256, faces, error) for each file, embedded by `RayEmbedder` actors."""
     import ray
     import ray.data
@@ -72,7 +71,7 @@ def ray_engine(
     )
     for row in ds.iter_rows():
         faces = [
-            FaceRecord(**{**f, "vector": np.asarray(f["vector"], np.float32)})
+            IndexedFace(**{**f, "vector": np.asarray(f["vector"], np.float32)})
             for f in json.loads(row["faces"])
         ]
         yield row["path"], row["sha256"] or None, faces, row["error"] or None

@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS faces (
 
 
 @dataclass(frozen=True)
-class FaceRecord:
+class IndexedFace:
     """One indexed face: its image, number in that image (from 1, largest first), box,
     landmarks, detector, detector score, quality record and L2-normalised embedding."""
 
@@ -105,7 +105,7 @@ class FaceStore:
         return self.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
 
     def add_image(
-        self, path: str, sha256: str | None, faces: Sequence[FaceRecord], error: str | None = None
+        self, path: str, sha256: str | None, faces: Sequence[IndexedFace], error: str | None = None
     ) -> None:
         """Write one image and its faces (or its error) in one transaction, replacing any
         earlier entry for `path`."""
@@ -152,13 +152,13 @@ class FaceStore:
         return ids, vecs
 
     def records(self, ids: Sequence[int]) -> dict[int, dict]:
-        """Metadata of faces by id (path, face number, box, quality, ...)."""
+        """Faces by id: path, face number, box, detector, score, quality and vector."""
         out = {}
         for chunk in range(0, len(ids), 500):
             part = [int(i) for i in ids[chunk : chunk + 500]]
             marks = ",".join("?" * len(part))
             for row in self.db.execute(
-                f"SELECT id, path, face, box, detector, score, quality FROM faces "
+                f"SELECT id, path, face, box, detector, score, quality, vector FROM faces "
                 f"WHERE id IN ({marks})",
                 part,
             ):
@@ -169,6 +169,7 @@ class FaceStore:
                     "detector": row[4],
                     "score": row[5],
                     "quality": json.loads(row[6]),
+                    "vector": np.frombuffer(row[7], dtype=np.float32),
                 }
         return out
 

@@ -1,31 +1,14 @@
-"""Lesions of residual networks (Veit, Wilber & Belongie, NeurIPS 2016): delete blocks of a
-trained network at test time, and follow the gradient along paths of each length.
+"""Lesion study internals (Veit, Wilber & Belongie, NeurIPS 2016): fast evaluation of many
+block deletions of a trained network (its normalisations folded, its stem run once), and the
+gradient along paths of each length. Which blocks can go, and the lesioned view, are product
+code: `faceres.models.blocks`.
 
-A *block* is one residual unit (timm's `BasicBlock`, dlib's `DownBlock`) or, in a plain twin,
-the same two convolutions without the shortcut (`PlainBlock`). A block is *deletable* when its
-output has the shape of its input (stride 1, as many channels out as in, no projection): deleting
-it makes its output its input. For a residual block that is its shortcut (the block's final ReLU
-acts on a ReLU output, so ReLU(0 + x) = x); for a plain block it is the identity.
-
-For the app: `deletable_blocks(model)` names the blocks that can go, `lesioned(model, blocks)`
-returns a *view* of the model without them. The view is built without touching the model: it is
-a new module tree that shares every weight with the original and has `nn.Identity` where the
-deleted blocks were, so a concurrent forward on the shared cached registry model is unaffected
-(nothing is mutated, nothing restored; no lock needed: `predict`'s `model.eval()` on a view only
-sets the shared modules' `training` flag to the False it already is). `expression_probabilities`
-and `identity_embeddings` run one image's face crops through such a view.
-
->>> from faceres import registry
->>> model = registry.load("resnet20-fer", device="cpu").model
->>> deletable_blocks(model)[:3]
-['layer1.0', 'layer1.1', 'layer1.2']
->>> probs = predict(lesioned(model, [0]), crops, 0.5, 0.25)       # doctest: +SKIP
+>>> outputs = lesion_outputs(folded_copy(model), x, [frozenset({0}), frozenset({1, 2})])
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,102 +19,10 @@ import torch.nn.functional as F
 from timm.models.resnet import BasicBlock
 from torch import nn
 
-from faceres import registry
 from faceres.errors import ModelError
-from faceres.identity import embed_crops
-from faceres.models.dlib_resnet import Affine2d, DlibResNet, DownBlock
-from faceres.models.fer_resnet import FaceResNet, predict
-
-Block = int | str
-"""A block to delete: its position in `deletable_blocks(model)` or its name."""
-
-
-# -- blocks and the lesioned view -----------------------------------------------------------------
-
-
-def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every block of the network (residual unit or its plain counterpart), in forward order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (BasicBlock, DownBlock))]
-
-
-def same_shape(block: nn.Module) -> bool:
-    """Whether `block`'s output has the shape of its input (stride 1, channels kept, no
-    projection or padded shortcut)."""
-    return (
-        isinstance(block, BasicBlock)
-        and block.downsample is None
-        and block.conv1.stride == (1, 1)
-        and block.conv1.in_channels == block.conv2.out_channels
-    )
-
-
-def deletable_blocks(model: nn.Module) -> list[str]:
-    """Names of the blocks whose input and output shapes match, in forward order."""
-    return [name for name, block in blocks(model) if same_shape(block)]
-
-
-def block_names(model: nn.Module, chosen: Iterable[Block]) -> list[str]:
-    """`chosen` (positions in `deletable_blocks(model)` or names) as names, checked."""
-    names = deletable_blocks(model)
-    out = []
-    for b in chosen:
-        if isinstance(b, str):
-            if b not in names:
-                raise ModelError(f"{b!r} is not a deletable block; choose from {names}.")
-            out.append(b)
-        elif isinstance(b, (int, np.integer)) and 0 <= b < len(names):
-            out.append(names[int(b)])
-        else:
-            raise ModelError(f"Block {b!r} is out of range: the model has {len(names)} to delete.")
-    return out
-
-
-def _without(module: nn.Module, names: set[str], prefix: str = "") -> nn.Module:
-    """A shallow copy of `module` with `nn.Identity` at the sub-modules named in `names`; the
-    untouched branches (and every parameter and buffer) are the original objects."""
-    if prefix in names:
-        return nn.Identity()
-    if prefix and not any(n.startswith(f"{prefix}.") for n in names):
-        return module
-    clone = copy.copy(module)
-    clone._modules = {
-        key: _without(child, names, f"{prefix}.{key}" if prefix else key)
-        for key, child in module._modules.items()
-    }
-    return clone
-
-
-def lesioned(model: nn.Module, chosen: Sequence[Block]) -> nn.Module:
-    """`model` without the `chosen` blocks (positions in `deletable_blocks(model)` or names): a new
-    module sharing every weight with `model`, which is left as it was (thread-safe)."""
-    names = set(block_names(model, chosen))
-    return _without(model, names) if names else model
-
-
-# -- what the app runs ----------------------------------------------------------------------------
-
-
-def expression_probabilities(
-    name: str, crops: np.ndarray, chosen: Sequence[Block] = (), device: str | None = None
-) -> np.ndarray:
-    """Class probabilities (N × classes, the model's `label_names` order) of registry expression
-    model `name` for N grayscale face crops (N×H×W uint8, as `analyze_expression` gives them)
-    with the `chosen` blocks deleted; mean with the mirror image, as `predict` does."""
-    loaded = registry.load(name, device=device)
-    cfg = loaded.config["pretrained_cfg"]
-    x = torch.from_numpy(np.ascontiguousarray(crops)).unsqueeze(1)
-    model = lesioned(loaded.model, chosen)
-    return predict(model, x, float(cfg["mean"][0]), float(cfg["std"][0])).numpy()
-
-
-def identity_embeddings(
-    name: str, crops: Sequence[np.ndarray], chosen: Sequence[Block] = (), device: str | None = None
-) -> np.ndarray:
-    """L2-normalised embeddings of aligned RGB uint8 crops by registry identity model `name` with
-    the `chosen` blocks deleted (`embed_crops`: crop and mirror image summed)."""
-    loaded = registry.load(name, device=device)
-    return embed_crops(crops, dataclasses.replace(loaded, model=lesioned(loaded.model, chosen)))
-
+from faceres.models.blocks import blocks
+from faceres.models.dlib_resnet import Affine2d, DlibResNet
+from faceres.models.fer_resnet import FaceResNet
 
 # -- fast evaluation of many lesions --------------------------------------------------------------
 

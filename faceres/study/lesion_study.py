@@ -41,21 +41,20 @@ import torch
 import torch.nn.functional as F
 
 from faceres import registry
-from faceres.align import align, model_template
 from faceres.datasets.fer import FERPLUS_LABELS, dataset_key, load_fer2013
 from faceres.datasets.lfw import lfw_dir, read_lfw_pairs
 from faceres.detect import select_detector
 from faceres.errors import DataError, ModelError
 from faceres.eval.lfw import centre_face, detect_images, read_image
 from faceres.eval.metrics import accuracy, best_threshold, kfold_accuracy
+from faceres.face.align import align, model_template
+from faceres.models.blocks import blocks, same_shape
 from faceres.models.fer_resnet import normalize
 from faceres.study.lesion import (
-    blocks,
     folded_copy,
     lesion_outputs,
     path_gradients,
     path_length_distribution,
-    same_shape,
 )
 
 log = logging.getLogger(__name__)

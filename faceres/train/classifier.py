@@ -26,10 +26,10 @@ from tqdm import tqdm
 from faceres.datasets.fer import FaceSet, dataset_key, load_fer2013, resize_faces
 from faceres.labels import FER_LABELS, FERPLUS_LABELS
 from faceres.models.fer_resnet import normalize, predict
-from faceres.registry.build import default_device
+from faceres.registry.weights import default_device
 from faceres.settings import PROJECT_ROOT
 from faceres.train.augment import augment_policy
-from faceres.train.publish import publish_expression_model
+from faceres.train.card import publish_expression_model
 
 TRAIN_SPLIT, VAL_SPLIT = "Training", "PublicTest"
 

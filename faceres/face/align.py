@@ -1,6 +1,6 @@
 """Align a face: five-point similarity transform onto a model's template, cropped to its size.
 
-A template is the `faceres.align` block of a model's config: `{"size": [w, h], "<scheme>":
+A template is the `faceres.face.align` block of a model's config: `{"size": [w, h], "<scheme>":
 [[x, y] × 5], ...}`, one point list per landmark scheme (see `faceres.detect.Face`), and
 optionally `geometry`, the parameters it was built from.
 
@@ -189,14 +189,14 @@ def dlib_chip_template(
 
 
 def model_template(config: dict) -> dict:
-    """A model's alignment template: `faceres.align`, else (not yet calibrated) dlib's chip
+    """A model's alignment template: `faceres.face.align`, else (not yet calibrated) dlib's chip
     geometry when the model declares `faceres.dlib_chip`."""
     meta = config.get("faceres", {})
     if "alignment" in meta:
         return meta["alignment"]
     if "dlib_chip" in meta:
         return dlib_chip_template(meta["dlib_chip"]["size"], meta["dlib_chip"]["padding"])
-    raise ModelError("The model's config declares no alignment template (faceres.align).")
+    raise ModelError("The model's config declares no alignment template (faceres.face.align).")
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

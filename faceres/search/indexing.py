@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from faceres.errors import FaceresError
-from faceres.identity import load_identity_model
+from faceres.face.pipeline import FacePipeline, load_identity_model
 from faceres.search.embed import ImageFaces, embed_files
 from faceres.search.ray_engine import ray_engine
 from faceres.search.store import FaceStore
@@ -49,9 +49,9 @@ def image_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def local_engine(files: Sequence[Path], model: str, detector: str | None) -> Iterator[ImageFaces]:
     """`embed_files` over `files` in batches of `BATCH_IMAGES`, in this process."""
-    loaded = load_identity_model(model)
+    pipeline = FacePipeline.for_model(model, detector)
     for start in range(0, len(files), BATCH_IMAGES):
-        yield from embed_files(files[start : start + BATCH_IMAGES], loaded, detector)
+        yield from embed_files(files[start : start + BATCH_IMAGES], pipeline)
 
 
 def build_index(

@@ -1,15 +1,15 @@
 """Are the verification maps faithful? A deletion test on LFW View 1 same-person pairs.
 
 For each pair, both faces are detected (the face nearest the image centre, as `faceres eval lfw`),
-aligned (the model's template, one alignment per face) and explained (`faceres.explain`). Then,
-one face at a time with the other left intact, the `FRACTION` of the face's crop pixels that its
-map ranks most supporting are replaced by the crop's per-channel mean colour, the crop is
+aligned (the model's template, one alignment per face) and explained (`faceres.identity.explain`).
+Then, one face at a time with the other left intact, the `FRACTION` of the face's crop pixels that
+its map ranks most supporting are replaced by the crop's per-channel mean colour, the crop is
 re-embedded and the drop in similarity recorded; likewise for as many random pixels (mean of
-`RANDOM_DRAWS` seeded draws). A pair's drop is the mean over its two faces. A faithful map
-removes much more similarity than chance: `ratio` = mean top drop / mean random drop. The
-pixels the map ranks most opposing are masked too (`drop_opposing`): to first order removing them
-raises the similarity. The deletion curve repeats all three for each fraction in `CURVE` (random
-pixel sets nested, one permutation per draw).
+`RANDOM_DRAWS` seeded draws). A pair's drop is the mean over its two faces. A faithful map removes
+much more similarity than chance: `ratio` = mean top drop / mean random drop. The pixels the map
+ranks most opposing are masked too (`drop_opposing`): to first order removing them raises the
+similarity. The deletion curve repeats all three for each fraction in `CURVE` (random pixel sets
+nested, one permutation per draw).
 
 Pairs come from pairsDevTest.txt first (the maps' smoothing was chosen on DevTrain), then
 pairsDevTrain.txt; a pair where either image has no detected face is skipped and listed.
@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from faceres import registry
-from faceres.align import align, model_template
 from faceres.datasets.lfw import Pair, lfw_dir, read_lfw_pairs
 from faceres.detect import detect_faces, select_detector
 from faceres.errors import DataError
 from faceres.eval.lfw import choose_face
 from faceres.eval.plots import new_figure, save_figure
-from faceres.explain import explain_crops
-from faceres.identity import embed_crops, load_identity_model
+from faceres.face.align import align, model_template
+from faceres.face.pipeline import embed_crops, load_identity_model
+from faceres.identity.explain import explain_crops
 from faceres.imageio import load_image
 from faceres.registry.runtime import Runner
 

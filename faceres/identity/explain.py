@@ -27,7 +27,7 @@ Both are written with autograd directly rather than with captum (0.9 gives the s
 adds about 0.6 s to every `import faceres`, and LayerGradCam hooks the shared, cached model, which
 another thread (the app) may be running at the same time.
 
->>> from faceres.explain import explain_verify
+>>> from faceres.identity.explain import explain_verify
 >>> ex = explain_verify("a.jpg", "b.jpg")
 >>> round(ex.similarity, 3), ex.maps[0].shape, ex.verify.verdict
 (0.987, (150, 150), 'same')

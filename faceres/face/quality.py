@@ -101,7 +101,7 @@ def sharpness(crop: np.ndarray) -> float:
 
 
 def assess(face: Face, crop: np.ndarray) -> FaceQuality:
-    """The quality record of `face`, with `crop` its aligned crop (`faceres.align.align`)."""
+    """The quality record of `face`, with `crop` its aligned crop (`faceres.face.align.align`)."""
     left, right = eye_centres(face)
     return FaceQuality(
         eye_distance=float(np.linalg.norm(right - left)),

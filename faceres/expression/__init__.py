@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from faceres.align import align
 from faceres.detect import Face, detect_faces
 from faceres.errors import ModelError
+from faceres.face.align import align
 from faceres.imageio import ImageInput, load_image
 from faceres.registry.runtime import Runner, load_runner, standardise
 from faceres.stopwatch import Stopwatch

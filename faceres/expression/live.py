@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from faceres.expression import ExpressionResult, FaceExpression, analyze_expression
-from faceres.video import read_frames
+from faceres.expression.video import read_frames
 
 Box = Sequence[float]
 """x, y, width, height."""
@@ -243,7 +243,8 @@ def analyze_video(
     max_fps: float | None = None,
 ) -> Iterator[VideoFrame]:
     """`analyze_frame` on the frames of a video file (at most `max_fps` per second of video, all
-    when None), faces tracked across them; `faceres.video.read_frames` gives its limits."""
+    when None), faces tracked across them; `faceres.expression.video.read_frames` gives its
+    limits."""
     state, last = None, None
     for index, seconds, image in read_frames(path, max_fps):
         thumb = thumbnail(image)
