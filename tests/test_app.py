@@ -605,16 +605,20 @@ def inline_pngs(html_text: str) -> list[tuple[int, int]]:
     return [Image.open(io.BytesIO(base64.b64decode(uri))).size for uri in uris]
 
 
-def test_study_report_feeds_the_comparison_tab():
-    from faceres.study.depth import PLOT_FILES, depth_report
+def test_the_committed_study_feeds_the_comparison_tab():
+    from faceres.app.studies import load_study
 
-    table, findings, plots, note = compare_tab.study_report()
-    if not depth_report():
-        assert "not available yet" in note
-        return
-    assert not note and table.startswith("| model |") and findings
+    table, findings, plots, note = compare_tab.committed_study("depth")
+    report = load_study("depth")["report"]
+    assert not note and (table, findings) == (report["table"], report["findings"])
     sizes = inline_pngs(plots())
-    assert len(sizes) == len(PLOT_FILES) and all(w > 300 and h > 200 for w, h in sizes)
+    assert len(sizes) == 4 and all(w > 300 and h > 200 for w, h in sizes)
+
+
+def test_a_missing_study_is_a_note_with_its_remedy(tiny_registry):
+    table, findings, plots, note = compare_tab.committed_study("lesion")
+    assert (table, findings, plots) == ("", [], None)
+    assert "faceres study lesion --report --update-registry" in note
 
 
 def test_study_plots_are_drawn_when_a_page_loads_not_at_start(tmp_path, monkeypatch):
@@ -629,8 +633,8 @@ def test_study_plots_are_drawn_when_a_page_loads_not_at_start(tmp_path, monkeypa
     demo = app.build_demo()
     loads = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name.endswith("_plots")}
     studies = {
-        "depth_plots": compare_tab.study_report(),
-        "lesion_plots": compare_tab.lesion_study(),
+        "depth_plots": compare_tab.committed_study("depth"),
+        "lesion_plots": compare_tab.committed_study("lesion"),
     }
     available = {name for name, (*_, note) in studies.items() if not note}
     assert set(loads) == available
@@ -686,9 +690,9 @@ def test_every_class_of_every_expression_model_is_shown(face_jpeg):
 
 @needs_expression
 def test_expression_models_are_listed_production_first_with_their_accuracy():
-    from faceres.study.depth import DEPTH_SWEEP
+    from faceres.app.studies import load_study
 
-    studied = {m["name"] for m in DEPTH_SWEEP["models"]}
+    studied = {r["name"] for r in load_study("depth")["rows"]}
     entries = {e["name"]: e for e in registry.list_models("expression")}
     shown, everything = expression_tab.model_options(), expression_tab.model_options(study=True)
     names = [name for _, name in shown]

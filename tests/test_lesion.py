@@ -287,11 +287,23 @@ def test_report_reads_the_saved_results(tmp_path, capsys):
     results = fake_results(0.01, 0.26)
     save_results(results, tmp_path)
     assert main(["study", "lesion", "--report", "--json", "--out", str(tmp_path)]) == 0
-    assert json.loads(capsys.readouterr().out) == {**results, "findings": findings(results)}
+    report = {"table": format_table(results), "findings": findings(results)}
+    expected = {**results, "report": report, "findings": findings(results)}
+    assert json.loads(capsys.readouterr().out) == expected
     assert main(["study", "lesion", "--report", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| res | residual |" in out and "lesion_single.png" in out
     assert {p.name for p in tmp_path.glob("*.png")} == {"lesion_single.png", "lesion_k.png"}
+
+
+def test_the_committed_lesion_report_is_computed_from_its_results():
+    """What the app shows of the lesion study (the report in registry/studies/lesion) is what
+    the research code computes from the committed results."""
+    from faceres.app.studies import load_study
+
+    results = load_study("lesion")
+    report = results.pop("report")
+    assert report == {"table": format_table(results), "findings": findings(results)}
 
 
 def test_the_card_section_is_merged(tiny_registry):

@@ -153,9 +153,9 @@ def git_metrics(commit: str, model: str) -> dict:
 
 @cache
 def study_rows() -> tuple[dict, ...]:
-    from faceres.study.depth import depth_report
+    from faceres.app.studies import load_study
 
-    return tuple(depth_report())
+    return tuple(load_study("depth")["rows"])
 
 
 def study(name: str) -> dict:
@@ -1144,9 +1144,9 @@ def _history(run: str, detector: str = "yunet") -> list[float]:
 
 
 def _study_table() -> str:
-    from faceres.study.depth import format_table
+    from faceres.app.studies import load_study
 
-    return format_table(list(study_rows())) + "\n"
+    return load_study("depth")["report"]["table"] + "\n"
 
 
 def _max_pixels() -> int:

@@ -13,26 +13,45 @@ import torch
 from torch import nn
 
 from faceres import registry
+from faceres.app.studies import depth_figures, load_study, study_file
 from faceres.study.depth import (
     DEPTH_SWEEP,
     RECIPE_KEYS,
     depth_report,
     findings,
     format_table,
-    load_report,
+    study_data,
 )
 
 SWEEP = [m["name"] for m in DEPTH_SWEEP["models"]]
 needs_study = pytest.mark.skipif(
-    not all(any(e["name"] == n for e in registry.list_models()) for n in SWEEP),
-    reason="the depth study's models are not in the registry (faceres study depth)",
+    not study_file("depth").is_file(),
+    reason="no depth study is committed in the registry (faceres study depth --report "
+    "--update-registry)",
 )
+
+
+def committed() -> tuple[dict, dict]:
+    """The committed study and the sweep config of its models (name, architecture, protocol)."""
+    study = load_study("depth")
+    models = [{"name": r["name"], "arch": r["arch"]} for r in study["rows"]]
+    return study, {"protocol": study["protocol"], "models": models}
+
+
+@needs_study
+def test_the_committed_study_is_what_the_registry_gives():
+    """What the app shows (registry/studies/depth/depth.json) is what the research code computes
+    from the models' training.json files today: no stale table, curve or finding."""
+    study, config = committed()
+    fresh = json.loads(json.dumps(study_data(depth_report(config), config)))
+    assert fresh == study
 
 
 @needs_study
 def test_report_rows_come_from_the_registry():
-    rows = depth_report()
-    assert [r["name"] for r in rows] == SWEEP
+    study, config = committed()
+    rows = depth_report(config)
+    assert [r["name"] for r in rows] == [m["name"] for m in config["models"]]
     for row in rows:
         history = json.loads((registry.resolve(row["name"]) / "training.json").read_text())
         assert row["epochs"] == history["config"]["epochs"] == len(history["epochs"])
@@ -40,11 +59,11 @@ def test_report_rows_come_from_the_registry():
         assert len(history["grad_norms_init"]) == len(history["layers"])
     # one recipe per pair: the twins share epochs, batch size and learning rate
     by_name = {r["name"]: r for r in rows}
-    for m in DEPTH_SWEEP["models"]:
-        a, b = by_name[m["name"]], by_name[m["twin"]]
+    for row in rows:
+        a, b = row, by_name[registry.get_entry(row["name"])["twin"]]
         assert (a["epochs"], a["lr"]) == (b["epochs"], b["lr"])
     table = format_table(rows)
-    assert table.count("\n") == len(rows) + 1 and "plain56-fer" in table
+    assert table.count("\n") == len(rows) + 1 and "plain56" in table
 
 
 def has_shortcuts(model: nn.Module) -> bool:
@@ -81,25 +100,33 @@ def test_report_describes_the_registered_networks():
 
 
 @needs_study
-def test_findings_and_plots(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACERES_CACHE", str(tmp_path))
-    report = load_report()
-    assert len(report["plots"]) == 4 and all(p.endswith(".png") for p in report["plots"])
-    text = " ".join(findings(report["table"]))
+def test_findings_and_plots():
+    import matplotlib.pyplot as plt
+
+    study, config = committed()
+    drawn = depth_figures(study)
+    assert list(drawn)[0] == "training_error.png" and len(drawn) == 4
+    lines = drawn["training_error.png"].axes[0].get_lines()
+    assert len(lines) == sum(r["batchnorm"] for r in study["rows"])
+    plt.close("all")
+    text = " ".join(findings(depth_report(config)))
     assert "plain-56" in text and "ResNet-56" in text and "no BatchNorm" in text
 
 
 @needs_study
-def test_cli_report_json():
+def test_cli_report_json(tmp_path):
+    study, config = committed()
+    (tmp_path / "sweep.json").write_text(json.dumps(config))
     out = subprocess.run(
-        [sys.executable, "-m", "faceres", "study", "depth", "--report", "--json"],
+        [sys.executable, "-m", "faceres", "study", "depth", "--report", "--json"]
+        + ["--config", str(tmp_path / "sweep.json")],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
-    assert {r["name"] for r in rows} == set(SWEEP)
+    assert rows == study["rows"]
 
 
 def test_sweep_commands_train_into_the_registry_with_one_recipe_per_pair(tiny_registry):

@@ -30,19 +30,19 @@ from faceres.app.common import (
     user_errors,
 )
 from faceres.app.render import figures_html, plots_html
+from faceres.app.studies import (
+    depth_figures,
+    lesion_figures,
+    load_study,
+    study_file,
+    training_curves,
+)
 from faceres.app.uploads import take_photo
 from faceres.detect import fallback_note
 from faceres.errors import FaceresError, ModelError
 from faceres.expression import analyze_expression, class_names
 from faceres.identity.explain import explain_expression
 from faceres.models.blocks import block_names
-from faceres.study.depth import depth_report, format_table, training_curves
-from faceres.study.depth import figures as depth_figures
-from faceres.study.depth import findings as depth_findings
-from faceres.study.lesion_report import RESULTS_FILE, load_results
-from faceres.study.lesion_report import figures as lesion_figures
-from faceres.study.lesion_report import findings as lesion_findings
-from faceres.study.lesion_report import format_table as lesion_table
 
 EXPLANATION = """
 **What the evidence is about.** He et al. (2015) found that deeper *plain* networks, even *with*
@@ -240,46 +240,29 @@ def remove_block(
     return html, details
 
 
-def lesion_study() -> tuple[str, list[str], Callable[[], str] | None, str]:
-    """(table Markdown, findings, plots, note) of the lesion study committed in the registry
-    (`registry/studies/lesion/lesion.json`, written by `faceres study lesion --out ...`); a note
-    when absent. `plots` gives the plots as inline HTML (drawn once per process)."""
-    folder = registry.registry_dir() / "studies" / "lesion"
+def committed_study(name: str) -> tuple[str, list[str], Callable[[], str] | None, str]:
+    """(table Markdown, findings, plots, note) of study `name` as committed in the registry
+    (`faceres.app.studies.load_study`); only a note when absent or unreadable. `plots` gives the
+    plots as inline HTML (drawn once per process and version of the study)."""
     try:
-        results = load_results(folder)
+        study = load_study(name)
+        report = study["report"]
     except FaceresError as exc:
-        return "", [], None, f"The lesion study is not available here: {exc}"
-    key = hashlib.sha256((folder / RESULTS_FILE).read_bytes()).hexdigest()[:12]
+        return "", [], None, f"The {name} study is not available here: {exc}"
+    except (OSError, KeyError, ValueError) as exc:
+        return "", [], None, f"The {name} study could not be read: {exc}"
+    key = hashlib.sha256(study_file(name).read_bytes()).hexdigest()[:12]
+    draw = depth_figures if name == "depth" else lesion_figures
 
     def plots() -> str:
-        return _drawn(f"lesion-{key}", lambda: lesion_figures(results), "lesion study")
+        return _drawn(f"{name}-{key}", lambda: draw(study), f"{name} study")
 
-    return lesion_table(results), lesion_findings(results), plots, ""
+    return report["table"], report["findings"], plots, ""
 
 
 def plain_twin(resnet: str) -> gr.Dropdown:
     """The plain dropdown set to `resnet`'s twin from the registry."""
     return gr.Dropdown(value=registry.get_entry(resnet).get("twin"))
-
-
-def study_report() -> tuple[str, list[str], Callable[[], str] | None, str]:
-    """(table Markdown, findings, plots, note) of the depth study; only a note when absent.
-    `plots` gives the plots as inline HTML (drawn once per process)."""
-    try:
-        rows = depth_report()
-        if not rows:
-            raise FaceresError("no model of the depth study is in the registry yet")
-    except FaceresError as exc:
-        return "", [], None, f"The depth study is not available yet: {exc} (`faceres study depth`)."
-    except (OSError, KeyError, ValueError) as exc:
-        return "", [], None, f"The depth study could not be read: {exc}"
-
-    key = "-".join(registry.get_entry(r["name"])["files"]["model.safetensors"][:8] for r in rows)
-
-    def plots() -> str:
-        return _drawn(f"depth-{key}", lambda: depth_figures(rows), "depth study")
-
-    return format_table(rows), depth_findings(rows), plots, ""
 
 
 def build() -> None:
@@ -372,13 +355,13 @@ def _removal(
 
 def _depth_study() -> None:
     """The depth study's training-error curves, findings, table and plots (or why absent)."""
-    table, findings, plots, note = study_report()
+    table, findings, plots, note = committed_study("depth")
     if note:
         gr.Markdown(note)
         return
     gr.Markdown("### The depth study: training error first")
     gr.LinePlot(
-        pd.DataFrame(training_curves(depth_report())),
+        pd.DataFrame(training_curves(load_study("depth"))),
         x="epoch",
         y="training error (%)",
         color="model",
@@ -391,7 +374,7 @@ def _depth_study() -> None:
 
 def _lesion_study() -> None:
     """The lesion study's findings, table and plots (or why absent)."""
-    table, findings, plots, note = lesion_study()
+    table, findings, plots, note = committed_study("lesion")
     gr.Markdown("### The lesion study: delete a block of a trained network")
     if note:
         gr.Markdown(note)

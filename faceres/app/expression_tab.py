@@ -33,8 +33,10 @@ from faceres.app.render import (
     timeline_html,
     video_html,
 )
+from faceres.app.studies import load_study
 from faceres.app.uploads import UploadRefused, forget_upload, in_upload_folder, take_photo
 from faceres.detect import fallback_note
+from faceres.errors import FaceresError
 from faceres.expression import analyze_expression
 from faceres.expression.live import analyze_frame, analyze_video, frame_record
 from faceres.expression.video import (
@@ -47,7 +49,6 @@ from faceres.expression.video import (
     video_info,
 )
 from faceres.identity.explain import explain_expression
-from faceres.study.depth import DEPTH_SWEEP
 
 MAX_FACE_LABELS = 6
 """Faces of one photo given their own probability panel (largest first)."""
@@ -70,8 +71,11 @@ DATASET_NAMES = {"fer2013": "FER2013", "ferplus": "FER+"}
 
 
 def study_models() -> set[str]:
-    """Names of the depth study's models (`faceres.study.depth.DEPTH_SWEEP`)."""
-    return {m["name"] for m in DEPTH_SWEEP["models"]}
+    """Names of the depth study's models, as committed (`faceres.app.studies.load_study`)."""
+    try:
+        return {row["name"] for row in load_study("depth")["rows"]}
+    except (FaceresError, KeyError):
+        return set()
 
 
 def accuracy_text(metrics: dict) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import html
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 import gradio as gr
 import numpy as np
@@ -67,6 +67,70 @@ EXPIRED_PAIR = (
 )
 
 
+class Comparison(NamedTuple):
+    """What the tab shows of one comparison: the verdict, both photos with their faces boxed,
+    the aligned crops, and the details (`VerifyResult.to_dict`)."""
+
+    verdict: str
+    shown1: str
+    shown2: str
+    crops: str
+    details: dict | None
+
+
+class Verified(NamedTuple):
+    """`verify_photos`' outputs: the comparison, both face pickers and the faces state."""
+
+    verdict: str
+    shown1: str
+    shown2: str
+    crops: str
+    picker1: gr.Dropdown
+    picker2: gr.Dropdown
+    details: dict | None
+    faces: dict | None
+
+
+class Picked(NamedTuple):
+    """`pick_faces`' outputs: the comparison, and the maps and block removal emptied."""
+
+    verdict: str
+    shown1: str
+    shown2: str
+    crops: str
+    details: dict | None
+    maps: str
+    lesion: str
+
+
+class Cleared(NamedTuple):
+    """Every result that depended on the photos, emptied."""
+
+    verdict: str
+    shown1: str
+    shown2: str
+    crops: str
+    details: dict | None
+    faces: dict | None
+    maps: str
+    lesion: str
+
+
+class Reset(NamedTuple):
+    """A photo replaced or the detector changed: `Cleared` and both face pickers reset."""
+
+    verdict: str
+    shown1: str
+    shown2: str
+    crops: str
+    details: dict | None
+    faces: dict | None
+    maps: str
+    lesion: str
+    picker1: gr.Dropdown
+    picker2: gr.Dropdown
+
+
 def _face_picker(count: int, chosen: int, label: str) -> gr.Dropdown:
     choices = [(f"Face {n}" + (" (largest)" if n == 1 else ""), n) for n in range(1, count + 1)]
     return gr.Dropdown(choices=choices, value=chosen, label=label, visible=count > 1)
@@ -92,12 +156,11 @@ def reset_picker() -> gr.Dropdown:
     return gr.Dropdown(choices=[], value=None, visible=False)
 
 
-def clear_results() -> tuple:
-    """Every result that depended on the photos, emptied: (verdict HTML, photo 1 HTML, photo 2
-    HTML, crops HTML, details, faces, maps HTML, block removal HTML). Runs before each Verify, so
-    an error leaves no earlier answer on screen, and a face pick without a fresh run says "Run
-    Verify first"."""
-    return "", "", "", "", None, None, "", ""
+def clear_results() -> Cleared:
+    """Every result that depended on the photos, emptied. Runs before each Verify, so an error
+    leaves no earlier answer on screen, and a face pick without a fresh run says "Run Verify
+    first"."""
+    return Cleared("", "", "", "", None, None, "", "")
 
 
 def clear_html() -> str:
@@ -105,17 +168,17 @@ def clear_html() -> str:
     return ""
 
 
-def clear_photo() -> tuple:
+def clear_photo() -> Reset:
     """A photo replaced or removed: `clear_results` and both face pickers reset."""
-    return (*clear_results(), reset_picker(), reset_picker())
+    return Reset(*clear_results(), reset_picker(), reset_picker())
 
 
-def change_detector(face1: Any = None, face2: Any = None) -> tuple:
+def change_detector(face1: Any = None, face2: Any = None) -> Reset:
     """Another detector chosen: `clear_photo`, saying so when a face other than the largest was
     picked (the new detector may number it differently, so the pick cannot stand)."""
-    verdict, *rest = clear_photo()
     picked = any(_face_number(n) not in (None, 1) for n in (face1, face2))
-    return (error_html(PICKS_RESET) if picked else verdict, *rest)
+    reset = clear_photo()
+    return reset._replace(verdict=error_html(PICKS_RESET)) if picked else reset
 
 
 def faces_state(images: list[np.ndarray], result: VerifyResult) -> dict:
@@ -176,11 +239,9 @@ def _compared(state: dict, face1: Any, face2: Any) -> VerifyResult:
     return compare(records, model, _face_number(face1), _face_number(face2))
 
 
-def _comparison(state: dict, face1: Any, face2: Any) -> tuple[str, str, str, str, dict]:
-    """(verdict HTML, photo 1 HTML, photo 2 HTML, crops HTML, details) of the chosen faces, from
-    what `verify_photos` sent to the browser alone, decided by `faceres.identity.compare`;
-    the details are `VerifyResult.to_dict`."""
-    result = _compared(state, face1, face2)
+def _comparison(state: dict, result: VerifyResult) -> Comparison:
+    """What the tab shows of `result`: its verdict and details (`VerifyResult.to_dict`), over the
+    previews and crops of `state` (`faces_state`)."""
     photos = state["photos"]
     shown = [
         photo_html(photo, n, f"photo {k}: {len(photo['faces'])} face(s), face {n} used")
@@ -196,10 +257,9 @@ def _comparison(state: dict, face1: Any, face2: Any) -> tuple[str, str, str, str
         )
     )
     details = result.to_dict()
-    details.pop("timings_ms")
     scores = registry.model_config(result.model)["faceres"].get("scores")
     plot = score_plot(scores, result.similarity, result.threshold, result.band) if scores else None
-    return verdict_html(details, plot), shown[0], shown[1], crops, details
+    return Comparison(verdict_html(details, plot), shown[0], shown[1], crops, details)
 
 
 def _quality_text(q: FaceQuality, detector: str) -> str:
@@ -217,13 +277,12 @@ def verify_photos(
     face1: int | None = None,
     face2: int | None = None,
     detector: str | None = None,
-) -> tuple:
+) -> Verified:
     """Verify tab: are the chosen faces of two photos the same person? (faces found by
     `detector`, default auto)
 
-    Returns (verdict HTML, photo 1 HTML, photo 2 HTML, aligned crops HTML, face picker 1,
-    face picker 2, details dict, faces): `faces` (model, threshold, band and `pickable_faces`)
-    is all `pick_faces` needs; it goes to the browser and the server keeps none of it.
+    Returns `Verified`: its `faces` (`faces_state`) is all `pick_faces` needs; it goes to the
+    browser and the server keeps none of it.
 
     >>> verify_photos("a.jpg", "b.jpg")[6]["verdict"]
     'same'
@@ -245,40 +304,38 @@ def verify_photos(
     stages = {k: v for k, v in r.timings.items() if k != "total"}
     timings = {"read": read_ms, **stages}
     timings["total"] = sum(timings.values())
-    gauge, shown1, shown2, crops, details = _comparison(faces, *r.chosen)
-    gauge += f'<div style="color:#777;font-size:.9em">{ms_text(timings)}</div>'
+    shown = _comparison(faces, replace(r, timings=timings))
+    gauge = shown.verdict + f'<div style="color:#777;font-size:.9em">{ms_text(timings)}</div>'
     note = fallback_note(detector, r.detector)
     if note:
         gauge += notes_html([note])
-        details["detector_note"] = note
-    details["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
+        shown.details["detector_note"] = note
     counts = [len(photo["faces"]) for photo in faces["photos"]]
-    return (
+    return Verified(
         gauge,
-        shown1,
-        shown2,
-        crops,
+        shown.shown1,
+        shown.shown2,
+        shown.crops,
         _face_picker(counts[0], r.chosen[0], "Face in photo 1"),
         _face_picker(counts[1], r.chosen[1], "Face in photo 2"),
-        details,
+        shown.details,
         faces,
     )
 
 
 @user_errors
-def pick_faces(faces: dict | None, face1: int | None = None, face2: int | None = None) -> tuple:
+def pick_faces(faces: dict | None, face1: int | None = None, face2: int | None = None) -> Picked:
     """Verify tab, another face picked: the comparison recomputed from the `faces` that
     `verify_photos` returned alone (no photo, no model run).
 
-    Returns (verdict HTML, photo 1 HTML, photo 2 HTML, aligned crops HTML, details dict, maps
-    HTML and block removal HTML emptied: they were of the previous faces).
+    Returns `Picked`: the maps and block removal emptied (they were of the previous faces).
 
     >>> pick_faces(verify_photos("group.jpg", "b.jpg")[7], face1=2)[4]["images"][0]["chosen"]
     2
     """
     if not faces:
         raise FaceresError(NOT_RUN)
-    return (*_comparison(faces, face1, face2), "", "")
+    return Picked(*_comparison(faces, _compared(faces, face1, face2)), "", "")
 
 
 @user_errors
@@ -362,15 +419,18 @@ def remove_identity_block(
 
 @dataclass
 class VerifyUI:
-    """The tab's components, as `_layout` made them (what `_events` wires together)."""
+    """The tab's components, as `_layout` made them (what `_events` wires together); a handler's
+    named outputs (`Verified`, `Picked`, ...) are wired to the components of the same names."""
 
     photos: list[gr.Image]
-    pickers: list[gr.Dropdown]
+    picker1: gr.Dropdown
+    picker2: gr.Dropdown
     model: gr.Dropdown
     detector: gr.Dropdown
     run: gr.Button
     verdict: gr.HTML
-    shown: list[gr.HTML]
+    shown1: gr.HTML
+    shown2: gr.HTML
     crops: gr.HTML
     explain: gr.Button
     maps: gr.HTML
@@ -379,6 +439,10 @@ class VerifyUI:
     lesion: gr.HTML
     details: gr.JSON
     faces: gr.JSON
+
+    def outputs(self, kind: type) -> list:
+        """The components of the named outputs `kind` (a NamedTuple), in its order."""
+        return [getattr(self, name) for name in kind._fields]
 
 
 def build() -> None:
@@ -438,12 +502,12 @@ def _layout(models: list[str]) -> VerifyUI:
     faces = gr.JSON(visible=False)  # in the browser only: what a new face pick needs
     return VerifyUI(
         photos,
-        pickers,
+        *pickers,
         model,
         detector,
         run,
         verdict,
-        shown,
+        *shown,
         crops,
         explain,
         maps,
@@ -456,45 +520,42 @@ def _layout(models: list[str]) -> VerifyUI:
 
 
 def _events(ui: VerifyUI) -> None:
-    face1, face2 = ui.pickers
-    results = [ui.verdict, *ui.shown, ui.crops, ui.details, ui.faces, ui.maps, ui.lesion]
+    face1, face2 = ui.picker1, ui.picker2
     gr.on(
         [photo.change for photo in ui.photos],
         clear_photo,
         None,
-        [*results, face1, face2],
+        ui.outputs(Reset),
         api_name="clear_photo",
         api_visibility="private",
     )
     ui.detector.input(
         change_detector,
         [face1, face2],
-        [*results, face1, face2],
+        ui.outputs(Reset),
         api_name="change_detector",
         api_visibility="private",
         preprocess=False,
     )
-    outputs = [ui.verdict, *ui.shown, ui.crops, face1, face2, ui.details, ui.faces]
     clear_then_run(
         ui.run.click,
         clear_results,
         verify_photos,
         [*ui.photos, ui.model, face1, face2, ui.detector],
-        outputs,
+        ui.outputs(Verified),
         api_name="verify",
         main=ui.verdict,
-        cleared=results,
+        cleared=ui.outputs(Cleared),
     )
-    outputs = [ui.verdict, *ui.shown, ui.crops, ui.details, ui.maps, ui.lesion]
     pick = gr.on(
         [face1.input, face2.input],
         pick_faces,
         [ui.faces, face1, face2],
-        outputs,
+        ui.outputs(Picked),
         api_name="pick_faces",
         preprocess=False,
     )
-    keep_errors(pick, outputs, ui.verdict)
+    keep_errors(pick, ui.outputs(Picked), ui.verdict)
     clear_then_run(
         ui.explain.click,
         clear_html,

@@ -37,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--update-registry",
         action="store_true",
-        help="with --report: put the table and findings into the models' cards",
+        help="with --report: put the table and findings into the models' cards and "
+        "registry/studies/depth/depth.json (what the app shows)",
     )
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(func=run_depth)
@@ -95,7 +96,8 @@ def add_lesion_parser(kinds: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--update-registry",
         action="store_true",
-        help="put the table and findings into each studied model's card",
+        help="put the table and findings into each studied model's card and the results into "
+        "registry/studies/lesion/lesion.json (what the app shows)",
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run_lesion)
@@ -121,10 +123,11 @@ def run_depth(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    from faceres.study.depth import findings, write_study_cards
+    from faceres.study.depth import findings, save_study, write_study_cards
 
     if args.report and args.update_registry and rows:
         write_study_cards(rows)
+        print(f"saved {save_study(rows, config)}", file=sys.stderr)
     print(format_table(rows))
     for line in findings(rows):
         print(f"- {line}")
@@ -170,6 +173,7 @@ def run_lesion(args: argparse.Namespace) -> int:
     if args.update_registry:
         for name in write_cards(results):
             print(f"updated the card of {name}")
+        print(f"saved {save_results(results, registry_dir() / 'studies' / 'lesion')}")
     if args.json:
         print(json.dumps({**results, "findings": findings(results)}, indent=2))
         return 0

@@ -27,8 +27,8 @@ from faceres.errors import DataError
 from faceres.expression import analyze_expression, classify
 from faceres.imageio import load_image
 from faceres.models.fer_resnet import predict
+from faceres.registry.publish import results_section
 from faceres.registry.runtime import load_runner
-from faceres.train.card import results_section
 
 SYNONYMS = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
 """FER+ label → FER2013 label, so either kind of model can be scored on either kind of folder."""

@@ -388,3 +388,17 @@ def push(name: str, repo_id: str, token: str | None = None) -> str:
     )
     update_entry(name, repo_id=repo_id, revision=commit.oid)
     return commit.oid
+
+
+def results_section(history: dict, metrics: dict) -> str:
+    """The card's "Results" section body: the metrics table and the training summary."""
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
+    cfg = history["config"]
+    return f"""| metric | value |
+|---|---|
+{rows}
+
+Best epoch {history["best_epoch"]} of {cfg["epochs"]}; final training error (clean Training set,
+last epoch) {history["train_error_final"]:.4f}; {history["train_seconds"] / 60:.1f} min of
+training on {history["device"]}.
+"""

@@ -1,8 +1,8 @@
 """The depth study: residual vs plain networks at two depths, with and without BatchNorm.
 
 `run_depth_study()` trains every model of the sweep with one recipe (`faceres train expression`
-under the hood); `depth_report()` reads the table back from the registry, and `plot_*` draw the
-figures (training error against epoch, gradient norm against layer, accuracy against depth).
+under the hood); `depth_report()` reads the table back from the registry, `save_study()` writes
+what the app shows (`registry/studies/depth/depth.json`) and `save_plots()` the figures.
 
 >>> rows = depth_report()
 >>> [(r["name"], r["train_error_final"]) for r in rows][:2]        # doctest: +SKIP
@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from faceres import registry
+from faceres.app.studies import depth_figures, study_file
 from faceres.errors import FaceresError
-from faceres.settings import cache_dir
+from faceres.registry.publish import write_atomic
 
 RECIPE_KEYS = ("labels", "epochs", "batch_size", "lr", "seed", "augment", "label_smoothing")
 """The recipe of one model of the sweep: the sweep's values, overridden per model."""
@@ -133,18 +134,12 @@ def run_depth_study(
         raise FaceresError(f"Training failed for {', '.join(failed)}: see {log_dir}/<name>.log")
     rows = depth_report(config)
     write_study_cards(rows)
+    save_study(rows, config)
     return rows
 
 
 PAPER_EPOCHS = 182
 """He et al. (2015), CIFAR-10: 64k iterations at batch 128 over 45k training images."""
-PLOT_FILES = (
-    "training_error.png",
-    "accuracy_vs_depth.png",
-    "grad_norms_init.png",
-    "grad_norms_final.png",
-)
-"""The study's figures in the order a reader needs them: the training-error curves first."""
 
 
 def _history(name: str) -> dict:
@@ -242,38 +237,32 @@ def findings(rows: list[dict]) -> list[str]:
     return out
 
 
-def load_report(config: dict | None = None) -> dict:
-    """Table rows, findings and the plots (PNG files rendered once per process into the cache
-    folder) of the depth study, read from the registry. Raises FaceresError when absent."""
-    rows = depth_report(config)
-    if not rows:
-        raise FaceresError("no model of the depth study is in the registry yet")
-    return {"table": rows, "findings": findings(rows), "plots": report_plots(rows)}
+def study_data(rows: list[dict], config: dict | None = None) -> dict:
+    """The study as the app reads it (`faceres.app.studies`): the protocol, the rows, each
+    model's training-error curve (augmented, running, per epoch) and gradient norms per layer
+    (at initialisation and after training), the table and the findings."""
+    config = config or DEPTH_SWEEP
+    histories = {row["name"]: _history(row["name"]) for row in rows}
+    return {
+        "protocol": config.get("protocol", ""),
+        "rows": rows,
+        "curves": {
+            name: [round(1 - e["train_acc"], 5) for e in h["epochs"]]
+            for name, h in histories.items()
+        },
+        "grad_norms": {
+            name: {"init": h["grad_norms_init"], "final": h["grad_norms_final"]}
+            for name, h in histories.items()
+        },
+        "report": {"table": format_table(rows), "findings": findings(rows)},
+    }
 
 
-def report_plots(rows: list[dict]) -> list[str]:
-    """The study's plot files for `rows` (`depth_report`), drawn into the cache the first time."""
-    key = "-".join(registry.get_entry(r["name"])["files"]["model.safetensors"][:8] for r in rows)
-    out = cache_dir() / f"study-{key}"
-    plots = [out / name for name in PLOT_FILES]
-    if not all(p.is_file() for p in plots):
-        plots = save_plots(rows, out)
-    return [str(p) for p in plots]
-
-
-def training_curves(rows: list[dict]) -> list[dict]:
-    """Training error (augmented, running, %) per epoch of every model with BatchNorm, as rows
-    {"model", "epoch", "training error (%)"} for an interactive plot."""
-    return [
-        {
-            "model": row["name"],
-            "epoch": e["epoch"],
-            "training error (%)": 100 * (1 - e["train_acc"]),
-        }
-        for row in rows
-        if row["batchnorm"]
-        for e in _history(row["name"])["epochs"]
-    ]
+def save_study(rows: list[dict], config: dict | None = None) -> Path:
+    """Write `study_data` where the app reads it (`registry/studies/depth/depth.json`)."""
+    path = study_file("depth")
+    write_atomic(path, json.dumps(study_data(rows, config), indent=1) + "\n")
+    return path
 
 
 def format_table(rows: list[dict]) -> str:
@@ -312,104 +301,14 @@ def write_study_cards(rows: list[dict]) -> None:
         registry.update_card_section(row["name"], STUDY_HEADING, text)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
+def save_plots(rows: list[dict], out: Path, config: dict | None = None) -> list[Path]:
+    """Write the study's figures (`faceres.app.studies.depth_figures`) as PNG files into `out`."""
     import matplotlib.pyplot as plt
 
-    return plt
-
-
-def _style(row: dict) -> dict:
-    """One colour per depth and normalisation, solid for residual nets, dashed for plain ones."""
-    colour = {(20, True): "tab:blue", (56, True): "tab:red", (56, False): "tab:green"}.get(
-        (row["depth"], row["batchnorm"]), "tab:gray"
-    )
-    return {"color": colour, "linestyle": "-" if row["residual"] else "--", "label": row["name"]}
-
-
-def plot_training_error(rows: list[dict]):
-    """Training error (augmented, running) against epoch, one line per model (He et al. Fig. 1)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for row in rows:
-        epochs = _history(row["name"])["epochs"]
-        ax.plot(
-            [e["epoch"] for e in epochs],
-            [100 * (1 - e["train_acc"]) for e in epochs],
-            **_style(row),
-        )
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training error (%)")
-    ax.set_title("Training error: plain (dashed) vs residual (solid)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_gradient_norms(rows: list[dict], when: str = "init"):
-    """Per-layer gradient norm (log scale) against layer index, at initialisation ("init") or
-    after training ("final")."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for row in rows:
-        norms = np.asarray(_history(row["name"])[f"grad_norms_{when}"])
-        style = _style(row)
-        if not norms.any():  # a log axis cannot show zeros: say so in the legend
-            style["label"] += " (all exactly 0)"
-        ax.semilogy(range(1, len(norms) + 1), np.where(norms > 0, norms, np.nan), **style)
-    ax.set_xlabel("layer (input → output)")
-    ax.set_ylabel("gradient norm")
-    moment = "at initialisation" if when == "init" else "after training"
-    ax.set_title(f"Gradient norm per layer, {moment}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_accuracy_vs_depth(rows: list[dict]):
-    """PrivateTest (or PublicTest) accuracy and final training error against depth."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for residual in (True, False):
-        sel = sorted(
-            (r for r in rows if r["residual"] == residual and r["batchnorm"]),
-            key=lambda r: r["depth"],
-        )
-        if not sel:
-            continue
-        acc = [100 * (r["privatetest_accuracy"] or r["publictest_accuracy"] or 0) for r in sel]
-        err = [100 * r["train_error_final"] for r in sel]
-        label = "ResNet" if residual else "plain"
-        ax.plot([r["depth"] for r in sel], acc, "o-", label=f"{label}: test accuracy")
-        ax.plot([r["depth"] for r in sel], err, "s--", label=f"{label}: training error")
-    ax.set_xlabel("depth (layers)")
-    ax.set_ylabel("%")
-    ax.set_title("Accuracy and training error against depth (with BatchNorm)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def figures(rows: list[dict]) -> dict:
-    """The study's matplotlib figures for `rows` (`depth_report`), by file name (`PLOT_FILES`
-    order); the caller closes them."""
-    drawn = {
-        "training_error.png": plot_training_error([r for r in rows if r["batchnorm"]]),
-        "accuracy_vs_depth.png": plot_accuracy_vs_depth(rows),
-        "grad_norms_init.png": plot_gradient_norms(rows, "init"),
-        "grad_norms_final.png": plot_gradient_norms(rows, "final"),
-    }
-    return {name: drawn[name] for name in PLOT_FILES}
-
-
-def save_plots(rows: list[dict], out: Path) -> list[Path]:
-    """Write the study's figures as PNG files into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for filename, figure in figures(rows).items():
+    for filename, figure in depth_figures(study_data(rows, config)).items():
         figure.savefig(out / filename, dpi=110)
         paths.append(out / filename)
-    _pyplot().close("all")
+    plt.close("all")
     return paths

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from faceres import registry
+from faceres.app.studies import groups, lesion_figures
 from faceres.errors import DataError
 from faceres.registry.publish import write_atomic
 
@@ -27,9 +28,11 @@ VEIT_PATHS = "5–17 of 54 blocks (typical length 27)"
 
 
 def save_results(results: dict, out: Path) -> Path:
-    """Write the results as `out/lesion.json`."""
+    """Write the results, with their table and findings (what the app shows), as
+    `out/lesion.json`."""
     path = Path(out) / RESULTS_FILE
-    write_atomic(path, json.dumps(results, indent=2) + "\n")
+    report = {"table": format_table(results), "findings": findings(results)}
+    write_atomic(path, json.dumps({**results, "report": report}, indent=2) + "\n")
     return path
 
 
@@ -64,15 +67,6 @@ def single_summary(model: dict) -> dict:
 def k_mean(model: dict, k: int) -> float | None:
     """Mean accuracy with k blocks deleted (None when k was not measured)."""
     return next((row["mean"] for row in model["k"] if row["k"] == k), None)
-
-
-def groups(results: dict) -> list[list[dict]]:
-    """The models side by side in the plots: a ResNet and its plain twin (same task, depth and
-    number of blocks), residual first; a model without twin alone."""
-    keyed: dict[tuple, list[dict]] = {}
-    for m in results["models"]:
-        keyed.setdefault((m["task"], m.get("depth"), len(m["blocks"])), []).append(m)
-    return [sorted(g, key=lambda m: m["kind"] != "residual") for g in keyed.values()]
 
 
 def _short_metric(m: dict) -> str:
@@ -287,127 +281,15 @@ def write_cards(results: dict) -> list[str]:
     return names
 
 
-# -- plots -----------------------------------------------------------------------------------
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
+def save_plots(results: dict, out: Path) -> list[Path]:
+    """Write the figures (`faceres.app.studies.lesion_figures`) as PNG files into `out`."""
     import matplotlib.pyplot as plt
 
-    return plt
-
-
-def _style(m: dict) -> dict:
-    return {
-        "color": "tab:blue" if m["kind"] == "residual" else "tab:red",
-        "linestyle": "-" if m["kind"] == "residual" else "--",
-        "label": f"{m['model']} ({m['kind']})",
-    }
-
-
-def _axes(plt, count: int):
-    cols = min(count, 2)
-    rows = (count + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.8 * rows), squeeze=False)
-    for ax in axes.flat[count:]:
-        ax.axis("off")
-    return fig, list(axes.flat)
-
-
-def plot_single(results: dict):
-    """Accuracy against the deleted block (Veit et al. Figure 3), ResNet and twin together."""
-    plt = _pyplot()
-    gs = groups(results)
-    fig, axes = _axes(plt, len(gs))
-    for ax, group in zip(axes, gs):
-        for m in group:
-            style = _style(m)
-            ax.plot(
-                [s["index"] for s in m["single"]],
-                [100 * s["accuracy"] for s in m["single"]],
-                marker="o",
-                markersize=3,
-                **style,
-            )
-            ax.axhline(100 * m["baseline"], color=style["color"], linestyle=":", linewidth=1)
-        fixed = [i + 1 for i, b in enumerate(group[0]["blocks"]) if b not in group[0]["deletable"]]
-        for i, x in enumerate(fixed):
-            ax.axvspan(x - 0.5, x + 0.5, color="0.85", label="not deletable" if i == 0 else None)
-        ax.axhline(100 * group[0]["chance"], color="0.4", linewidth=1, label="chance")
-        ax.set_xlabel("deleted block (dotted: nothing deleted)")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(", ".join(m["model"] for m in group), fontsize=10)
-        ax.legend(fontsize=7)
-    fig.suptitle("Deleting one block")
-    fig.tight_layout()
-    return fig
-
-
-def plot_k(results: dict):
-    """Mean accuracy (± std over draws) against the number of blocks deleted (Figure 5)."""
-    plt = _pyplot()
-    gs = groups(results)
-    fig, axes = _axes(plt, len(gs))
-    for ax, group in zip(axes, gs):
-        for m in group:
-            ks = [0] + [r["k"] for r in m["k"]]
-            mean = np.array([m["baseline"]] + [r["mean"] for r in m["k"]]) * 100
-            std = np.array([0.0] + [r["std"] for r in m["k"]]) * 100
-            style = _style(m)
-            ax.plot(ks, mean, marker="o", markersize=3, **style)
-            ax.fill_between(ks, mean - std, mean + std, color=style["color"], alpha=0.2)
-        ax.axhline(100 * group[0]["chance"], color="0.4", linewidth=1, label="chance")
-        ax.set_xlabel("blocks deleted at random (k)")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(", ".join(m["model"] for m in group), fontsize=10)
-        ax.legend(fontsize=7)
-    fig.suptitle("Deleting k blocks (mean ± std over draws)")
-    fig.tight_layout()
-    return fig
-
-
-def plot_paths(paths: dict):
-    """Path-length distribution, gradient per path and total gradient per length (Figure 6)."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-    lengths = [d["length"] for d in paths["distribution"]]
-    axes[0].bar(lengths, [d["paths"] for d in paths["distribution"]], color="tab:blue")
-    axes[0].set_title(f"Paths per length ({paths['blocks']} blocks)")
-    axes[0].set_ylabel("number of paths")
-    grad = [g["gradient"] for g in paths["gradient"]]
-    axes[1].semilogy(lengths, grad, marker="o", markersize=3, color="tab:red")
-    axes[1].set_title(
-        f"Gradient at the input through one path (mean of {paths['samples_per_length']})"
-    )
-    axes[1].set_ylabel("gradient magnitude")
-    axes[2].bar(lengths, [t["share"] for t in paths["total_gradient"]], color="tab:green")
-    axes[2].set_title("Total gradient per path length (paths × gradient)")
-    axes[2].set_ylabel("share of the total")
-    for ax in axes:
-        ax.set_xlabel("path length (residual branches passed)")
-    fig.suptitle(paths["model"])
-    fig.tight_layout()
-    return fig
-
-
-def figures(results: dict) -> dict:
-    """The study's matplotlib figures by file name; the caller closes them."""
-    drawn = {"lesion_single.png": plot_single(results), "lesion_k.png": plot_k(results)}
-    for m in results["models"]:
-        if "paths" in m:
-            drawn[f"paths_{m['model']}.png"] = plot_paths(m["paths"])
-    return drawn
-
-
-def save_plots(results: dict, out: Path) -> list[Path]:
-    """Write the figures as PNG files into `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for filename, fig in figures(results).items():
+    for filename, fig in lesion_figures(results).items():
         fig.savefig(out / filename, dpi=110)
         paths.append(out / filename)
-    _pyplot().close("all")
+    plt.close("all")
     return paths

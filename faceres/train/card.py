@@ -13,6 +13,7 @@ import torch
 
 from faceres import registry
 from faceres.datasets.fer import FER_LABELS, FERPLUS_LABELS
+from faceres.registry.publish import results_section
 
 AUGMENTATION_TEXT = {
     "full": "flip, rotation ±15°, scale 0.85–1.15, shift ±10%, brightness/contrast ±20%, "
@@ -20,20 +21,6 @@ AUGMENTATION_TEXT = {
     "light": "flip and a shift of up to 1/8 of the side (He et al.'s pad-and-crop)",
 }
 """The card's words for each policy of `faceres.train.augment.POLICIES`."""
-
-
-def results_section(history: dict, metrics: dict) -> str:
-    """The card's "Results" section body: the metrics table and the training summary."""
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
-    cfg = history["config"]
-    return f"""| metric | value |
-|---|---|
-{rows}
-
-Best epoch {history["best_epoch"]} of {cfg["epochs"]}; final training error (clean Training set,
-last epoch) {history["train_error_final"]:.4f}; {history["train_seconds"] / 60:.1f} min of
-training on {history["device"]}.
-"""
 
 
 def expression_card(name: str, history: dict, metrics: dict, residual: bool) -> str:
