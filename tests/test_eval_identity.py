@@ -18,6 +18,7 @@ from faceres.errors import DataError
 from faceres.eval.lfw import (
     CENTRE_CROP,
     TUNE_SCALES,
+    Subject,
     centre_face,
     evaluate_detectors,
     evaluate_lfw,
@@ -52,6 +53,10 @@ def colour_embedder(crops):
     rows = [np.r_[c[50:100, 50:100].reshape(-1, 3).mean(axis=0) / 255.0, 0.2] for c in crops]
     out = np.asarray(rows)
     return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+SUBJECT = Subject("throwaway", colour_embedder, dlib_chip_template())
+"""The throwaway embedder as an evaluation subject (no registry calibration)."""
 
 
 def test_read_lfw_pairs_folds_and_dev(tmp_path):
@@ -320,11 +325,9 @@ def test_evaluate_pairs_end_to_end(tmp_path, monkeypatch):
     report = evaluate_pairs(
         csv,
         tmp_path,
-        "throwaway",
+        Subject("throwaway", colour_embedder, dlib_chip_template()),
         out_dir=tmp_path / "out",
         detector="yunet",
-        embedder=colour_embedder,
-        template=dlib_chip_template(),
     )
     assert report["pairs"] == 4 and report["images"] == 5
     assert report["undetected"] == 1  # the blank image: centre crop, not dropped
@@ -359,13 +362,11 @@ def test_evaluate_lfw_on_a_miniature_lfw(tmp_path):
     (root / "pairsDevTest.txt").write_text("1\nAnn\t1\t3\nAnn\t3\tBob\t2\n")
     (root / "pairs.txt").write_text(f"2\t1\n{same}{diff}Ann\t2\t3\nAnn\t2\tBob\t2\n")
     report = evaluate_lfw(
-        "throwaway",
+        SUBJECT,
         data=root,
         out_dir=tmp_path / "out",
         detector="yunet",
         tune=True,
-        embedder=colour_embedder,
-        template=dlib_chip_template(),
     )
     assert report["images"] == 5 and report["undetected"] == 1
     assert report["undetected_images"] == ["Bob/Bob_0002.jpg"]
@@ -377,13 +378,11 @@ def test_evaluate_lfw_on_a_miniature_lfw(tmp_path):
     assert len(trials) == 2 * len(TUNE_SCALES) and {t["dlib5_view"] for t in trials} == {0, 1}
     with pytest.raises(DataError, match="YuNet"):
         evaluate_lfw(
-            "throwaway",
+            SUBJECT,
             data=root,
             out_dir=tmp_path / "out",
             detector="dlib",
             tune=True,
-            embedder=colour_embedder,
-            template=dlib_chip_template(),
         )
     saved = json.loads((tmp_path / "out" / "lfw-throwaway-yunet.json").read_text())
     assert saved["view2"]["auc"] == report["view2"]["auc"]
@@ -400,25 +399,21 @@ def test_evaluate_lfw_on_a_miniature_lfw(tmp_path):
     assert len(blank) == 2 and all(row.endswith(",,,") for row in blank)  # DevTest, View 2
     assert Path(report["risk_coverage_plot"]).is_file()
     small = evaluate_lfw(
-        "throwaway",
+        SUBJECT,
         data=root,
         out_dir=tmp_path / "out",
         detector="yunet",
-        embedder=colour_embedder,
-        template=dlib_chip_template(),
         downscale=0.5,
         gate={"min_eye_distance": 10_000},
     )
     assert small["downscale"] == 0.5 and small["view2"]["uncertain_fraction"] == 1.0
     assert (tmp_path / "out" / "lfw-throwaway-yunet-x0.5.json").is_file()
     with pytest.raises(DataError, match="downscale"):
-        evaluate_lfw("throwaway", data=root, downscale=1.5, embedder=colour_embedder)
+        evaluate_lfw(SUBJECT, data=root, downscale=1.5)
     both = evaluate_detectors(
-        "throwaway",
+        SUBJECT,
         data=root,
         out_dir=tmp_path / "out",
-        embedder=colour_embedder,
-        template=dlib_chip_template(),
     )
     assert both["detectors"]["yunet"]["detection_rate"] == pytest.approx(4 / 5)
     assert both["detectors"]["dlib"]["images"] == 5
@@ -470,13 +465,11 @@ def test_tune_reads_only_view1_images(split_lfw, tmp_path, monkeypatch):
         with monkeypatch.context() as patch:
             patch.setattr(eval_identity, "load_image", spy)
             report = evaluate_lfw(
-                "throwaway",
+                SUBJECT,
                 data=root,
                 out_dir=tmp_path / "out",
                 detector="yunet",
                 tune=tune,
-                embedder=colour_embedder,
-                template=dlib_chip_template(),
             )
         assert bool(report["view1"]["template_trials"]) == tune
         return counts

@@ -225,19 +225,23 @@ def _print_identity(report: dict) -> None:
 
 
 def run_lfw(args: argparse.Namespace) -> int:
-    from faceres.eval.lfw import evaluate_lfw
+    from faceres.errors import DataError
+    from faceres.eval.lfw import evaluate_lfw, write_calibration
 
     _setup_logging(args.json)
+    if args.write and args.downscale != 1.0:
+        raise DataError("--downscale tests the quality gate: no --update-registry.")
     report = evaluate_lfw(
         _model_name(args.model),
         data=args.data,
         out_dir=args.out,
         detector=args.detector,
         tune=args.tune,
-        write=args.write,
         downscale=args.downscale,
         fit_gate=args.fit_gate,
     )
+    if args.write:
+        write_calibration(report)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -261,7 +265,7 @@ def run_pairs(args: argparse.Namespace) -> int:
 
 def run_detect(args: argparse.Namespace) -> int:
     from faceres.errors import FaceresError
-    from faceres.eval.lfw import evaluate_detectors
+    from faceres.eval.lfw import evaluate_detectors, record_lfw_metrics
 
     detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
     unknown = set(detectors) - set(BACKENDS)
@@ -275,8 +279,11 @@ def run_detect(args: argparse.Namespace) -> int:
         data=args.data,
         out_dir=args.out,
         detectors=detectors,
-        write=args.write,
     )
+    for r in report["detectors"].values():
+        full = r.pop("report", None)
+        if full and args.write:
+            record_lfw_metrics(report["model"], full)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

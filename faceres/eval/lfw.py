@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -332,168 +333,241 @@ def tune_template(
     return template, trials
 
 
+@dataclass(frozen=True)
+class Subject:
+    """What an evaluation measures: `embedder` with its alignment `template`, named `name`, and
+    `stored`, its registry calibration (empty for an embedder outside the registry)."""
+
+    name: str
+    embedder: Embedder
+    template: dict
+    stored: dict = field(default_factory=dict)
+
+
+def registry_subject(model: str) -> Subject:
+    """Registry identity model `model` (None: the default) as an evaluation `Subject`."""
+    embedder, template, name = model_embedder(model)
+    return Subject(name, embedder, template, load_identity_model(name).config["faceres"])
+
+
+@dataclass(frozen=True)
+class LfwLists:
+    """LFW's image folder and its pair lists: View 1 (DevTrain, DevTest) and View 2."""
+
+    images: Path
+    dev_train: list[Pair]
+    dev_test: list[Pair]
+    view2: list[Pair]
+
+    def paths(self, lists: Sequence[Sequence[Pair]]) -> list[Path]:
+        """Every image of `lists`, once, in order."""
+        return list(
+            dict.fromkeys(p for pairs in lists for pair in pairs for p in (pair.left, pair.right))
+        )
+
+
+def read_lfw(data: Path | None = None) -> LfwLists:
+    """LFW under `data` (default `$FACERES_DATA/lfw`)."""
+    root = lfw_dir(data)
+    images = root / "lfw-deepfunneled"
+    return LfwLists(
+        images,
+        read_lfw_pairs(root / "pairsDevTrain.txt", images),
+        read_lfw_pairs(root / "pairsDevTest.txt", images),
+        read_lfw_pairs(root / "pairs.txt", images),
+    )
+
+
+@dataclass(frozen=True)
+class View1:
+    """View 1's calibration: the threshold fitted on DevTrain, its DevTest accuracy, the
+    uncertain band (`choose_band`) and the scores of all View 1 pairs."""
+
+    threshold: float
+    band: float
+    train_accuracy: float
+    test_accuracy: float
+    scores: np.ndarray
+    labels: np.ndarray
+
+    def to_dict(self) -> dict:
+        """The report's View 1 section (without the template trials and the gate fit)."""
+        called = called_metrics(verdicts(self.scores, self.threshold, self.band), self.labels)
+        return {
+            "threshold": self.threshold,
+            "band": self.band,
+            "band_rule": BAND_RULE,
+            "dev_train_accuracy": self.train_accuracy,
+            "dev_test_accuracy": self.test_accuracy,
+            "genuine_scores": sorted(round(float(v), 4) for v in self.scores[self.labels]),
+            "impostor_scores": sorted(round(float(v), 4) for v in self.scores[~self.labels]),
+            **{f"view1_{k}": v for k, v in called.items()},
+        }
+
+
+def calibrate_view1(lists: LfwLists, embeddings: dict[Path, np.ndarray]) -> View1:
+    """The threshold with the best DevTrain accuracy, its DevTest accuracy, and the band."""
+    train_labels = np.array([p.same for p in lists.dev_train])
+    train_scores = pair_scores(lists.dev_train, embeddings)
+    threshold, train_acc = best_threshold(train_scores, train_labels)
+    test_scores = pair_scores(lists.dev_test, embeddings)
+    test_acc = accuracy(test_scores, np.array([p.same for p in lists.dev_test]), threshold)
+    scores = np.r_[train_scores, test_scores]
+    labels = np.r_[train_labels, [p.same for p in lists.dev_test]].astype(bool)
+    band = choose_band(scores, labels, threshold)
+    return View1(threshold, band, train_acc, test_acc, scores, labels)
+
+
+def score_view2(
+    lists: LfwLists,
+    embeddings: dict[Path, np.ndarray],
+    quality: dict[Path, FaceQuality | None],
+    view1: View1,
+    rule: tuple[float, float] | None,
+    gate: dict,
+) -> dict:
+    """View 2's 10-fold metrics and the verdicts the app would give: each fold's threshold with
+    View 1's band, or, with `rule` (threshold, band), that fixed rule; `gate` the quality gate."""
+    pairs = lists.view2
+    scores = pair_scores(pairs, embeddings)
+    metrics = pair_metrics(pairs, scores)
+    labels = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    fold_threshold = dict(zip(np.unique(folds), metrics["fold_thresholds"], strict=True))
+    thresholds = np.array([fold_threshold[f] for f in folds])
+    band = view1.band
+    if rule:
+        thresholds, band = np.full(len(pairs), rule[0]), rule[1]
+    gated = gated_pairs(pairs, quality, gate)
+    called = called_metrics(verdicts(scores, thresholds, band, gated), labels)
+    return {
+        **metrics,
+        "accuracy_at_view1_threshold": accuracy(scores, labels, view1.threshold),
+        "verdict_rule": "the model's stored threshold and band"
+        if rule
+        else "10-fold thresholds, View 1's band",
+        "quality_gate": gate,
+        "gated": int(gated.sum()),
+        **called,
+        "_scores": scores,
+        "_thresholds": thresholds,
+        "_called": called,
+    }
+
+
 def evaluate_lfw(
-    model: str,
+    subject: Subject | str,
     data: Path | None = None,
     out_dir: Path = Path("runs/eval"),
     detector: str | None = None,
     tune: bool = False,
-    write: bool = False,
-    embedder: Embedder | None = None,
-    template: dict | None = None,
+    fit_gate: bool = False,
     downscale: float = 1.0,
     gate: dict | None = None,
-    fit_gate: bool = False,
 ) -> dict:
     """LFW: threshold, uncertain band and score distributions (and with `tune`, template)
     calibrated on View 1; on View 2, 10-fold accuracy, TAR at FAR 1e-3, AUC, and the verdicts
     the app would give (band and quality `gate`, default the model's): the uncertain fraction, the
-    accuracy of the verdicts given, and the confident wrong ones; ROC and risk–coverage plots.
-    With `fit_gate`, the quality gate is fitted on View 1 shrunk (`fit_quality_gate`) and used.
-    With `write`, the calibration goes into the model's config.
+    accuracy of the verdicts given, and the confident wrong ones. With `fit_gate`, the quality
+    gate is fitted on View 1 shrunk (`fit_quality_gate`) and used. Writes the report, its ROC and
+    risk–coverage plots and the per-pair table into `out_dir`, and nothing else
+    (`write_calibration` stores the calibration in the registry).
 
     `downscale` < 1 shrinks every image first (the quality gate's test): View 2's verdicts then
-    use the model's stored threshold and band, as the app does (the View 1 figures are still
-    those of the shrunk images), and nothing is written. `embedder` and `template` replace the
-    registry model's (tests: View 1's calibration is used, and `write` is ignored).
+    use the model's stored threshold and band, as the app does.
     """
+    subject = registry_subject(subject) if isinstance(subject, str) else subject
     if not 0 < downscale <= 1:
         raise DataError(f"--downscale must be in (0, 1], not {downscale}.")
-    root = lfw_dir(data)
-    images = root / "lfw-deepfunneled"
-    dev_train = read_lfw_pairs(root / "pairsDevTrain.txt", images)
-    dev_test = read_lfw_pairs(root / "pairsDevTest.txt", images)
-    view2 = read_lfw_pairs(root / "pairs.txt", images)
-    stored: dict = {}
-    if embedder is None:
-        stored = load_identity_model(model).config["faceres"]
-        embedder, template, model = model_embedder(model)
-    else:
-        write = False
-    gate = stored.get("quality_gate", {}) if gate is None else gate
-    if downscale != 1.0 and (tune or write or fit_gate):
-        raise DataError(
-            "--downscale tests the quality gate: no --tune, --fit-gate or --update-registry."
-        )
+    if downscale != 1.0 and (tune or fit_gate):
+        raise DataError("--downscale tests the quality gate: no --tune or --fit-gate.")
+    lists = read_lfw(data)
+    paths = lists.paths([lists.dev_train, lists.dev_test, lists.view2])
     detector_name = select_detector(detector)
-    paths = list(
-        dict.fromkeys(
-            p for pair in (*dev_train, *dev_test, *view2) for p in (pair.left, pair.right)
-        )
-    )
     log.info("detecting faces in %d images with %s", len(paths), detector_name)
     faces = detect_images(paths, detector, pick="center", scale=downscale)
-    undetected = sorted(str(p.relative_to(images)) for p, f in faces.items() if f is None)
-
-    trials: list[dict] = []
+    template, trials = subject.template, []
     if tune:
         if detector_name != "yunet":
             raise DataError(
                 "--tune fits the template for YuNet's landmarks; run it with the YuNet detector."
             )
-        view1 = list(
-            dict.fromkeys(p for pair in (*dev_train, *dev_test) for p in (pair.left, pair.right))
-        )
-        template, trials = tune_template(view1, {p: faces[p] for p in view1}, template, embedder)
-    embeddings = embed_images(faces, template, embedder, scale=downscale)
+        view1_paths = lists.paths([lists.dev_train, lists.dev_test])
+        view1_faces = {p: faces[p] for p in view1_paths}
+        template, trials = tune_template(view1_paths, view1_faces, template, subject.embedder)
+    embeddings = embed_images(faces, template, subject.embedder, scale=downscale)
     quality = assess_images(faces, template, downscale)
-
-    train_labels = np.array([p.same for p in dev_train])
-    train_scores = pair_scores(dev_train, embeddings)
-    threshold, train_acc = best_threshold(train_scores, train_labels)
-    test_scores = pair_scores(dev_test, embeddings)
-    test_acc = accuracy(test_scores, np.array([p.same for p in dev_test]), threshold)
-    view1_scores = np.r_[train_scores, test_scores]
-    view1_labels = np.r_[train_labels, [p.same for p in dev_test]].astype(bool)
-    band = choose_band(view1_scores, view1_labels, threshold)
-    gate_fit = {}
+    view1 = calibrate_view1(lists, embeddings)
+    gate_fit, gate = {}, subject.stored.get("quality_gate", {}) if gate is None else gate
     if fit_gate:
         gate_fit = fit_quality_gate(
-            [*dev_train, *dev_test], detector, template, embedder, threshold, band
+            [*lists.dev_train, *lists.dev_test],
+            detector,
+            template,
+            subject.embedder,
+            view1.threshold,
+            view1.band,
         )
         gate = {"min_eye_distance": gate_fit["min_eye_distance"]}
-
-    scores = pair_scores(view2, embeddings)
-    metrics = pair_metrics(view2, scores)
-    labels = np.array([p.same for p in view2])
-    folds = np.array([p.fold for p in view2])
-    fold_threshold = dict(zip(np.unique(folds), metrics["fold_thresholds"], strict=True))
-    thresholds = np.array([fold_threshold[f] for f in folds])
-    verdict_band = band
+    stored = subject.stored
+    rule = None
     if downscale != 1.0 and "threshold" in stored:
-        thresholds = np.full(len(view2), float(stored["threshold"]))
-        verdict_band = float(stored.get("band", band))
-    gated = gated_pairs(view2, quality, gate)
-    called = called_metrics(verdicts(scores, thresholds, verdict_band, gated), labels)
-    tag = f"{model}-{detector_name}" + (f"-x{downscale:g}" if downscale != 1.0 else "")
-    fpr, tpr, _ = roc_curve(scores, labels)
-    plot = save_roc_plot(
-        {f"{model} (AUC {metrics['auc']:.4f})": (fpr, tpr)},
-        Path(out_dir) / f"lfw-{tag}-roc.png",
-        f"LFW View 2, {detector_name} + {model}",
-    )
-    coverage_plot = save_risk_coverage_plot(
-        scores,
-        labels,
-        thresholds,
-        called,
-        Path(out_dir) / f"lfw-{tag}-risk-coverage.png",
-        f"LFW View 2, {detector_name} + {model}" + (f", x{downscale:g}" if downscale != 1 else ""),
-    )
+        rule = (float(stored["threshold"]), float(stored.get("band", view1.band)))
+    view2 = score_view2(lists, embeddings, quality, view1, rule, gate)
+    tag = f"{subject.name}-{detector_name}" + (f"-x{downscale:g}" if downscale != 1.0 else "")
     report = {
-        "model": model,
+        "model": subject.name,
         "detector": detector_name,
         "downscale": downscale,
         "images": len(paths),
+        **undetected_summary(faces, lists.images),
+        "view1": {**view1.to_dict(), "template_trials": trials, "quality_gate_fit": gate_fit},
+        "view2": {k: v for k, v in view2.items() if not k.startswith("_")},
+        "quality": quality_summary(quality),
+        "template": template,
+    }
+    report |= save_lfw_plots(report, view2, lists, Path(out_dir), tag)
+    (Path(out_dir) / f"lfw-{tag}.json").write_text(json.dumps(report, indent=2))
+    write_pair_table(
+        Path(out_dir) / f"lfw-{tag}-pairs.csv",
+        {"devtrain": lists.dev_train, "devtest": lists.dev_test, "view2": lists.view2},
+        embeddings,
+        quality,
+        lists.images,
+    )
+    return report
+
+
+def undetected_summary(faces: dict[Path, Face | None], images: Path) -> dict:
+    """How many images had no detected face, which, and how they were embedded."""
+    undetected = sorted(str(p.relative_to(images)) for p, f in faces.items() if f is None)
+    return {
         "undetected": len(undetected),
         "undetected_images": undetected,
         "undetected_rule": UNDETECTED_RULE,
-        "view1": {
-            "threshold": threshold,
-            "band": band,
-            "band_rule": BAND_RULE,
-            "dev_train_accuracy": train_acc,
-            "dev_test_accuracy": test_acc,
-            "template_trials": trials,
-            "quality_gate_fit": gate_fit,
-            "genuine_scores": sorted(round(float(v), 4) for v in view1_scores[view1_labels]),
-            "impostor_scores": sorted(round(float(v), 4) for v in view1_scores[~view1_labels]),
-            **{
-                f"view1_{k}": v
-                for k, v in called_metrics(
-                    verdicts(view1_scores, threshold, band), view1_labels
-                ).items()
-            },
-        },
-        "view2": {
-            **metrics,
-            "accuracy_at_view1_threshold": accuracy(scores, labels, threshold),
-            "verdict_rule": (
-                "10-fold thresholds, View 1's band"
-                if downscale == 1.0 or "threshold" not in stored
-                else "the model's stored threshold and band"
-            ),
-            "quality_gate": gate,
-            "gated": int(gated.sum()),
-            **called,
-        },
-        "quality": quality_summary(quality),
-        "roc_plot": str(plot),
-        "risk_coverage_plot": str(coverage_plot),
-        "template": template,
     }
-    out = Path(out_dir) / f"lfw-{tag}.json"
-    out.write_text(json.dumps(report, indent=2))
-    write_pair_table(
-        Path(out_dir) / f"lfw-{tag}-pairs.csv",
-        {"devtrain": dev_train, "devtest": dev_test, "view2": view2},
-        embeddings,
-        quality,
-        images,
+
+
+def save_lfw_plots(report: dict, view2: dict, lists: LfwLists, out_dir: Path, tag: str) -> dict:
+    """The ROC and risk–coverage plots of View 2, saved into `out_dir`: their paths."""
+    model, detector = report["model"], report["detector"]
+    labels = np.array([p.same for p in lists.view2])
+    fpr, tpr, _ = roc_curve(view2["_scores"], labels)
+    scale = report["downscale"]
+    roc = save_roc_plot(
+        {f"{model} (AUC {view2['auc']:.4f})": (fpr, tpr)},
+        out_dir / f"lfw-{tag}-roc.png",
+        f"LFW View 2, {detector} + {model}",
     )
-    if write:
-        write_calibration(model, template, threshold, band, report)
-    return report
+    coverage = save_risk_coverage_plot(
+        view2["_scores"],
+        labels,
+        view2["_thresholds"],
+        view2["_called"],
+        out_dir / f"lfw-{tag}-risk-coverage.png",
+        f"LFW View 2, {detector} + {model}" + (f", x{scale:g}" if scale != 1 else ""),
+    )
+    return {"roc_plot": str(roc), "risk_coverage_plot": str(coverage)}
 
 
 def quality_summary(quality: dict[Path, FaceQuality | None]) -> dict:
@@ -536,13 +610,17 @@ def write_pair_table(
     return path
 
 
-def write_calibration(model: str, template: dict, threshold: float, band: float, report: dict):
-    """Store View 1's template, threshold and band, and View 2's metrics, in the registry."""
+def write_calibration(report: dict) -> None:
+    """Store an `evaluate_lfw` report's View 1 template, threshold and band, and its View 2
+    metrics, in the registry (`faceres eval lfw --update-registry`)."""
+    if report["downscale"] != 1.0:
+        raise DataError("--downscale tests the quality gate: it calibrates nothing to store.")
+    model = report["model"]
     registry.update_config(
         model,
-        alignment=template,
-        threshold=round(threshold, 6),
-        band=round(band, 6),
+        alignment=report["template"],
+        threshold=round(report["view1"]["threshold"], 6),
+        band=round(report["view1"]["band"], 6),
         band_rule=BAND_RULE,
         **(
             {
@@ -594,11 +672,9 @@ def record_lfw_metrics(model: str, report: dict) -> None:
 def evaluate_pairs(
     pairs_csv: Path,
     root: Path,
-    model: str,
+    subject: Subject | str,
     out_dir: Path = Path("runs/eval"),
     detector: str | None = None,
-    embedder: Embedder | None = None,
-    template: dict | None = None,
 ) -> dict:
     """Metrics of `model` on a `left,right,same[,fold]` CSV (largest face per image), ROC plot.
 
@@ -610,11 +686,11 @@ def evaluate_pairs(
     for path in paths:
         if not path.is_file():
             raise DataError(f"Image of the pair list not found: {path}")
-    if embedder is None:
-        embedder, template, model = model_embedder(model)
+    subject = registry_subject(subject) if isinstance(subject, str) else subject
+    model = subject.name
     detector_name = select_detector(detector)
     faces = detect_images(paths, detector, pick="largest")
-    scores = pair_scores(pairs, embed_images(faces, template, embedder))
+    scores = pair_scores(pairs, embed_images(faces, subject.template, subject.embedder))
     report = {
         "model": model,
         "detector": detector_name,
@@ -636,31 +712,25 @@ def evaluate_pairs(
 
 
 def evaluate_detectors(
-    model: str,
+    subject: Subject | str,
     data: Path | None = None,
     out_dir: Path = Path("runs/eval"),
     detectors: Sequence[str] = tuple(BACKENDS),
-    embedder: Embedder | None = None,
-    template: dict | None = None,
-    write: bool = False,
 ) -> dict:
     """Per detector: the share of LFW pair-list images with a detected face, and `model`'s LFW
-    View 2 accuracy through that detector (calibration not written; with `write`, the numbers go
-    into the model's index entry). A detector that is not available here is reported as such.
+    View 2 accuracy through that detector (nothing written to the registry:
+    `record_lfw_metrics` does that). A detector that is not available here is reported as such.
 
     >>> evaluate_detectors("dlib-resnet29-face")["detectors"]["dlib"]["detection_rate"]
     0.999
     """
+    subject = registry_subject(subject) if isinstance(subject, str) else subject
     results: dict[str, dict] = {}
     for name in detectors:
         if not backend(name).available():
             results[name] = {"available": False}
             continue
-        report = evaluate_lfw(
-            model, data, out_dir, detector=name, write=False, embedder=embedder, template=template
-        )
-        if write:
-            record_lfw_metrics(report["model"], report)
+        report = evaluate_lfw(subject, data, out_dir, detector=name)
         view2 = report["view2"]
         results[name] = {
             "available": True,
@@ -672,6 +742,6 @@ def evaluate_detectors(
             "tar_at_far": view2["tar_at_far"],
             "auc": view2["auc"],
             "roc_plot": report["roc_plot"],
+            "report": report,
         }
-        model = report["model"]
-    return {"model": model, "detectors": results}
+    return {"model": subject.name, "detectors": results}
