@@ -197,3 +197,46 @@ def test_training_end_to_end_into_a_registry(tmp_path, tiny_registry, monkeypatc
     cfg.epochs = 5
     train_expression(cfg, resume=True, progress=False, publish=False)
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())["epochs"]) == 5
+
+
+def test_an_interrupted_run_resumed_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatch):
+    """The depth study and the expression recipes run across sessions: a run killed after an
+    epoch and continued with `resume` must give the same weights as one that was never stopped
+    (same schedule, momentum and random state)."""
+    from faceres.train import classifier
+
+    monkeypatch.setenv("FACERES_CACHE", str(tmp_path / "cache"))
+    make_fer_folder(tmp_path / "fer2013")
+
+    def config(run: str) -> TrainConfig:
+        return TrainConfig(
+            arch="faceres_resnet20_32",
+            name="tiny",
+            data=str(tmp_path / "fer2013"),
+            epochs=3,
+            batch_size=8,
+            lr=0.05,
+            warmup_epochs=0.5,
+            augment="light",
+            device="cpu",
+            workdir=str(tmp_path / run),
+        )
+
+    train_expression(config("straight"), progress=False, publish=False)
+    real_epoch = classifier.train_epoch
+
+    def stop_after_two(run, epoch, progress=True):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(run, epoch, progress)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(classifier, "train_epoch", stop_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            train_expression(config("stopped"), progress=False, publish=False)
+    assert len(json.loads((tmp_path / "stopped" / "history.json").read_text())["epochs"]) == 2
+    train_expression(config("stopped"), resume=True, progress=False, publish=False)
+    a = load_file(str(tmp_path / "straight" / "checkpoint.safetensors"))
+    b = load_file(str(tmp_path / "stopped" / "checkpoint.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]

@@ -181,41 +181,52 @@ def _save_checkpoint(
     run.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v.contiguous() for k, v in best_state.items()})
-    for i, p in enumerate(opt.param_groups[0]["params"]):
-        buf = opt.state.get(p, {}).get("momentum_buffer")
-        if buf is not None:
-            tensors[f"momentum.{i}"] = buf.detach().cpu().contiguous()
+    for g, group in enumerate(opt.param_groups):
+        for i, p in enumerate(group["params"]):
+            buf = opt.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                tensors[f"momentum.{g}.{i}"] = buf.detach().cpu().contiguous()
     tensors["rng"] = gen.get_state().cpu()
     save_file(tensors, str(run / "checkpoint.tmp"))
     (run / "checkpoint.tmp").replace(run / "checkpoint.safetensors")
     (run / "history.json").write_text(json.dumps(history))
 
 
-def train_expression(
-    cfg: TrainConfig, resume: bool = False, progress: bool = True, publish: bool = True
-) -> dict:
-    """Train `cfg.arch` from scratch (or resume), select the epoch with the best PublicTest
-    accuracy, evaluate, and (if `publish`) save it to the registry as `cfg.name`."""
-    device = default_device(cfg.device)
-    torch.backends.cudnn.benchmark = device.type == "cuda"
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    model = build_model(cfg.arch, len(FERPLUS_LABELS if cfg.labels == "ferplus" else FER_LABELS))
-    pcfg = model.pretrained_cfg
-    train, val = load_splits(cfg, int(pcfg["input_size"][-1]))
-    mean, std = float(pcfg["mean"][0]), float(pcfg["std"][0])
-    names = weight_names(model)
+@dataclass
+class Run:
+    """One training run as it goes: its config and device, the model with its optimiser and
+    random generator, the data on the device, and the history and best epoch so far."""
 
-    x_train = torch.from_numpy(train.images).unsqueeze(1).to(device)
-    y_train = torch.from_numpy(train.targets).to(device)
-    x_val = torch.from_numpy(val.images).unsqueeze(1)
-    probe = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0))[:256]
-    probe_x, probe_y = x_train[probe.to(device)], y_train[probe.to(device)]
+    cfg: TrainConfig
+    device: torch.device
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    gen: torch.Generator
+    train: FaceSet
+    val: FaceSet
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    probe: tuple[torch.Tensor, torch.Tensor]
+    history: dict
+    best_state: dict
+    best_acc: float = -1.0
 
-    model.to(device).to(memory_format=torch.channels_last)
+    @property
+    def norm(self) -> tuple[float, float]:
+        """The model's input mean and std."""
+        pcfg = self.model.pretrained_cfg
+        return float(pcfg["mean"][0]), float(pcfg["std"][0])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.x_train) // self.cfg.batch_size
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum; no weight decay on biases and norms."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD(
+    return torch.optim.SGD(
         [
             {"params": decay, "weight_decay": cfg.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
@@ -224,118 +235,185 @@ def train_expression(
         momentum=cfg.momentum,
         nesterov=True,
     )
-    steps_per_epoch = len(x_train) // cfg.batch_size
-    run = cfg.run_dir
-    if cfg.time_budget and not (resume and (run / "checkpoint.safetensors").is_file()):
-        fit = fit_epochs(model, x_train, y_train, cfg, steps_per_epoch, mean, std)
+
+
+def start_run(cfg: TrainConfig, resume: bool) -> Run:
+    """A seeded model, its optimiser and the data on the device, continued from the last
+    checkpoint with `resume` (when there is one); `cfg.time_budget` may lower `cfg.epochs`."""
+    device = default_device(cfg.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    model = build_model(cfg.arch, len(FERPLUS_LABELS if cfg.labels == "ferplus" else FER_LABELS))
+    size = int(model.pretrained_cfg["input_size"][-1])
+    train, val = load_splits(cfg, size)
+    x_train = torch.from_numpy(train.images).unsqueeze(1).to(device)
+    y_train = torch.from_numpy(train.targets).to(device)
+    pick = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0))[:256]
+    probe = x_train[pick.to(device)], y_train[pick.to(device)]
+    model.to(device).to(memory_format=torch.channels_last)
+    opt = _optimizer(model, cfg)
+    checkpoint = cfg.run_dir / "checkpoint.safetensors"
+    run = Run(
+        cfg, device, model, opt, torch.Generator(), train, val, x_train, y_train, probe, {}, {}
+    )
+    if cfg.time_budget and not (resume and checkpoint.is_file()):
+        fit = fit_epochs(model, x_train, y_train, cfg, run.steps_per_epoch, *run.norm)
         if fit < cfg.epochs:
             cfg.notes.append(f"--time-budget {cfg.time_budget:.0f}s: {cfg.epochs} → {fit} epochs")
             cfg.epochs = fit
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    total = steps_per_epoch * cfg.epochs
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    history: dict = {
+    run.gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    names = weight_names(model)
+    run.history = {
         "config": asdict(cfg),
-        "input_size": int(pcfg["input_size"][-1]),
+        "input_size": size,
         "layers": names,
         "epochs": [],
-        "grad_norms_init": probe_gradients(model, probe_x, probe_y, names, mean, std),
+        "grad_norms_init": probe_gradients(model, *probe, names, *run.norm),
     }
-    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    best_acc, start_epoch = -1.0, 0
-    if resume and (run / "checkpoint.safetensors").is_file():
-        saved = load_file(str(run / "checkpoint.safetensors"))
-        model.load_state_dict({k[6:]: v for k, v in saved.items() if k.startswith("model.")})
-        best_state = {k[5:]: v for k, v in saved.items() if k.startswith("best.")}
-        for i, p in enumerate(opt.param_groups[0]["params"]):
-            if f"momentum.{i}" in saved:
-                opt.state[p]["momentum_buffer"] = saved[f"momentum.{i}"].to(device)
-        gen.set_state(saved["rng"].to(gen.get_state().device))
-        history = json.loads((run / "history.json").read_text())
-        start_epoch = len(history["epochs"])
-        best_acc = max((e["val_acc"] for e in history["epochs"]), default=-1.0)
+    run.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if resume and checkpoint.is_file():
+        _resume(run, checkpoint)
     elif resume:
         cfg.notes.append("--resume given but no checkpoint found: trained from scratch")
+    return run
 
-    started = time.time()
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        t0 = time.time()
-        order = torch.randperm(len(x_train), generator=gen, device=device)
-        loss_sum = correct = seen = 0.0
-        norms: list[list[float]] = []
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"{cfg.name} {epoch + 1}/{cfg.epochs}",
-            disable=not progress,
-            leave=False,
-        )
-        for i in bar:
-            step = epoch * steps_per_epoch + i
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(step, total, warmup, cfg.lr)
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x = normalize(augment_policy(x_train[idx], gen, cfg.augment), mean, std)
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = y_train[idx]
-            with _autocast(device):
-                logits = model(x)
-            loss = _loss(logits, y, cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if i % cfg.grad_every == 0:
-                norms.append(grad_norms(model, names))
-            opt.step()
-            hard = y if y.ndim == 1 else y.argmax(1)
-            loss_sum += float(loss.detach()) * len(y)
-            correct += float((logits.argmax(1) == hard).sum())
-            seen += len(y)
-        probs = predict(model, x_val, mean, std, flip=False)
-        val_loss = float(F.nll_loss(probs.clamp_min(1e-8).log(), torch.from_numpy(val.labels)))
-        val_acc = float((probs.argmax(1).numpy() == val.labels).mean())
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / seen,
-            "train_acc": correct / seen,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": time.time() - t0,
-            "grad_norms": np.mean(norms, 0).tolist(),
-        }
-        history["epochs"].append(record)
-        if val_acc > best_acc:
-            best_acc = val_acc
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        _save_checkpoint(run, model, opt, history, gen, best_state)
-        if progress:
-            tqdm.write(
-                f"{cfg.name} epoch {epoch + 1}: train loss {record['train_loss']:.3f} "
-                f"acc {record['train_acc']:.3f} | val loss {val_loss:.3f} acc {val_acc:.4f}"
-                f" | {record['seconds']:.1f}s"
-            )
 
-    history["train_seconds"] = history.get("train_seconds", 0.0) + time.time() - started
+def _momentum_key(saved: dict, group: int, index: int) -> str | None:
+    """The key of a parameter's momentum buffer in a checkpoint: "momentum.{group}.{index}", or
+    "momentum.{index}" for group 0 in checkpoints written when only group 0's were kept."""
+    for key in (f"momentum.{group}.{index}", f"momentum.{index}" if group == 0 else ""):
+        if key in saved:
+            return key
+    return None
+
+
+def _resume(run: Run, checkpoint: Path) -> None:
+    """Model, best epoch, momentum, random generator and history from `checkpoint`."""
+    saved = load_file(str(checkpoint))
+    run.model.load_state_dict({k[6:]: v for k, v in saved.items() if k.startswith("model.")})
+    run.best_state = {k[5:]: v for k, v in saved.items() if k.startswith("best.")}
+    for g, group in enumerate(run.opt.param_groups):
+        for i, p in enumerate(group["params"]):
+            key = _momentum_key(saved, g, i)
+            if key:
+                run.opt.state[p]["momentum_buffer"] = saved[key].to(run.device)
+    run.gen.set_state(saved["rng"].to(run.gen.get_state().device))
+    run.history = json.loads((checkpoint.parent / "history.json").read_text())
+    run.best_acc = max((e["val_acc"] for e in run.history["epochs"]), default=-1.0)
+
+
+def train_epoch(run: Run, epoch: int, progress: bool = True) -> dict:
+    """One epoch (0-based `epoch`) of SGD on the shuffled training set, then PublicTest: the
+    epoch's record (losses, accuracies, learning rate, seconds, mean gradient norms)."""
+    cfg, model, opt = run.cfg, run.model, run.opt
+    model.train()
+    t0 = time.time()
+    steps = run.steps_per_epoch
+    total, warmup = steps * cfg.epochs, int(cfg.warmup_epochs * steps)
+    names = run.history["layers"]
+    order = torch.randperm(len(run.x_train), generator=run.gen, device=run.device)
+    loss_sum = correct = seen = 0.0
+    norms: list[list[float]] = []
+    bar = tqdm(
+        range(steps),
+        desc=f"{cfg.name} {epoch + 1}/{cfg.epochs}",
+        disable=not progress,
+        leave=False,
+    )
+    for i in bar:
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(epoch * steps + i, total, warmup, cfg.lr)
+        idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+        x = normalize(augment_policy(run.x_train[idx], run.gen, cfg.augment), *run.norm)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = run.y_train[idx]
+        with _autocast(run.device):
+            logits = model(x)
+        loss = _loss(logits, y, cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if i % cfg.grad_every == 0:
+            norms.append(grad_norms(model, names))
+        opt.step()
+        hard = y if y.ndim == 1 else y.argmax(1)
+        loss_sum += float(loss.detach()) * len(y)
+        correct += float((logits.argmax(1) == hard).sum())
+        seen += len(y)
+    val_loss, val_acc = _validate(run)
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss_sum / seen,
+        "train_acc": correct / seen,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "lr": opt.param_groups[0]["lr"],
+        "seconds": time.time() - t0,
+        "grad_norms": np.mean(norms, 0).tolist(),
+    }
+
+
+def _validate(run: Run, flip: bool = False) -> tuple[float, float]:
+    """(loss, accuracy) on PublicTest (majority labels)."""
+    x_val = torch.from_numpy(run.val.images).unsqueeze(1)
+    probs = predict(run.model, x_val, *run.norm, flip=flip)
+    labels = torch.from_numpy(run.val.labels)
+    val_loss = float(F.nll_loss(probs.clamp_min(1e-8).log(), labels))
+    return val_loss, float((probs.argmax(1).numpy() == run.val.labels).mean())
+
+
+def finish_run(run: Run, seconds: float) -> dict:
+    """The history completed after the last epoch (training time, final gradient norms and
+    clean training error, the best epoch and its flip-test PublicTest accuracy), with the best
+    epoch's weights loaded; returns the run's summary."""
+    history, model = run.history, run.model
+    history["train_seconds"] = history.get("train_seconds", 0.0) + seconds
+    device = run.device
     history["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    history["grad_norms_final"] = probe_gradients(model, probe_x, probe_y, names, mean, std)
-    last_probs = predict(model, x_train.cpu(), mean, std, flip=False)
-    history["train_error_final"] = float((last_probs.argmax(1).numpy() != train.labels).mean())
-    model.load_state_dict(best_state)
+    names = history["layers"]
+    history["grad_norms_final"] = probe_gradients(model, *run.probe, names, *run.norm)
+    last_probs = predict(model, run.x_train.cpu(), *run.norm, flip=False)
+    history["train_error_final"] = float((last_probs.argmax(1).numpy() != run.train.labels).mean())
+    model.load_state_dict(run.best_state)
     history["best_epoch"] = 1 + int(np.argmax([e["val_acc"] for e in history["epochs"]]))
-    val_probs = predict(model, x_val, mean, std, flip=True)
-    history["val_acc_flip"] = float((val_probs.argmax(1).numpy() == val.labels).mean())
-    (run / "history.json").write_text(json.dumps(history))
-    summary = {
-        "name": cfg.name,
+    history["val_acc_flip"] = _validate(run, flip=True)[1]
+    (run.cfg.run_dir / "history.json").write_text(json.dumps(history))
+    return {
+        "name": run.cfg.name,
         "best_epoch": history["best_epoch"],
-        "val_acc": best_acc,
+        "val_acc": run.best_acc,
         "val_acc_flip": history["val_acc_flip"],
         "train_error_final": history["train_error_final"],
         "train_seconds": history["train_seconds"],
         "device": history["device"],
     }
+
+
+def train_expression(
+    cfg: TrainConfig, resume: bool = False, progress: bool = True, publish: bool = True
+) -> dict:
+    """Train `cfg.arch` from scratch (or resume), select the epoch with the best PublicTest
+    accuracy, evaluate, and (if `publish`) save it to the registry as `cfg.name`."""
+    run = start_run(cfg, resume)
+    started = time.time()
+    for epoch in range(len(run.history["epochs"]), cfg.epochs):
+        record = train_epoch(run, epoch, progress)
+        run.history["epochs"].append(record)
+        if record["val_acc"] > run.best_acc:
+            run.best_acc = record["val_acc"]
+            run.best_state = {
+                k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()
+            }
+        _save_checkpoint(cfg.run_dir, run.model, run.opt, run.history, run.gen, run.best_state)
+        if progress:
+            tqdm.write(
+                f"{cfg.name} epoch {epoch + 1}: train loss {record['train_loss']:.3f} "
+                f"acc {record['train_acc']:.3f} | val loss {record['val_loss']:.3f} "
+                f"acc {record['val_acc']:.4f} | {record['seconds']:.1f}s"
+            )
+    summary = finish_run(run, time.time() - started)
     if publish:
-        metrics = {f"{dataset_key(cfg.labels)}-publictest/accuracy": history["val_acc_flip"]}
-        model = model.cpu().float().to(memory_format=torch.contiguous_format)
-        publish_expression_model(model, cfg.name, history, metrics)
+        key = f"{dataset_key(cfg.labels)}-publictest/accuracy"
+        model = run.model.cpu().float().to(memory_format=torch.contiguous_format)
+        publish_expression_model(model, cfg.name, run.history, {key: run.history["val_acc_flip"]})
     return summary
