@@ -28,6 +28,7 @@ from faceres import app, registry
 from faceres.app import common, compare_tab, expression_tab, models_tab, render, uploads, verify_tab
 from faceres.detect import Face, backend
 from faceres.errors import ImageError, ModelError
+from faceres.expression import ExpressionResult, FaceExpression
 from faceres.face import pipeline
 from faceres.settings import PROJECT_ROOT, cache_dir
 
@@ -320,14 +321,8 @@ def fake_expression(monkeypatch, faces: int) -> list:
             probs[top] = 0.7
             box = (10.0 + 20 * i, 10.0, 16.0, 16.0)
             face = Face(box, np.zeros((5, 2), np.float32), "yunet5", 0.9, "yunet")
-            found.append(
-                types.SimpleNamespace(
-                    face=face, probabilities=probs, label=top, crop=np.zeros((48, 48), np.uint8)
-                )
-            )
-        return types.SimpleNamespace(
-            faces=found, model=name, detector="yunet", timings={"detect": 1.0, "classify": 2.0}
-        )
+            found.append(FaceExpression(face, probs, top, np.zeros((48, 48), np.uint8)))
+        return ExpressionResult(found, name, "yunet", {"detect": 1.0, "classify": 2.0})
 
     def explain_expression(found):
         overlay = np.zeros((8, 8, 3), np.uint8)

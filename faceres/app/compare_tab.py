@@ -10,7 +10,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 import numpy as np
@@ -145,10 +145,28 @@ def _without_block(
     return row, detail
 
 
-def clear_comparison() -> tuple:
-    """The comparison emptied (before each run): (ResNet label, ResNet summary, plain label,
-    plain summary, maps, details)."""
-    return None, "", None, "", "", None
+class Compared(NamedTuple):
+    """`compare_models`' outputs: each network's probabilities and summary, the maps (where each
+    looked for the class it chose, Grad-CAM, side by side) and the details."""
+
+    res_label: gr.Label | None
+    res_text: str
+    plain_label: gr.Label | None
+    plain_text: str
+    maps: str
+    details: dict | None
+
+
+class Removed(NamedTuple):
+    """`remove_block`'s outputs: the table and its details."""
+
+    lesion: str
+    lesion_details: dict | None
+
+
+def clear_comparison() -> Compared:
+    """The comparison emptied (before each run)."""
+    return Compared(None, "", None, "", "", None)
 
 
 def clear_photo() -> tuple:
@@ -156,21 +174,17 @@ def clear_photo() -> tuple:
     return *clear_comparison(), *clear_removal()
 
 
-def clear_removal() -> tuple:
-    """The block removal's results emptied: (HTML, details)."""
-    return "", None
+def clear_removal() -> Removed:
+    """The block removal's results emptied."""
+    return Removed("", None)
 
 
 @user_errors
 def compare_models(
     photo: Any, resnet: str | None = None, plain: str | None = None, detector: str | None = None
-) -> tuple:
+) -> Compared:
     """ResNet vs plain tab: the largest face (found by `detector`, default auto) through a ResNet
-    and its plain twin.
-
-    Returns (ResNet label, ResNet summary, plain label, plain summary, maps HTML: where each
-    looked for the class it chose (Grad-CAM), side by side, details dict).
-    """
+    and its plain twin."""
     if not resnet or not plain:
         pairs = twin_pairs()
         if not pairs:
@@ -188,14 +202,8 @@ def compare_models(
             [f"{d['model']}: {d['label']}" for d in (res_detail, plain_detail)],
         )
     )
-    return (
-        res_label,
-        res_text,
-        plain_label,
-        plain_text,
-        maps,
-        {"resnet": res_detail, "plain": plain_detail},
-    )
+    details = {"resnet": res_detail, "plain": plain_detail}
+    return Compared(res_label, res_text, plain_label, plain_text, maps, details)
 
 
 def block_picker(resnet: str) -> gr.Dropdown:
@@ -211,13 +219,10 @@ def remove_block(
     plain: str | None = None,
     block: int | None = 0,
     detector: str | None = None,
-) -> tuple[str, dict]:
+) -> Removed:
     """ResNet vs plain tab, "remove a block": the largest face through the ResNet and its plain
     twin, whole and with deletable block number `block` (from 0) removed at test time (Veit et
-    al. 2016; `faceres.models.blocks`).
-
-    Returns (HTML table, details dict).
-    """
+    al. 2016; `faceres.models.blocks`): `Removed`."""
     if not resnet or not plain:
         pairs = twin_pairs()
         if not pairs:
@@ -237,7 +242,7 @@ def remove_block(
         + "".join(rows)
         + f"</table><div style='color:#777'>{details['ms']:.0f} ms</div>"
     )
-    return html, details
+    return Removed(html, details)
 
 
 def committed_study(name: str) -> tuple[str, list[str], Callable[[], str] | None, str]:
@@ -302,7 +307,15 @@ def _comparison(pairs: list[tuple[str, str]]) -> None:
     with gr.Accordion("Details", open=False):
         details = gr.JSON()
     removal = _removal(photo, resnet, plain, detector, pairs[0][0])
-    outputs = [res_label, res_text, plain_label, plain_text, maps, details]
+    named = {
+        "res_label": res_label,
+        "res_text": res_text,
+        "plain_label": plain_label,
+        "plain_text": plain_text,
+        "maps": maps,
+        "details": details,
+    }
+    outputs = [named[name] for name in Compared._fields]
     photo.change(clear_photo, None, [*outputs, *removal], api_visibility="private")
     resnet.change(plain_twin, resnet, plain, api_name="plain_twin")
     clear_then_run(
@@ -339,7 +352,7 @@ def _removal(
     lesion = gr.HTML(elem_id="lesion-result")
     with gr.Accordion("Block removal details", open=False):
         lesion_details = gr.JSON()
-    removal = [lesion, lesion_details]
+    removal = [{"lesion": lesion, "lesion_details": lesion_details}[n] for n in Removed._fields]
     clear_then_run(
         remove.click,
         clear_removal,

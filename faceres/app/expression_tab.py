@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import gradio as gr
@@ -118,15 +119,40 @@ def show_study_models(study: bool, model: str | None = None) -> gr.Dropdown:
     return gr.Dropdown(choices=options, value=model if model in names else names[0])
 
 
-def clear_photo_results() -> tuple:
-    """The photo's results emptied (a new photo, or before each run): (annotated photo HTML,
-    `MAX_FACE_LABELS` hidden labels, summary, maps HTML, details)."""
-    return ("", *[gr.Label(value=None, visible=False)] * MAX_FACE_LABELS, "", "", None)
+class PhotoAnalysis(NamedTuple):
+    """`analyze_photo`'s outputs: the annotated photo, one probability panel per face (the
+    `MAX_FACE_LABELS` largest; the rest hidden), the summary, the maps (Grad-CAM of the class
+    chosen, per face) and the details (`ExpressionResult.to_dict`)."""
+
+    shown: str
+    face1: gr.Label
+    face2: gr.Label
+    face3: gr.Label
+    face4: gr.Label
+    face5: gr.Label
+    face6: gr.Label
+    summary: str
+    maps: str
+    details: dict | None
 
 
-def clear_video_results() -> tuple:
-    """The video's results emptied: (annotated video HTML, timeline HTML, summary, details)."""
-    return "", "", "", None
+def clear_photo_results() -> PhotoAnalysis:
+    """The photo's results emptied (a new photo, or before each run)."""
+    return PhotoAnalysis("", *[gr.Label(value=None, visible=False)] * MAX_FACE_LABELS, "", "", None)
+
+
+class VideoAnalysis(NamedTuple):
+    """`analyze_video_file`'s outputs: the annotated video, the timeline, summary and details."""
+
+    annotated: str
+    timeline: str
+    summary: str
+    details: dict | None
+
+
+def clear_video_results() -> VideoAnalysis:
+    """The video's results emptied."""
+    return VideoAnalysis("", "", "", None)
 
 
 def _labels(faces: list) -> list[gr.Label]:
@@ -165,13 +191,11 @@ def _maps(r: Any) -> str:
 
 
 @user_errors
-def analyze_photo(photo: Any, model: str | None = None, detector: str | None = None) -> tuple:
+def analyze_photo(
+    photo: Any, model: str | None = None, detector: str | None = None
+) -> PhotoAnalysis:
     """Expression tab: every face (found by `detector`, default auto) boxed and labelled,
-    probabilities for the largest ones.
-
-    Returns (annotated photo HTML, `MAX_FACE_LABELS` gr.Label updates, summary Markdown, maps
-    HTML: where the model looked for the class it chose, per face (Grad-CAM), details dict).
-    """
+    probabilities for the largest ones, and where the model looked (`PhotoAnalysis`)."""
     start = time.perf_counter()
     image = take_photo(photo)
     read_ms = 1000 * (time.perf_counter() - start)
@@ -187,21 +211,8 @@ def analyze_photo(photo: Any, model: str | None = None, detector: str | None = N
     labels = _labels(faces)
     summary = _summary(r, timings, detector)
     maps = _maps(r)
-    details = {
-        "model": r.model,
-        "detector": r.detector,
-        "faces": [
-            {
-                "face": number,
-                "box": [round(v, 1) for v in f.face.box],
-                "label": f.label,
-                "probabilities": {k: round(float(p), 4) for k, p in f.probabilities.items()},
-            }
-            for number, f in enumerate(faces, start=1)
-        ],
-        "timings_ms": {k: round(v, 1) for k, v in timings.items()},
-    }
-    return (
+    details = replace(r, timings=timings).to_dict()
+    return PhotoAnalysis(
         image_html(drawn, f"{len(faces)} face(s) with expressions"),
         *labels,
         summary,
@@ -269,14 +280,11 @@ def _small(image: np.ndarray, side: int) -> np.ndarray:
 @user_errors
 def analyze_video_file(
     video: Any, model: str | None = None, detector: str | None = None
-) -> tuple[str, str, str, dict]:
+) -> VideoAnalysis:
     """Video: `VIDEO_FPS` frames per second of an uploaded video analysed, faces tracked, and
     an annotated video (WebM, inline) and a timeline of each tracked face's probabilities sent
-    back. The upload is deleted once read; the annotated video's file exists only while it is
-    encoded.
-
-    Returns (annotated video HTML, timeline HTML, summary Markdown, details dict with per-frame,
-    per-face results).
+    back (`VideoAnalysis`; its details hold per-frame, per-face results). The upload is deleted
+    once read; the annotated video's file exists only while it is encoded.
     """
     start = time.perf_counter()
     path = video_upload(video)
@@ -323,7 +331,7 @@ def analyze_video_file(
         ],
         "frames": records,
     }
-    return video_html(webm, "annotated video"), _timeline(tracks), summary, details
+    return VideoAnalysis(video_html(webm, "annotated video"), _timeline(tracks), summary, details)
 
 
 def _timeline(tracks: list[dict]) -> str:
@@ -410,7 +418,9 @@ def _photo_tab(model: gr.Dropdown, detector: gr.Dropdown) -> None:
         labels = [gr.Label(visible=False) for _ in range(MAX_FACE_LABELS)]
     with gr.Accordion("Details", open=False):
         details = gr.JSON()
-    outputs = [shown, *labels, summary, maps, details]
+    named = {"shown": shown, "summary": summary, "maps": maps, "details": details}
+    named |= {f"face{i}": label for i, label in enumerate(labels, start=1)}
+    outputs = [named[name] for name in PhotoAnalysis._fields]
     photo.change(clear_photo_results, None, outputs, api_visibility="private")
     clear_then_run(
         button.click,
@@ -471,7 +481,8 @@ def _video_tab(model: gr.Dropdown, detector: gr.Dropdown) -> None:
     timeline = gr.HTML(elem_id="expression-timeline")
     with gr.Accordion("Per-frame results", open=False):
         details = gr.JSON()
-    outputs = [annotated, timeline, summary, details]
+    named = {"annotated": annotated, "timeline": timeline, "summary": summary, "details": details}
+    outputs = [named[name] for name in VideoAnalysis._fields]
     video.change(clear_video_results, None, outputs, api_visibility="private")
     clear_then_run(
         button.click,

@@ -11,7 +11,7 @@ the request: nothing is indexed, kept or written.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 import numpy as np
@@ -30,7 +30,7 @@ from faceres.app.uploads import MAX_MULTIPLE_FILES, take_photo
 from faceres.detect import fallback_note
 from faceres.errors import FaceresError, ImageError, NoFaceError
 from faceres.face.pipeline import FacePipeline, FaceRecord
-from faceres.identity import compare
+from faceres.identity import calibration, judge
 from faceres.search.query import cluster_embeddings, cluster_settings
 from faceres.search.store import build_faiss
 
@@ -103,20 +103,24 @@ def _faces(
     return pipeline, [(p, r) for p, records in zip(photos, found, strict=True) for r in records]
 
 
-def clear_results() -> tuple[str, None]:
-    """The tab's results emptied (new photos, or before each run): (HTML, details)."""
-    return "", None
+class Found(NamedTuple):
+    """`find_person`'s and `group_photos`' outputs: the faces shown, and the details."""
+
+    shown: str
+    details: dict | None
+
+
+def clear_results() -> Found:
+    """The tab's results emptied (new photos, or before each run)."""
+    return Found("", None)
 
 
 @user_errors
 def find_person(
     probe: Any, photos: Any, model: str | None = None, detector: str | None = None
-) -> tuple[str, dict]:
+) -> Found:
     """Find tab: the faces among `photos` most like the probe photo's largest face, best first,
-    with verification's verdict.
-
-    Returns (matches HTML, details dict).
-    """
+    with verification's verdict (`faceres.identity.judge`)."""
     values = _photos(photos)
     probe_photo = Photo(0, "probe", take_photo(probe))
     read, skipped = _read(values)
@@ -133,7 +137,11 @@ def find_person(
     )
     _, ids = index.search(probe_face.embedding[None].astype(np.float32), min(TOP, len(faces)))
     found = [faces[int(i)] for i in ids[0]]
-    verdicts = [compare(([probe_face], [face]), pipeline.model).decided for _, face in found]
+    meta = calibration(pipeline.model)
+    verdicts = [
+        judge(probe_face.embedding, face.embedding, (probe_face.quality, face.quality), meta)
+        for _, face in found
+    ]
     matches = [
         {
             "photo": photo.number,
@@ -163,16 +171,13 @@ def find_person(
         "matches": matches,
         "skipped": skipped,
     }
-    return shown, details
+    return Found(shown, details)
 
 
 @user_errors
-def group_photos(photos: Any, model: str | None = None, detector: str | None = None) -> tuple:
+def group_photos(photos: Any, model: str | None = None, detector: str | None = None) -> Found:
     """Find tab, "group": every face of `photos` grouped by person (`cluster_embeddings` with
-    the model's `cluster_settings`; faces matching nobody are unassigned).
-
-    Returns (groups HTML, details dict).
-    """
+    the model's `cluster_settings`; faces matching nobody are unassigned)."""
     read, skipped = _read(_photos(photos))
     pipeline, faces = _faces(read, model, detector or None)
     if not faces:
@@ -210,7 +215,7 @@ def group_photos(photos: Any, model: str | None = None, detector: str | None = N
         "skipped": skipped,
     }
     notes = notes_html([*skipped, fallback_note(detector, faces[0][1].face.detector)])
-    return "".join(rows) + notes, details
+    return Found("".join(rows) + notes, details)
 
 
 def build() -> None:
@@ -246,7 +251,7 @@ def build() -> None:
     shown = gr.HTML(elem_id="find-result")
     with gr.Accordion("Details", open=False):
         details = gr.JSON()
-    outputs = [shown, details]
+    outputs = [{"shown": shown, "details": details}[name] for name in Found._fields]
     gr.on([probe.change, photos.change], clear_results, None, outputs, api_visibility="private")
     clear_then_run(
         find.click,

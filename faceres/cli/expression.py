@@ -35,21 +35,7 @@ def photo_record(path: str, model: str | None, detector: str | None) -> dict:
     from faceres.expression import analyze_expression
 
     result = analyze_expression(path, model=model, detector=detector)
-    return {
-        "image": path,
-        "model": result.model,
-        "detector": result.detector,
-        "timings_ms": result.timings,
-        "faces": [
-            {
-                "face": number,
-                "box": [round(v, 1) for v in f.face.box],
-                "label": f.label,
-                "probabilities": {k: round(v, 4) for k, v in f.probabilities.items()},
-            }
-            for number, f in enumerate(result.faces, start=1)
-        ],
-    }
+    return {"image": path, **result.to_dict()}
 
 
 def video_record(path: str, model: str | None, detector: str | None, max_fps: float | None) -> dict:

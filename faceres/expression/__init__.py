@@ -53,6 +53,23 @@ class ExpressionResult:
     detector: str
     timings: dict[str, float] = field(default_factory=dict)
 
+    def to_dict(self) -> dict:
+        """JSON-ready summary (no pixels): the one details schema of the CLI, API and app."""
+        return {
+            "model": self.model,
+            "detector": self.detector,
+            "faces": [
+                {
+                    "face": number,
+                    "box": [round(v, 1) for v in f.face.box],
+                    "label": f.label,
+                    "probabilities": {k: round(float(v), 4) for k, v in f.probabilities.items()},
+                }
+                for number, f in enumerate(self.faces, start=1)
+            ],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
+        }
+
 
 def _framing(config: dict) -> dict:
     template = config.get("faceres", {}).get("alignment")

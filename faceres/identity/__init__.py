@@ -31,7 +31,16 @@ from faceres.identity.verdict import Verdict, decide, judge
 from faceres.imageio import ImageInput, load_image
 from faceres.stopwatch import Stopwatch
 
-__all__ = ["VerifyResult", "Verdict", "compare", "decide", "embed", "judge", "verify"]
+__all__ = [
+    "VerifyResult",
+    "Verdict",
+    "calibration",
+    "compare",
+    "decide",
+    "embed",
+    "judge",
+    "verify",
+]
 
 MAX_FACES = 12
 """Faces of one photo (largest first) that `verify(..., every_face=True)` embeds: what the app's
