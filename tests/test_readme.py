@@ -474,6 +474,11 @@ CLAIMS: list[Claim] = [
     ),
     # Depth study
     Claim(
+        "study: CPU throughput at 32×32",
+        rf"ResNet-20 {NUMBER} images/s, plain-20 {NUMBER}, ResNet-56 {NUMBER}, plain-56 {NUMBER}",
+        lambda: [r["images_per_second"] for r in _depth_throughput()["runs"]],
+    ),
+    Claim(
         "study: recipe",
         rf"batch {NUMBER}, SGD {NUMBER} cosine, \*\*{NUMBER} epochs\*\*",
         lambda: [
@@ -1111,6 +1116,19 @@ def _train_throughput() -> dict:
     return result(
         "train_throughput", "python benchmarks/train_throughput.py --arch faceres_resnet18_48"
     )
+
+
+def _depth_throughput() -> dict:
+    """The depth study's throughput runs, in the order the docs name them."""
+    data = json.loads((ROOT / "benchmarks/results/train_throughput_depth.json").read_text())
+    order = [
+        "faceres_resnet20_32",
+        "faceres_plain20_32",
+        "faceres_resnet56_32",
+        "faceres_plain56_32",
+    ]
+    assert [r["arch"] for r in data["runs"]] == order
+    return data
 
 
 def _mutants() -> dict:
