@@ -21,15 +21,15 @@ from faceres.cli import main
 from faceres.face.pipeline import embed_crops
 from faceres.models.blocks import blocks, deletable_blocks, lesioned
 from faceres.models.fer_resnet import FaceResNet
-from faceres.study.lesion import (
+from faceres.study.lesion.fast import (
     PathGradients,
     folded_copy,
     lesion_outputs,
     path_gradients,
     path_length_distribution,
 )
-from faceres.study.lesion_report import findings, format_table, save_results, write_cards
-from faceres.study.lesion_study import LesionSettings, k_lesions, k_values, model_kind
+from faceres.study.lesion.report import findings, format_table, save_results, write_cards
+from faceres.study.lesion.run import LesionSettings, k_lesions, k_values, model_kind
 
 # -- tiny networks and their forwards by hand ---------------------------------------------------
 

@@ -139,7 +139,7 @@ def run_depth(args: argparse.Namespace) -> int:
 
 def run_lesion(args: argparse.Namespace) -> int:
     from faceres.registry import registry_dir
-    from faceres.study.lesion_report import (
+    from faceres.study.lesion.report import (
         findings,
         format_table,
         load_results,
@@ -147,7 +147,7 @@ def run_lesion(args: argparse.Namespace) -> int:
         save_results,
         write_cards,
     )
-    from faceres.study.lesion_study import DEFAULT_MODELS, LesionSettings, run_lesion_study
+    from faceres.study.lesion.run import DEFAULT_MODELS, LesionSettings, run_lesion_study
 
     out = args.out or Path("runs/study/lesion")
     if args.report:

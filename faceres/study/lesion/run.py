@@ -50,7 +50,7 @@ from faceres.eval.metrics import accuracy, best_threshold, kfold_accuracy
 from faceres.face.align import align, model_template
 from faceres.models.blocks import blocks, same_shape
 from faceres.models.fer_resnet import normalize
-from faceres.study.lesion import (
+from faceres.study.lesion.fast import (
     folded_copy,
     lesion_outputs,
     path_gradients,
