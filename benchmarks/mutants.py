@@ -71,11 +71,9 @@ MODULES: dict[str, Module] = {
         ("tests/test_eval_identity.py",),
     ),
     "eval.lfw": Module("faceres/eval/lfw.py", ("pair_metrics",), ("tests/test_eval_identity.py",)),
-    "identity": Module(
-        "faceres/identity/__init__.py",
-        ("decide", "pick_face", "embed_views"),
-        ("tests/test_verify.py",),
-    ),
+    "identity": Module("faceres/identity/__init__.py", ("pick_face",), ("tests/test_verify.py",)),
+    "verdict": Module("faceres/identity/verdict.py", ("decide",), ("tests/test_verify.py",)),
+    "face": Module("faceres/face/pipeline.py", ("embed_views",), ("tests/test_verify.py",)),
     "align": Module(
         "faceres/face/align.py",
         (
@@ -118,9 +116,9 @@ VERIFY_TESTS = ("tests/test_verify.py", "tests/test_eval_identity.py", "tests/te
 ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "no-per-view-l2",
-        "identity.embed_crops returns raw (un-normalised) embeddings, so embed_views sums views "
-        "of unequal length",
-        "faceres/identity/__init__.py",
+        "face.pipeline.embed_crops returns raw (un-normalised) embeddings, so embed_views sums "
+        "views of unequal length",
+        "faceres/face/pipeline.py",
         "    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)",
         "    return out",
         VERIFY_TESTS,
@@ -128,7 +126,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "verify-band-zero",
         "verify ignores the calibrated band (band = 0: never 'uncertain')",
-        "faceres/identity/__init__.py",
+        "faceres/identity/verdict.py",
         'band = float(meta.get("band", DEFAULT_BAND))',
         "band = 0.0",
         VERIFY_TESTS,
@@ -144,7 +142,7 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
     IssueMutant(
         "quality-gate-ignored",
         "verify ignores the quality gate's reasons",
-        "faceres/identity/__init__.py",
+        "faceres/identity/verdict.py",
         '    if reasons:\n        return "uncertain"',
         '    if False:\n        return "uncertain"',
         VERIFY_TESTS,
@@ -177,22 +175,22 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
         "train-no-optimiser-step",
         "the training loop never calls optimiser.step() (weights never change)",
         "faceres/train/classifier.py",
-        "                norms.append(grad_norms(model, names))\n            opt.step()\n",
-        "                norms.append(grad_norms(model, names))\n            pass\n",
+        "            norms.append(grad_norms(model, names))\n        opt.step()\n",
+        "            norms.append(grad_norms(model, names))\n        pass\n",
         ("tests/test_train.py", "tests/test_expression_models.py", "tests/test_study.py"),
     ),
     IssueMutant(
         "align-with-other-landmarks",
-        "verify aligns each image with the other image's landmarks",
-        "faceres/identity/__init__.py",
-        "for image, face in zip(images, used, strict=True)]\n",
-        "for image, face in zip(images, used[::-1], strict=True)]\n",
+        "the face pipeline aligns each image with the other image's landmarks",
+        "faceres/face/pipeline.py",
+        "for image, found, picked in zip(images, faces, numbers, strict=True)",
+        "for image, found, picked in zip(images, faces[::-1], numbers, strict=True)",
         VERIFY_TESTS,
     ),
     IssueMutant(
         "tta-vertical-flip-identity",
         "identity test-time augmentation flips vertically (upside down) instead of mirroring",
-        "faceres/identity/__init__.py",
+        "faceres/face/pipeline.py",
         "np.concatenate([batch, batch[..., ::-1]])",
         "np.concatenate([batch, batch[..., ::-1, :]])",
         VERIFY_TESTS,
@@ -241,8 +239,8 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
         "tune-reads-view2",
         "`faceres eval lfw --tune` tunes the template on View 2's images instead of View 1's",
         "faceres/eval/lfw.py",
-        "dict.fromkeys(p for pair in (*dev_train, *dev_test) for p in",
-        "dict.fromkeys(p for pair in (*view2,) for p in",
+        "view1_paths = lists.paths([lists.dev_train, lists.dev_test])",
+        "view1_paths = lists.paths([lists.view2])",
         ("tests/test_eval_identity.py",),
     ),
 )
