@@ -125,8 +125,9 @@ def test_cli_report_json(tmp_path):
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout)
-    assert rows == study["rows"]
+    printed = json.loads(out.stdout)
+    assert printed == {"protocol": study["protocol"], "rows": study["rows"]}
+    assert all("epochs" in r and "cpu_hours" in r for r in printed["rows"])
 
 
 def test_sweep_commands_train_into_the_registry_with_one_recipe_per_pair(tiny_registry):
@@ -174,3 +175,31 @@ def test_sweep_skips_models_the_registry_holds_with_the_same_recipe(tiny_registr
     assert str(folder) not in outs and len(outs) == len(SWEEP) - 1
     outs = [c[c.index("--out") + 1] for c in sweep_commands(dict(DEPTH_SWEEP, epochs=41))]
     assert str(folder) in outs
+
+
+def test_findings_follow_the_numbers_across_four_depths(monkeypatch):
+    """With four depths per kind the findings say, from the numbers, whether training error
+    moves one way with depth (hand-made rows; no registry)."""
+    from faceres.study import depth
+
+    def row(kind: str, d: int, err: float) -> dict:
+        name = f"{kind}{d}"
+        return {
+            "name": name,
+            "depth": d,
+            "residual": kind == "resnet",
+            "batchnorm": True,
+            "epochs": 40,
+            "train_error_final": err,
+        }
+
+    rows = [row("plain", d, e) for d, e in ((20, 0.30), (32, 0.33), (44, 0.36), (56, 0.40))]
+    rows += [row("resnet", d, e) for d, e in ((20, 0.25), (32, 0.21), (44, 0.22), (56, 0.18))]
+    monkeypatch.setattr(depth, "_history", lambda name: {"grad_norms_init": [1.0]})
+    plain, resnet = depth.findings(rows)
+    assert "plain-56 ends with a training error of 40.0% vs 30.0%" in plain
+    assert "(+10.0 points): higher: the deeper net degrades" in plain
+    assert "By depth (20: 30.0%, 32: 33.0%, 44: 36.0%, 56: 40.0%): rising at every step." in plain
+    assert "ResNet-56 ends with a training error of 18.0% vs 25.0%" in resnet
+    assert "(-7.0 points): lower." in resnet and "He et al." not in resnet
+    assert "(20: 25.0%, 32: 21.0%, 44: 22.0%, 56: 18.0%): not one way." in resnet

@@ -121,7 +121,7 @@ def run_depth(args: argparse.Namespace) -> int:
         else run_depth_study(config, resume=args.resume, jobs=args.jobs)
     )
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"protocol": config.get("protocol", ""), "rows": rows}, indent=2))
         return 0
     from faceres.study.depth import findings, save_study, write_study_cards
 

@@ -147,6 +147,13 @@ def _history(name: str) -> dict:
     return json.loads(path.read_text())
 
 
+def _cpu_hours(history: dict) -> float | None:
+    """Wall-clock hours of training on the CPU (the whole machine's cores; None for a GPU run)."""
+    if history["device"] != "cpu":
+        return None
+    return round(history["train_seconds"] / 3600, 3)
+
+
 def depth_report(config: dict | None = None) -> list[dict]:
     """The study table, read from the registry: one row per sweep model present there."""
     config = config or DEPTH_SWEEP
@@ -173,10 +180,29 @@ def depth_report(config: dict | None = None) -> list[dict]:
                 "publictest_accuracy": metrics.get("fer2013-publictest/accuracy"),
                 "privatetest_accuracy": metrics.get("fer2013-privatetest/accuracy"),
                 "train_minutes": hist["train_seconds"] / 60,
+                "cpu_hours": _cpu_hours(hist),
                 "device": hist["device"],
             }
         )
     return rows
+
+
+def _by_depth(sel: list[dict]) -> str:
+    """With more than two depths of one kind (sorted by depth): each one's final training error
+    and whether it moves one way from depth to depth."""
+    if len(sel) < 3:
+        return ""
+    errors = [100 * r["train_error_final"] for r in sel]
+    steps = np.diff(errors)
+    trend = (
+        "rising at every step"
+        if (steps > 0).all()
+        else "falling at every step"
+        if (steps < 0).all()
+        else "not one way"
+    )
+    listed = ", ".join(f"{r['depth']}: {e:.1f}%" for r, e in zip(sel, errors, strict=True))
+    return f" By depth ({listed}): {trend}."
 
 
 def findings(rows: list[dict]) -> list[str]:
@@ -210,7 +236,7 @@ def findings(rows: list[dict]) -> list[str]:
         out.append(
             f"{kind}-{hi['depth']} ends with a training error of "
             f"{100 * hi['train_error_final']:.1f}% vs {100 * lo['train_error_final']:.1f}% "
-            f"for {kind}-{lo['depth']} ({diff:+.1f} points): {verdict}.{why}"
+            f"for {kind}-{lo['depth']} ({diff:+.1f} points): {verdict}.{why}{_by_depth(sel)}"
         )
     for row in rows:
         if row["batchnorm"]:

@@ -370,6 +370,7 @@ def finish_run(run: Run, seconds: float) -> dict:
     history["train_seconds"] = history.get("train_seconds", 0.0) + seconds
     device = run.device
     history["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    history["threads"] = torch.get_num_threads()
     names = history["layers"]
     history["grad_norms_final"] = probe_gradients(model, *run.probe, names, *run.norm)
     last_probs = predict(model, run.x_train.cpu(), *run.norm, flip=False)
