@@ -69,3 +69,22 @@ def test_one_perturbed_weight_is_caught(sface):
         model.stem.conv.weight[0, 0, 1, 1] += 0.1
     ours, opencv = embeddings(model)
     assert relative_error(ours, opencv).max() > 1e-2
+
+
+def test_converted_into_a_registry_the_product_embeds_like_opencv(sface, tiny_registry):
+    """`faceres convert sface` writes a registry entry (fp16, ArcFace's template, the licence)
+    that the product's runner embeds with: on OpenCV's crops, OpenCV's features (cosine)."""
+    from faceres.convert.sface import SFACE_NAME, convert_sface
+    from faceres.face.pipeline import embed_crops, load_identity_model
+    from faceres.registry.runtime import standardise
+
+    folder = convert_sface()
+    assert (folder / "LICENSE").read_text().lstrip().startswith("Apache License")
+    runner = load_identity_model(SFACE_NAME)
+    assert runner.config["faceres"]["alignment"]["size"] == [112, 112]
+    data = np.load(REFERENCE)
+    crops = [np.ascontiguousarray(c[..., ::-1]) for c in data["crops_bgr"]]  # RGB
+    ours = embed_crops(crops, runner)  # crop + mirror image, summed: not OpenCV's single pass
+    single = runner(standardise(crops, runner.config))  # one pass, as OpenCV does
+    assert cosine(single, data["features"]).min() >= 0.999
+    assert cosine(ours, data["features"]).min() >= 0.95

