@@ -608,6 +608,9 @@ def test_the_committed_study_feeds_the_comparison_tab():
     assert not note and (table, findings) == (report["table"], report["findings"])
     sizes = inline_pngs(plots())
     assert len(sizes) == 4 and all(w > 300 and h > 200 for w, h in sizes)
+    blocks = app.build_demo().blocks.values()
+    (protocol,) = [b for b in blocks if getattr(b, "elem_id", None) == "depth-protocol"]
+    assert load_study("depth")["protocol"] in protocol.value  # which run the tab shows
 
 
 def test_a_missing_study_is_a_note_with_its_remedy(tiny_registry):

@@ -372,9 +372,11 @@ def _depth_study() -> None:
     if note:
         gr.Markdown(note)
         return
+    study = load_study("depth")
     gr.Markdown("### The depth study: training error first")
+    gr.Markdown(f"*Protocol*: {study['protocol']}", elem_id="depth-protocol")
     gr.LinePlot(
-        pd.DataFrame(training_curves(load_study("depth"))),
+        pd.DataFrame(training_curves(study)),
         x="epoch",
         y="training error (%)",
         color="model",
