@@ -19,7 +19,7 @@ from PIL import Image
 from faceres.cli import main
 from faceres.eval.identify import cluster_metrics, identification_metrics, split_people
 from faceres.search.query import cluster_embeddings
-from faceres.search.store import FaceStore, build_faiss
+from faceres.search.store import FaceStore, IndexedFace, build_faiss
 from tests.test_app import has_default
 
 skdata = pytest.importorskip("skimage.data")
@@ -160,6 +160,80 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert "not a face index" in capsys.readouterr().err
     assert main(["index", "build", str(tmp_path / "missing"), "--out", str(tmp_path / "i")]) == 2
     assert "No such file or folder" in capsys.readouterr().err
+
+
+def small_index(folder: Path) -> Path:
+    """An index of three hand-made faces (no model run), its FAISS file saved."""
+    store = FaceStore.open(folder, model="dlib-resnet29-face", dim=3)
+    quality = {"eye_distance": 40.0, "sharpness": 100.0, "yaw": 0.0, "score": 0.9}
+    for i, vec in enumerate(np.eye(3, dtype=np.float32)):
+        face = IndexedFace(f"p{i}.jpg", 1, [0.0, 0.0, 9.0, 9.0], [], "yunet", 0.9, quality, vec)
+        store.add_image(f"p{i}.jpg", None, [face])
+    store.faiss_index()
+    store.close()
+    return folder
+
+
+def test_a_damaged_faiss_file_is_rebuilt_from_sqlite(tmp_path):
+    """SQLite holds every vector: a damaged vectors.faiss costs nothing (it is rebuilt)."""
+    index = small_index(tmp_path / "index")
+    (index / "vectors.faiss").write_bytes(b"\0garbage" * 100)
+    store = FaceStore.open(index)
+    rebuilt = store.faiss_index()
+    _, ids = rebuilt.search(np.eye(3, dtype=np.float32), 1)
+    assert sorted(ids.ravel().tolist()) == sorted(store.vectors()[0].tolist())
+    store.close()
+
+
+def test_a_damaged_sqlite_file_is_one_line_naming_it_and_the_remedy(tmp_path, capsys):
+    index = small_index(tmp_path / "index")
+    for name in ("faces.sqlite-wal", "faces.sqlite-shm"):
+        (index / name).unlink(missing_ok=True)
+    (index / "faces.sqlite").write_bytes(b"not a database at all" * 200)
+    assert main(["cluster", "--index", str(index)]) == 2
+    err = capsys.readouterr().err
+    assert "faces.sqlite is damaged" in err and "faceres index build" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+SLOW_WRITER = """
+import sys, time
+import numpy as np
+from faceres.search.store import FaceStore, IndexedFace
+store = FaceStore.open(sys.argv[1], writer=True)
+print("locked", time.time(), flush=True)
+time.sleep(float(sys.argv[3]))
+quality = {"eye_distance": 40.0, "sharpness": 100.0, "yaw": 0.0, "score": 0.9}
+vec = np.array([0.6, 0.8, 0.0], np.float32)
+name = sys.argv[2]
+face = IndexedFace(name, 1, [0.0, 0.0, 9.0, 9.0], [], "yunet", 0.9, quality, vec)
+store.add_image(name, None, [face])
+store.close()
+print("released", time.time(), flush=True)
+"""
+
+
+def test_two_writers_take_turns_and_lose_nothing(tmp_path):
+    """Two commands writing one index at once: the second waits for the first's lock (and says
+    so), both images are in, once each."""
+    index = small_index(tmp_path / "index")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    run = [sys.executable, "-c", SLOW_WRITER, str(index)]
+    first = subprocess.Popen([*run, "a.jpg", "3"], stdout=subprocess.PIPE, text=True, env=env)
+    assert first.stdout.readline().startswith("locked")
+    second = subprocess.run(
+        [*run, "b.jpg", "0"], capture_output=True, text=True, env=env, timeout=120
+    )
+    out, _ = first.communicate(timeout=120)
+    released = float(out.split()[-1])
+    locked_second = float(second.stdout.split()[1])
+    assert locked_second >= released  # it waited for the first writer
+    assert "another command is writing" in second.stderr
+    store = FaceStore.open(index)
+    paths = [r[0] for r in store.db.execute("SELECT path FROM images ORDER BY path")]
+    assert paths == ["a.jpg", "b.jpg", "p0.jpg", "p1.jpg", "p2.jpg"]
+    assert store.count() == 5 and store.faiss_index().ntotal == 5
+    store.close()
 
 
 KILLABLE_BUILD = """

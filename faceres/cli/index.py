@@ -93,7 +93,7 @@ def run_build(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     from faceres.search.store import FaceStore
 
-    store = FaceStore.open(args.index)
+    store = FaceStore.open(args.index, writer=True)
     try:
         removed = store.remove(args.paths)
         store.faiss_index()

@@ -72,25 +72,27 @@ def build_index(
     start = time.perf_counter()
     loaded = load_identity_model(model)
     dim = int(loaded.config["faceres"].get("embedding_size") or loaded.config["num_classes"])
-    store = FaceStore.open(out, model=loaded.name, dim=dim)
-    files = image_files(paths)
-    done = store.done() if resume else set()
-    todo = [p for p in files if str(p) not in done]
-    if engine == "ray":
-        results = ray_engine(todo, loaded.name, detector, BATCH_IMAGES)
-    elif engine == "local":
-        results = local_engine(todo, loaded.name, detector)
-    else:
-        raise FaceresError(f"Unknown engine {engine!r}; use local or ray.")
-    totals = {"faces": 0, "failed": 0}
-    for path, sha, records, error in tqdm(
-        results, total=len(todo), unit="image", desc="indexing", disable=not progress
-    ):
-        store.add_image(path, sha, records, error)
-        totals["faces"] += len(records)
-        totals["failed"] += error is not None
-    store.faiss_index()  # written now, so a search starts without rebuilding it
-    store.close()
+    store = FaceStore.open(out, model=loaded.name, dim=dim, writer=True)
+    try:
+        files = image_files(paths)
+        done = store.done() if resume else set()
+        todo = [p for p in files if str(p) not in done]
+        if engine == "ray":
+            results = ray_engine(todo, loaded.name, detector, BATCH_IMAGES)
+        elif engine == "local":
+            results = local_engine(todo, loaded.name, detector)
+        else:
+            raise FaceresError(f"Unknown engine {engine!r}; use local or ray.")
+        totals = {"faces": 0, "failed": 0}
+        for path, sha, records, error in tqdm(
+            results, total=len(todo), unit="image", desc="indexing", disable=not progress
+        ):
+            store.add_image(path, sha, records, error)
+            totals["faces"] += len(records)
+            totals["failed"] += error is not None
+        store.faiss_index()  # written now, so a search starts without rebuilding it
+    finally:
+        store.close()
     return {
         "index": str(out),
         "model": loaded.name,

@@ -15,6 +15,7 @@ not match the faces table, so it cannot drift from it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -22,8 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from faceres.errors import DataError
+
+log = logging.getLogger(__name__)
 
 EXACT_LIMIT = 200_000
 """Up to this many faces the FAISS index is exact (inner product over all vectors); above it,
@@ -59,30 +63,75 @@ class IndexedFace:
     vector: np.ndarray
 
 
+def _write_lock(folder: Path) -> FileLock:
+    """The index's write lock, acquired (after a note on stderr when another command holds it)."""
+    lock = FileLock(str(folder / "write.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning("another command is writing %s: waiting for it to finish", folder)
+        lock.acquire()
+    return lock
+
+
+def _read_faiss(path: Path):
+    """The FAISS index saved at `path`; None when there is none or it cannot be read (a damaged
+    file is rebuilt from SQLite, which holds every vector)."""
+    import faiss
+
+    if not path.is_file():
+        return None
+    try:
+        index = faiss.read_index(str(path))
+        faiss.vector_to_array(index.id_map)
+    except (RuntimeError, AttributeError):
+        return None
+    return index
+
+
 class FaceStore:
     """The SQLite store and FAISS index of one index folder."""
 
-    def __init__(self, folder: Path, db: sqlite3.Connection) -> None:
+    def __init__(self, folder: Path, db: sqlite3.Connection, lock: FileLock | None = None) -> None:
         self.folder = folder
         self.db = db
+        self.lock = lock
 
     @classmethod
-    def open(cls, folder: str | Path, model: str | None = None, dim: int | None = None):
+    def open(
+        cls,
+        folder: str | Path,
+        model: str | None = None,
+        dim: int | None = None,
+        writer: bool = False,
+    ):
         """Open (creating when `model` and `dim` are given) the index in `folder`; an existing
-        index built with another model refuses `model`."""
+        index built with another model refuses `model`. A `writer` holds the index's write lock
+        until `close`: a second writer waits for it (two `faceres index add` at once)."""
         folder = Path(folder)
         db_path = folder / "faces.sqlite"
         if not db_path.is_file() and model is None:
             raise DataError(f"{folder} is not a face index (no faces.sqlite); build one first.")
         folder.mkdir(parents=True, exist_ok=True)
+        lock = _write_lock(folder) if writer else None
         db = sqlite3.connect(db_path)
-        db.execute("PRAGMA foreign_keys = ON")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.executescript(SCHEMA)
-        store = cls(folder, db)
-        stored = store.meta()
+        try:
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.executescript(SCHEMA)
+            store = cls(folder, db, lock)
+            stored = store.meta()
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            if lock:
+                lock.release()
+            raise DataError(
+                f"{db_path} is damaged ({exc}): build the index again into a new folder "
+                f"(faceres index build PATHS --out NEW_FOLDER)."
+            ) from None
         if model is not None:
             if stored and stored.get("model") != model:
+                store.close()
                 raise DataError(
                     f"{folder} was built with {stored.get('model')}, not {model}; "
                     "use another --out or the same --model."
@@ -180,11 +229,9 @@ class FaceStore:
 
         path = self.folder / "vectors.faiss"
         ids, vecs = self.vectors()
-        if path.is_file():
-            index = faiss.read_index(str(path))
-            if index.ntotal == len(ids) and np.array_equal(
-                np.sort(faiss.vector_to_array(index.id_map)), ids
-            ):
+        index = _read_faiss(path)
+        if index is not None and index.ntotal == len(ids):
+            if np.array_equal(np.sort(faiss.vector_to_array(index.id_map)), ids):
                 return index
         index = build_faiss(ids, vecs)
         tmp = path.with_suffix(".faiss.tmp")
@@ -193,8 +240,11 @@ class FaceStore:
         return index
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (and release the write lock, if held)."""
         self.db.close()
+        if self.lock:
+            self.lock.release()
+            self.lock = None
 
 
 def build_faiss(ids: np.ndarray, vecs: np.ndarray):
