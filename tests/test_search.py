@@ -236,6 +236,49 @@ def test_two_writers_take_turns_and_lose_nothing(tmp_path):
     store.close()
 
 
+FULL_DISK_WRITER = """
+import resource, signal, sys
+import numpy as np
+from faceres.errors import DataError
+from faceres.search.store import FaceStore, IndexedFace
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # as the CLI does: a write error, not a kill
+store = FaceStore.open(sys.argv[1], writer=True)
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+quality = {"eye_distance": 40.0, "sharpness": 100.0, "yaw": 0.0, "score": 0.9}
+written = 0
+try:
+    for i in range(100_000):
+        vec = np.array([1.0, 0.0, 0.0], np.float32)
+        face = IndexedFace(f"x{i}.jpg", 1, [0.0, 0.0, 9.0, 9.0], [], "yunet", 0.9, quality, vec)
+        store.add_image(f"x{i}.jpg", None, [face])
+        written += 1
+except DataError as exc:
+    print(written, exc, sep="\t")
+"""
+
+
+def test_a_full_disk_is_one_error_and_keeps_what_was_written(tmp_path):
+    """Writes past a file-size limit (a full disk, as RLIMIT_FSIZE makes it): one DataError that
+    says what to do, and the index opens afterwards with every image written before."""
+    index = small_index(tmp_path / "index")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    limit = 400_000
+    out = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_WRITER, str(index), str(limit)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    written, message = out.stdout.strip().split("\t")
+    assert int(written) > 10 and "free some space" in message and "--resume" in message
+    store = FaceStore.open(index)
+    assert store.count() == 3 + int(written)  # every image written before the error
+    store.close()
+
+
 KILLABLE_BUILD = """
 import sys
 import faceres.search.indexing as build

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 from faceres.errors import FaceresError
@@ -69,6 +70,8 @@ def say_first_use(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: one line on stderr and a non-zero exit on failure."""
     args = build_parser().parse_args(argv)
+    if hasattr(signal, "SIGXFSZ"):  # a file-size limit: a write error to report, not a kill
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         say_fallback(args)
         say_first_use(args)

@@ -157,7 +157,19 @@ class FaceStore:
         self, path: str, sha256: str | None, faces: Sequence[IndexedFace], error: str | None = None
     ) -> None:
         """Write one image and its faces (or its error) in one transaction, replacing any
-        earlier entry for `path`."""
+        earlier entry for `path`. A full disk (or a file-size limit) is a DataError; every
+        image written before stays in the index."""
+        try:
+            self._write_image(path, sha256, faces, error)
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise DataError(
+                f"Could not write {path} into the index {self.folder}: {exc}. The images written "
+                "before it are kept: free some space, then run the same command with --resume."
+            ) from None
+
+    def _write_image(
+        self, path: str, sha256: str | None, faces: Sequence[IndexedFace], error: str | None
+    ) -> None:
         with self.db:
             self.db.execute("DELETE FROM images WHERE path = ?", (path,))
             self.db.execute(
