@@ -185,3 +185,60 @@ def save_tiny(
         **kwargs,
     )
     return model, folder
+
+
+FAULTS = ("500", "cut", "hang")
+"""How `faulty_proxy` breaks a file download: answer 500, send half the file then close the
+connection, or send the headers and then nothing."""
+
+
+@contextmanager
+def faulty_proxy(upstream: str, fault: str) -> Iterator[str]:
+    """An HTTP proxy on 127.0.0.1 in front of the Hub at `upstream` that passes every request
+    through except file downloads (GET .../resolve/...), which it breaks as `fault` says
+    (`FAULTS`). Yields the proxy's endpoint."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def _forward(self, method: str) -> None:
+            request = urllib.request.Request(upstream + self.path, method=method)
+            for key in ("Range", "Accept-Encoding", "Authorization"):
+                if self.headers.get(key):
+                    request.add_header(key, self.headers[key])
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    status, headers, body = answer.status, answer.headers, answer.read()
+            except urllib.error.HTTPError as exc:
+                status, headers, body = exc.code, exc.headers, exc.read()
+            broken = method == "GET" and "/resolve/" in self.path
+            if broken and fault == "500":
+                self.send_error(500, "Internal Server Error")
+                return
+            self.send_response(status)
+            for key, value in headers.items():
+                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(key, value)
+            length = headers.get("Content-Length") if method == "HEAD" else len(body)
+            self.send_header("Content-Length", str(length or 0))
+            self.end_headers()
+            if broken and fault == "hang":
+                time.sleep(3600)
+            self.wfile.write(body[: len(body) // 2] if broken and fault == "cut" else body)
+
+        def do_GET(self) -> None:
+            self._forward("GET")
+
+        def do_HEAD(self) -> None:
+            self._forward("HEAD")
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()

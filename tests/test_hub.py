@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hub_server import free_port, save_tiny
+from hub_server import FAULTS, faulty_proxy, free_port, save_tiny
 
 from faceres import registry, settings
 from faceres.errors import IntegrityError, OfflineError
@@ -192,6 +192,32 @@ def test_offline_cli_names_the_model_and_the_remedy(local_hub, tiny_registry, tm
     assert pulled.stderr.count("\n") == 1
     assert "Model 'tiny' is not available locally" in pulled.stderr
     assert "HF_HUB_OFFLINE" in pulled.stderr and "faceres registry pull tiny" in pulled.stderr
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_failing_hub_is_one_error_with_the_remedy_and_nothing_partial(
+    fault, local_hub, tiny_registry, tmp_path
+):
+    """The Hub answers 500, stops mid-file, or hangs mid-file: `faceres registry pull` fails
+    within its timeouts with one line naming the model and the remedy, and the cache holds no
+    snapshot file that a later load could pick up."""
+    _publish(local_hub, "tiny")
+    hf_home = tmp_path / "hf-home"
+    with faulty_proxy(local_hub.endpoint, fault) as endpoint:
+        env = local_hub.env(hf_home) | {
+            "HF_ENDPOINT": endpoint,
+            "HF_HUB_DOWNLOAD_TIMEOUT": "3",
+            "HF_HUB_ETAG_TIMEOUT": "3",
+        }
+        start = time.monotonic()
+        pulled = _faceres("registry", "pull", "tiny", env=env)
+        seconds = time.monotonic() - start
+    assert pulled.returncode == 2, pulled.stderr
+    assert "Traceback" not in pulled.stderr and pulled.stderr.count("\n") == 1, pulled.stderr
+    assert "'tiny'" in pulled.stderr and "faceres registry pull tiny" in pulled.stderr
+    assert seconds < 60
+    snapshots = list(hf_home.rglob("snapshots/*/model.safetensors"))
+    assert not snapshots, snapshots
 
 
 TIMM_ONLY = """

@@ -28,6 +28,7 @@ RESEARCH_CODE = ("faceres.train", "faceres.eval", "faceres.study")
 LAZY_ALLOWED = {
     "matplotlib",
     "huggingface_hub",
+    "httpx2",
     "timm",
     "gradio",
     "tomllib",

@@ -70,6 +70,8 @@ def say_first_use(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: one line on stderr and a non-zero exit on failure."""
     args = build_parser().parse_args(argv)
+    # huggingface_hub warns on every retry of a failing download: our one-line error says it all
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     if hasattr(signal, "SIGXFSZ"):  # a file-size limit: a write error to report, not a kill
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:

@@ -146,8 +146,10 @@ def _check_hub(name: str, local_problem: str = "") -> None:
 
 def _hub_call(entry: dict, fn, **kwargs) -> Path:
     """Run a huggingface_hub download for `entry`, its errors turned into faceres errors."""
+    import httpx2  # huggingface_hub's HTTP client: its transport errors (a cut, a stall)
     from huggingface_hub.errors import (
         EntryNotFoundError,
+        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -162,6 +164,9 @@ def _hub_call(entry: dict, fn, **kwargs) -> Path:
             f"Model {entry['name']!r}: {entry['repo_id']}@{entry['revision']} is not on the Hub: "
             f"{str(exc).splitlines()[0]}"
         ) from exc
+    except (HfHubHTTPError, httpx2.HTTPError, OSError) as exc:  # an error answer, a cut, a stall
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _offline_error(entry["name"], f"the Hub download failed ({why})") from exc
 
 
 def _from_hub(entry: dict, fn, local_problem: str = "", **kwargs) -> Path:
