@@ -273,6 +273,19 @@ CLAIMS: list[Claim] = [
         ],
     ),
     Claim(
+        "models: sface-2021dec with YuNet",
+        rf"YuNet detector: \*\*{PCT} ± {NUMBER}\*\*, TAR@FAR=1e-3 {PCT}, AUC {NUMBER}; "
+        rf"{PCT} uncertain, {PCT} right on the rest",
+        lambda: [
+            pct("sface-2021dec", "lfw_accuracy_yunet"),
+            pct("sface-2021dec", "lfw_accuracy_std_yunet"),
+            pct("sface-2021dec", "lfw_tar_at_far1e-3_yunet"),
+            metric("sface-2021dec", "lfw_auc_yunet"),
+            pct("sface-2021dec", "lfw_uncertain_fraction_yunet"),
+            pct("sface-2021dec", "lfw_accuracy_called_yunet"),
+        ],
+    ),
+    Claim(
         "readme headline: verification",
         rf"\| verify two photos \| LFW View 2, 10 folds \| \*\*{PCT} ± {NUMBER}\*\* \|",
         lambda: [pct(R29, "lfw_accuracy_yunet"), pct(R29, "lfw_accuracy_std_yunet")],
