@@ -1,9 +1,11 @@
 """SFace converted from the OpenCV Zoo's block-quantised ONNX file against OpenCV 4.x's own
-`FaceRecognizerSF` on the same aligned crops (`tests/fixtures/sface_reference.npz`, made by
+`FaceRecognizerSF` on the same aligned crops (`tests/fixtures/sface_reference.json`, made by
 `tests/fixtures/sface_reference.py`): a reference from outside faceres's code."""
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import torch
 from faceres.errors import DataError
 from faceres.settings import cache_dir
 
-REFERENCE = Path(__file__).parent / "fixtures" / "sface_reference.npz"
+REFERENCE = Path(__file__).parent / "fixtures" / "sface_reference.json"
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +30,18 @@ def sface():
     return sface_from_onnx(path)
 
 
+def reference() -> dict[str, np.ndarray]:
+    """OpenCV's crops (N×112×112×3 BGR uint8) and features (N×128) from the fixture."""
+    data = json.loads(REFERENCE.read_text())
+    raw = np.frombuffer(base64.b64decode(data["crops_bgr"]), np.uint8)
+    crops = raw.reshape(data["crops_bgr_shape"])
+    return {"crops_bgr": crops, "features": np.asarray(data["features"], np.float32)}
+
+
 def embeddings(model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
     """(ours, OpenCV's) 128-d features of the reference crops, ours through the timm
     preprocessing of `faceres_sface_2021dec` (RGB, the pretrained config's mean and std)."""
-    data = np.load(REFERENCE)
+    data = reference()
     cfg = timm.create_model("faceres_sface_2021dec").pretrained_cfg
     rgb = data["crops_bgr"][..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255
     mean, std = (np.asarray(cfg[k], np.float32).reshape(1, 3, 1, 1) for k in ("mean", "std"))
@@ -82,7 +92,7 @@ def test_converted_into_a_registry_the_product_embeds_like_opencv(sface, tiny_re
     assert (folder / "LICENSE").read_text().lstrip().startswith("Apache License")
     runner = load_identity_model(SFACE_NAME)
     assert runner.config["faceres"]["alignment"]["size"] == [112, 112]
-    data = np.load(REFERENCE)
+    data = reference()
     crops = [np.ascontiguousarray(c[..., ::-1]) for c in data["crops_bgr"]]  # RGB
     ours = embed_crops(crops, runner)  # crop + mirror image, summed: not OpenCV's single pass
     single = runner(standardise(crops, runner.config))  # one pass, as OpenCV does
