@@ -279,6 +279,53 @@ def test_a_full_disk_is_one_error_and_keeps_what_was_written(tmp_path):
     store.close()
 
 
+REMOVER = """
+import sys
+from faceres.search.store import FaceStore
+store = FaceStore.open(sys.argv[1], writer=True)
+print("removing", flush=True)
+store.remove([f"x{i}.jpg" for i in range(int(sys.argv[2]))])
+store.faiss_index()
+store.close()
+"""
+
+
+def test_a_killed_remove_leaves_the_index_whole(tmp_path):
+    """`index remove` killed with SIGKILL while it deletes: the index reopens consistent (one
+    transaction: all of the images gone or none, no face without its image) and its FAISS
+    index matches SQLite again."""
+    index = small_index(tmp_path / "index")
+    count = 5000
+    store = FaceStore.open(index, writer=True)
+    quality = {"eye_distance": 40.0, "sharpness": 100.0, "yaw": 0.0, "score": 0.9}
+    vec = np.array([0.0, 0.6, 0.8], np.float32)
+    with store.db:  # one transaction, for speed
+        for i in range(count):
+            face = IndexedFace(f"x{i}.jpg", 1, [0.0, 0.0, 9.0, 9.0], [], "yunet", 0.9, quality, vec)
+            store._write_image(f"x{i}.jpg", None, [face], None)
+    store.faiss_index()
+    store.close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", REMOVER, str(index), str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout.readline().strip() == "removing"
+    time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = FaceStore.open(index)
+    images = store.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    orphans = store.db.execute(
+        "SELECT COUNT(*) FROM faces WHERE path NOT IN (SELECT path FROM images)"
+    ).fetchone()[0]
+    assert images in (3, 3 + count) and orphans == 0
+    assert store.count() == images and store.faiss_index().ntotal == images
+    store.close()
+
+
 KILLABLE_BUILD = """
 import sys
 import faceres.search.indexing as build
