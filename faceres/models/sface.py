@@ -64,12 +64,7 @@ class SFace(nn.Module):
         self.num_classes = self.num_features = num_classes
         self.stem = ConvBnPrelu(in_chans, 32, 3)
         self.blocks = nn.Sequential(
-            *(
-                nn.Sequential(
-                    ConvBnPrelu(cin, cin, 3, stride, groups=cin), ConvBnPrelu(cin, cout, 1)
-                )
-                for cin, cout, stride in BLOCKS
-            )
+            *(_separable(cin, cout, stride) for cin, cout, stride in BLOCKS)
         )
         self.bn1 = nn.BatchNorm2d(1024, eps=2e-5)
         self.fc = nn.Linear(1024 * 7 * 7, num_classes)
