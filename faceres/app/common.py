@@ -145,6 +145,16 @@ def keep_errors(event, outputs: list, main) -> None:
     event.failure(failed, [main], outputs, js=ERROR_JS, api_visibility="private")
 
 
+def wired(kind: type, components: dict[str, Any]) -> list:
+    """The output components of a handler's named outputs `kind` (a NamedTuple), in its field
+    order, from `components` by name: a handler's outputs are wired by name, never by position.
+
+    >>> wired(Found, {"details": details, "shown": shown})
+    [shown, details]
+    """
+    return [components[name] for name in kind._fields]
+
+
 def clear_then_run(
     trigger: Any,
     clear: Any,

@@ -28,6 +28,7 @@ from faceres.app.common import (
     ms_text,
     photo_input,
     user_errors,
+    wired,
 )
 from faceres.app.render import figures_html, plots_html
 from faceres.app.studies import (
@@ -315,7 +316,7 @@ def _comparison(pairs: list[tuple[str, str]]) -> None:
         "maps": maps,
         "details": details,
     }
-    outputs = [named[name] for name in Compared._fields]
+    outputs = wired(Compared, named)
     photo.change(clear_photo, None, [*outputs, *removal], api_visibility="private")
     resnet.change(plain_twin, resnet, plain, api_name="plain_twin")
     clear_then_run(
@@ -352,7 +353,7 @@ def _removal(
     lesion = gr.HTML(elem_id="lesion-result")
     with gr.Accordion("Block removal details", open=False):
         lesion_details = gr.JSON()
-    removal = [{"lesion": lesion, "lesion_details": lesion_details}[n] for n in Removed._fields]
+    removal = wired(Removed, {"lesion": lesion, "lesion_details": lesion_details})
     clear_then_run(
         remove.click,
         clear_removal,

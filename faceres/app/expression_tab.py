@@ -26,6 +26,7 @@ from faceres.app.common import (
     ms_text,
     photo_input,
     user_errors,
+    wired,
 )
 from faceres.app.render import (
     draw_faces,
@@ -420,7 +421,7 @@ def _photo_tab(model: gr.Dropdown, detector: gr.Dropdown) -> None:
         details = gr.JSON()
     named = {"shown": shown, "summary": summary, "maps": maps, "details": details}
     named |= {f"face{i}": label for i, label in enumerate(labels, start=1)}
-    outputs = [named[name] for name in PhotoAnalysis._fields]
+    outputs = wired(PhotoAnalysis, named)
     photo.change(clear_photo_results, None, outputs, api_visibility="private")
     clear_then_run(
         button.click,
@@ -482,7 +483,7 @@ def _video_tab(model: gr.Dropdown, detector: gr.Dropdown) -> None:
     with gr.Accordion("Per-frame results", open=False):
         details = gr.JSON()
     named = {"annotated": annotated, "timeline": timeline, "summary": summary, "details": details}
-    outputs = [named[name] for name in VideoAnalysis._fields]
+    outputs = wired(VideoAnalysis, named)
     video.change(clear_video_results, None, outputs, api_visibility="private")
     clear_then_run(
         button.click,

@@ -24,6 +24,7 @@ from faceres.app.common import (
     model_choices,
     notes_html,
     user_errors,
+    wired,
 )
 from faceres.app.render import figures_html
 from faceres.app.uploads import MAX_MULTIPLE_FILES, take_photo
@@ -251,7 +252,7 @@ def build() -> None:
     shown = gr.HTML(elem_id="find-result")
     with gr.Accordion("Details", open=False):
         details = gr.JSON()
-    outputs = [{"shown": shown, "details": details}[name] for name in Found._fields]
+    outputs = wired(Found, {"shown": shown, "details": details})
     gr.on([probe.change, photos.change], clear_results, None, outputs, api_visibility="private")
     clear_then_run(
         find.click,

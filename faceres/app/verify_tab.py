@@ -33,6 +33,7 @@ from faceres.app.common import (
     notes_html,
     photo_input,
     user_errors,
+    wired,
 )
 from faceres.app.render import (
     JPEG_URI,
@@ -442,7 +443,7 @@ class VerifyUI:
 
     def outputs(self, kind: type) -> list:
         """The components of the named outputs `kind` (a NamedTuple), in its order."""
-        return [getattr(self, name) for name in kind._fields]
+        return wired(kind, vars(self))
 
 
 def build() -> None:

@@ -62,11 +62,8 @@ class ProbeHits:
         }
 
 
-def probe_records(
-    path: str | Path, model: str, all_faces: bool, detector: str | None = None
-) -> list[FaceRecord]:
+def probe_records(path: str | Path, pipeline: FacePipeline, all_faces: bool) -> list[FaceRecord]:
     """The face record of a probe image's largest face, or of every face with `all_faces`."""
-    pipeline = FacePipeline.for_model(model, detector)
     records = pipeline.read([load_image(path)], limit=None if all_faces else 1)[0]
     if not records:
         raise NoFaceError(f"No face found in {path}.")
@@ -97,9 +94,10 @@ def search(
         model = store.meta()["model"]
         meta = calibration(model)
         faiss_index = store.faiss_index()
+        pipeline = FacePipeline.for_model(model, detector)
         out = []
         for probe in probes:
-            records = probe_records(probe, model, all_faces, detector)
+            records = probe_records(probe, pipeline, all_faces)
             emb = np.stack([r.embedding for r in records]).astype(np.float32)
             _, ids = faiss_index.search(emb, min(top, faiss_index.ntotal))
             found = store.records([int(i) for row in ids for i in row if i >= 0])
