@@ -20,7 +20,7 @@ is committed in the registry: nothing is exported for it, first run or not).
 With `--fresh`, every process runs as on a fresh install: an empty `FACERES_DATA` folder (no
 research data), an empty faceres cache of its own, the Hub offline; nothing is warmed up.
 
-    python benchmarks/cold_start.py [--runs 5] [--app-runs 3] [--fresh] [--json]
+    python benchmarks/cold_start.py [--runs 5] [--app-runs 3] [--fresh] [--model NAME] [--json]
 """
 
 from __future__ import annotations
@@ -149,6 +149,9 @@ def main() -> None:
         action="store_true",
         help="each process as on a fresh install: no research data, an empty cache, Hub offline",
     )
+    parser.add_argument(
+        "--model", help="identity model of `faceres verify` (default: the registry's default)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_out_argument(parser, "cold_start_fresh" if "--fresh" in sys.argv else "cold_start")
     args = parser.parse_args()
@@ -158,7 +161,8 @@ def main() -> None:
         a, b, source = photos(folder)
         faceres = shutil.which("faceres") or "faceres"
         commands = {
-            "faceres_verify": [faceres, "verify", str(a), str(b)],
+            "faceres_verify": [faceres, "verify", str(a), str(b)]
+            + (["--model", args.model] if args.model else []),
             "faceres_expression": [faceres, "expression", str(a), str(b)],
         }
         probe = [args.face_recognition_python, "-c", "import face_recognition"]

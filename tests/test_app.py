@@ -568,9 +568,9 @@ def test_models_table_and_cards():
             assert row["accuracy %"] is None
         if e.get("path"):  # the weights alone: what the README's sizes count too
             folder = registry.registry_dir() / e["path"]
-            weights = "model.safetensors" if "model.safetensors" in e["files"] else None
-            weights = weights or next(f for f in e["files"] if f.endswith(".onnx"))
-            size = (folder / weights).stat().st_size
+            weights = ["model.safetensors"] if "model.safetensors" in e["files"] else None
+            weights = weights or [f for f in e["files"] if f.endswith(".onnx")]  # none: a fusion
+            size = sum((folder / f).stat().st_size for f in weights)
             assert row["weights MB"] == round(size / 1e6, 1) and row["here"] == "yes"
         assert row["model"].endswith(" (default)") == bool(e["default"])
         assert models_tab.model_card(e["name"])

@@ -38,6 +38,7 @@ from faceres.eval.metrics import (
     verdicts,
 )
 from faceres.face.align import align, dlib_chip_template
+from faceres.face.pipeline import Member
 from faceres.identity import decide
 from faceres.settings import data_dir
 
@@ -55,7 +56,7 @@ def colour_embedder(crops):
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-SUBJECT = Subject("throwaway", colour_embedder, dlib_chip_template())
+SUBJECT = Subject("throwaway", (Member(colour_embedder, dlib_chip_template()),))
 """The throwaway embedder as an evaluation subject (no registry calibration)."""
 
 
@@ -325,7 +326,7 @@ def test_evaluate_pairs_end_to_end(tmp_path, monkeypatch):
     report = evaluate_pairs(
         csv,
         tmp_path,
-        Subject("throwaway", colour_embedder, dlib_chip_template()),
+        Subject("throwaway", (Member(colour_embedder, dlib_chip_template()),)),
         out_dir=tmp_path / "out",
         detector="yunet",
     )

@@ -257,6 +257,7 @@ def lfw_view2_errors(accuracy: float) -> float:
 # -- the README's figures ----------------------------------------------------------------------
 
 R29 = "dlib-resnet29-face"
+FUSED = "fused-dlib-sface"
 PCT = rf"{NUMBER}%"
 CLAIMS: list[Claim] = [
     # Models
@@ -274,6 +275,7 @@ CLAIMS: list[Claim] = [
     ),
     Claim(
         "models: sface-2021dec with YuNet",
+        r"not residual\) \| [0-9.]+ MB \| LFW View 2 \(10 folds\), "
         rf"YuNet detector: \*\*{PCT} ± {NUMBER}\*\*, TAR@FAR=1e-3 {PCT}, AUC {NUMBER}; "
         rf"{PCT} uncertain, {PCT} right on the rest",
         lambda: [
@@ -290,6 +292,47 @@ CLAIMS: list[Claim] = [
         rf"\| verify two photos \| LFW View 2, 10 folds \| \*\*{PCT} ± {NUMBER}\*\* \|",
         lambda: [pct(R29, "lfw_accuracy_yunet"), pct(R29, "lfw_accuracy_std_yunet")],
     ),
+    Claim(
+        "readme headline: fused verification",
+        rf"\| verify, two networks fused \| LFW View 2, 10 folds \| \*\*{PCT} ± {NUMBER}\*\* \|",
+        lambda: [pct(FUSED, "lfw_accuracy_yunet"), pct(FUSED, "lfw_accuracy_std_yunet")],
+    ),
+    Claim(
+        "models: fused-dlib-sface with YuNet",
+        r"no weights of its own\) \| 0 MB \(its members'\) \| LFW View 2 \(10 folds\), "
+        rf"YuNet detector: \*\*{PCT} ± {NUMBER}\*\*, TAR@FAR=1e-3 {PCT}, AUC {NUMBER}; "
+        rf"{PCT} uncertain, {PCT} right on the rest \|",
+        lambda: [
+            pct(FUSED, "lfw_accuracy_yunet"),
+            pct(FUSED, "lfw_accuracy_std_yunet"),
+            pct(FUSED, "lfw_tar_at_far1e-3_yunet"),
+            metric(FUSED, "lfw_auc_yunet"),
+            pct(FUSED, "lfw_uncertain_fraction_yunet"),
+            pct(FUSED, "lfw_accuracy_called_yunet"),
+        ],
+    ),
+    *[
+        Claim(
+            f"models: cost of {model}",
+            rf"\| {label} \| {NUMBER} ms \| {NUMBER} s, {NUMBER} MiB \|",
+            lambda model=model: [
+                result(
+                    f"verify_latency_{model}",
+                    f"python benchmarks/verify_latency.py --model "
+                    f"{model} --runs 30 --out benchmarks/results/verify_latency_{model}.json",
+                )["median_ms"]["total"],
+                *(
+                    result(
+                        f"cold_start_{model}",
+                        f"python benchmarks/cold_start.py --app-runs 0 "
+                        f"--model {model} --out benchmarks/results/cold_start_{model}.json",
+                    )["faceres_verify"][k]
+                    for k in ("median_wall_s", "median_peak_mib")
+                ),
+            ],
+        )
+        for model, label in ((R29, f"{R29} \\(default\\)"), (FUSED, FUSED))
+    ],
     Claim(
         "readme headline: expressions",
         rf"\| expressions \| FER2013 PrivateTest \| \*\*{PCT}\*\* \|",

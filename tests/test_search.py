@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -382,3 +383,57 @@ def test_the_ray_engine_gives_the_local_engines_faces(tmp_path):
     va = np.stack([np.frombuffer(r[7], np.float32) for r in a])
     vb = np.stack([np.frombuffer(r[7], np.float32) for r in b])
     np.testing.assert_allclose(va, vb, atol=1e-5)
+
+
+@needs_identity
+@pytest.mark.slow
+def test_a_ray_build_that_loses_the_node_embedding_it_completes(tmp_path, monkeypatch):
+    """A simulated cluster on this machine (`ray.cluster_utils.Cluster`: a head without CPUs and
+    two worker nodes): the worker node running the model actor is removed in the middle of
+    `index build --engine ray`; Ray Data restarts the actor on the other node and retries its
+    batch, and the index equals the local engine's, nothing lost or twice."""
+    pytest.importorskip("ray.data", reason="the Ray engine needs ray[data]")
+    import ray
+    from ray._private import state as ray_state
+    from ray.cluster_utils import Cluster
+
+    from faceres.search import indexing
+    from faceres.search.indexing import build_index
+
+    photos = collection(tmp_path / "photos", copies=6)
+    local = build_index([photos], tmp_path / "local", detector="yunet")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=2, object_store_memory=80 * 2**20) for _ in range(2)]
+    monkeypatch.setattr(indexing, "BATCH_IMAGES", 1)  # one image a batch: the loss lands mid-build
+    removed: list[str] = []
+
+    def remove_the_actors_node() -> None:
+        """Once the model actor is up (its batches under way), remove the node it runs on."""
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not removed:
+            alive = [  # the GCS's actor table: no dashboard needed
+                a["Address"]["NodeID"]
+                for a in ray_state.actors().values()
+                if a["State"] == "ALIVE" and "RayEmbedder" in a["ActorClassName"]
+            ]
+            if alive:
+                node = next(w for w in workers if w.node_id == alive[0])
+                cluster.remove_node(node)
+                removed.append(node.node_id)
+            time.sleep(0.1)
+
+    try:
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+        killer = threading.Thread(target=remove_the_actors_node)
+        killer.start()
+        built = build_index([photos], tmp_path / "ray", detector="yunet", engine="ray")
+        killer.join()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert removed, "the node was not removed during the build"
+    assert {k: built[k] for k in ("images", "faces", "failed")} == {
+        k: local[k] for k in ("images", "faces", "failed")
+    }
+    a, b = rows(tmp_path / "local"), rows(tmp_path / "ray")
+    assert [r[:7] for r in a] == [r[:7] for r in b]

@@ -519,3 +519,60 @@ def test_an_unknown_path_after_expiry_is_refused_with_the_remedy(upload_dir):
     store.sweep()
     with pytest.raises(UploadRefused, match="upload the photo again"):
         hold_photos([ref], [photo], "A", store, set(), upload_folder)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_default("expression"), reason="no default expression model")
+def test_many_sessions_holding_photos_stay_under_the_memory_cap(tmp_path):
+    """A launched app capped at 48 MB of held photos (`FACERES_PHOTO_MEMORY_MB`): 14 sessions
+    each upload an 11 MB photo (154 MB in all). The server's memory grows by at most the cap
+    plus 40 MB of slack (without the cap it would hold all 154 MB), the newest session's photo
+    is still held (naming it again reaches the model: "No face found") and the oldest one's was
+    evicted (naming it again is refused with the remedy)."""
+    import psutil
+
+    cap_mb, sessions, slack_mb = 48, 14, 40
+    rng = np.random.default_rng(0)
+    noise = tmp_path / "noise.png"
+    Image.fromarray(rng.integers(0, 256, (1900, 1900, 3), dtype=np.uint8)).save(noise)
+    assert 10e6 < noise.stat().st_size < cap_mb * 1e6 / 4  # within one session's share
+
+    def session(url: str, k: int) -> tuple[str, dict]:
+        """A browser session of its own: its upload (distinct bytes after the PNG's end)."""
+        data = noise.read_bytes() + f"session {k}".encode()
+        reply = httpx.post(f"{url}gradio_api/upload", files={"files": ("n.png", data)}, timeout=60)
+        return f"s{k}", {"path": reply.json()[0], "orig_name": "n.png", "meta": FILE_DATA}
+
+    def expression(url: str, session_hash: str, ref: dict) -> str:
+        """What the app answers that session: the summary (the photo reached the model) or
+        the error."""
+        base = f"{url}gradio_api/call/expression"
+        body = {"data": [ref, None, None], "session_hash": session_hash}
+        reply = httpx.post(base, json=body, timeout=30)
+        event, payload = "", ""
+        with httpx.stream("GET", f"{base}/{reply.json()['event_id']}", timeout=120) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:"):
+                    payload = line.split(":", 1)[1].strip()
+        return f"{event}: {payload}"
+
+    with serve_app({"FACERES_PHOTO_MEMORY_MB": str(cap_mb)}) as url:
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        server = next(
+            psutil.Process(c.pid)
+            for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        )
+        opened = [session(url, 0)]
+        assert "No face found" in expression(url, *opened[0])
+        start = server.memory_info().rss
+        for k in range(1, sessions):
+            opened.append(session(url, k))
+            assert "No face found" in expression(url, *opened[-1])
+        grown = (server.memory_info().rss - start) / 1e6
+        newest, oldest = expression(url, *opened[-1]), expression(url, *opened[0])
+    assert grown <= cap_mb + slack_mb, f"server memory grew {grown:.0f} MB"
+    assert "No face found" in newest
+    assert "upload the photo again" in oldest

@@ -85,6 +85,8 @@ def block_choices(model: str) -> list[tuple[str, int]]:
     >>> block_choices("resnet18-fer")[0]
     ('block 1 (layer1.0)', 0)
     """
+    if registry.get_entry(model)["architecture"] == registry.FUSION:
+        return []  # no network of its own
     names = deletable_blocks(registry.load(model).model)
     return [(f"block {k} ({name})", k - 1) for k, name in enumerate(names, start=1)]
 

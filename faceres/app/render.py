@@ -325,6 +325,7 @@ def verdict_html(details: dict, plot: str | None) -> str:
         text += ": " + "; ".join(why)
     rates = details.get("rates") or {}
     meaning = f"<div>{html.escape(rates_text(rates))}</div>" if rates else ""
+    meaning += members_html(details)
     return f"""
 <div style="font-family:sans-serif">
   <div style="font-size:1.4em;font-weight:600;color:{color}">{html.escape(text)}</div>
@@ -335,6 +336,24 @@ def verdict_html(details: dict, plot: str | None) -> str:
   {meaning}
   <div style="max-width:640px">{plot or ""}</div>
 </div>"""
+
+
+def members_html(details: dict) -> str:
+    """A fused model's networks, each with its own similarity, threshold and verdict, and
+    whether they disagree ("" for a single model)."""
+    members = details.get("members") or []
+    if not members:
+        return ""
+    rows = "".join(
+        f"<tr><td><code>{html.escape(m['model'])}</code></td><td>{m['similarity']:.3f}</td>"
+        f"<td>{m['threshold']:.3f} ± {m['band']:.3f}</td><td>{html.escape(m['verdict'])}</td></tr>"
+        for m in members
+    )
+    said = details.get("disagreement") or "The networks agree."
+    return (
+        f"<div><b>{html.escape(said)}</b></div><table style='font-size:.9em'><tr><th>network</th>"
+        f"<th>similarity</th><th>its threshold ± band</th><th>its verdict</th></tr>{rows}</table>"
+    )
 
 
 def photo_html(photo: dict, chosen: int, alt: str) -> str:

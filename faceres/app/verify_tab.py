@@ -204,6 +204,11 @@ def faces_state(images: list[np.ndarray], result: VerifyResult) -> dict:
                         "embedding": [round(float(v), 6) for v in r.embedding],
                         "crop": data_uri(r.crop),
                     }
+                    | (
+                        {"member_crops": [data_uri(c) for c in r.member_crops]}
+                        if r.member_crops
+                        else {}
+                    )
                     for r in records
                 ],
             }
@@ -232,6 +237,9 @@ def _compared(state: dict, face1: Any, face2: Any) -> VerifyResult:
         records = tuple([_record(f) for f in photo["faces"]] for photo in photos)
         pictures = [photo["preview"] for photo in photos]
         pictures += [face["crop"] for photo in photos for face in photo["faces"]]
+        pictures += [
+            c for photo in photos for f in photo["faces"] for c in f.get("member_crops", [])
+        ]
         model = str(state["model"])
     except (KeyError, TypeError, ValueError, IndexError):
         raise FaceresError(NOT_RUN) from None
@@ -350,44 +358,59 @@ def explain_faces(faces: dict | None, face1: int | None = None, face2: int | Non
     >>> "supporting" in explain_faces(verify_photos("a.jpg", "b.jpg")[7])
     True
     """
-    result, crops = _chosen_crops(faces, face1, face2)
-    chosen = result.chosen
+    result, networks = _chosen_crops(faces, face1, face2)
     start = time.perf_counter()
-    ex = explain_crops(crops[0], crops[1], registry.load_task("identity", result.model))
+    shown = [
+        _network_maps(name, crops, result.chosen, len(networks) > 1) for name, crops in networks
+    ]
     ms = 1000 * (time.perf_counter() - start)
-    figures = figures_html(
-        list(ex.overlays()),
-        [
-            f"photo {k}, face {n}: supporting {stats['supporting']:+.3f}, opposing "
-            f"{stats['opposing']:+.3f}"
-            for k, (stats, n) in enumerate(zip(ex.to_dict()["maps"], chosen, strict=True), 1)
-        ],
-    )
     return (
         '<div style="font-family:sans-serif"><b>Why this score</b>: green regions raise the '
         "similarity, red ones pull it down (gradient of the cosine similarity times each pixel's "
         "difference from the face's mean colour: how much the similarity would change, to first "
         "order, without them; <code>faceres eval explain</code> measures how much more masking "
         "the green lowers the similarity than masking random pixels; masking the red does not "
-        "raise it). "
-        "Similarity of these two crops "
-        f"<b>{ex.similarity:.3f}</b> (the verdict also averages a second alignment) · {ms:.0f} ms"
-        f"<br>{figures}</div>"
+        f"raise it). Maps in {ms:.0f} ms.{''.join(shown)}</div>"
+    )
+
+
+def _network_maps(name: str, crops: list[np.ndarray], chosen: tuple[int, int], named: bool) -> str:
+    """One network's maps of the two crops, as HTML (headed by its name when `named`)."""
+    ex = explain_crops(crops[0], crops[1], registry.load_task("identity", name))
+    captions = [
+        f"photo {k}, face {n}: supporting {stats['supporting']:+.3f}, opposing "
+        f"{stats['opposing']:+.3f}"
+        for k, (stats, n) in enumerate(zip(ex.to_dict()["maps"], chosen, strict=True), 1)
+    ]
+    label = f"<code>{html.escape(name)}</code>: similarity" if named else "Similarity"
+    return (
+        f"<br>{label} of these two crops <b>{ex.similarity:.3f}</b> (the verdict also "
+        f"averages a second alignment)<br>{figures_html(list(ex.overlays()), captions)}"
     )
 
 
 def _chosen_crops(
     faces: dict | None, face1: Any, face2: Any
-) -> tuple[VerifyResult, list[np.ndarray]]:
-    """The comparison and the two chosen aligned crops, decoded from the faces JSON."""
+) -> tuple[VerifyResult, list[tuple[str, list[np.ndarray]]]]:
+    """The comparison and, per network (the model, or each member of a fused model), its name
+    and the two chosen aligned crops, decoded from the faces JSON."""
     if not faces:
         raise FaceresError(NOT_RUN)
     result = _compared(faces, face1, face2)  # checks the JSON and the picks
-    uris = [
-        photo["faces"][n - 1]["crop"]
-        for photo, n in zip(faces["photos"], result.chosen, strict=True)
+    chosen = [
+        photo["faces"][n - 1] for photo, n in zip(faces["photos"], result.chosen, strict=True)
     ]
-    return result, [load_image(base64.b64decode(uri.partition(",")[2])) for uri in uris]
+    if not result.members:
+        return result, [(result.model, [_decode(face["crop"]) for face in chosen])]
+    return result, [
+        (name, [_decode(face["member_crops"][i]) for face in chosen])
+        for i, (name, _) in enumerate(result.members)
+    ]
+
+
+def _decode(uri: str) -> np.ndarray:
+    """A crop from its data URI (checked by `_compared`)."""
+    return load_image(base64.b64decode(uri.partition(",")[2]))
 
 
 @user_errors
@@ -400,8 +423,14 @@ def remove_identity_block(
 
     Returns HTML.
     """
-    result, crops = _chosen_crops(faces, face1, face2)
+    result, networks = _chosen_crops(faces, face1, face2)
     model = result.model
+    if result.members:
+        raise FaceresError(
+            f"{model} fuses {', '.join(name for name, _ in result.members)}: it has no blocks of "
+            "its own. Choose one of them as the model to remove a block."
+        )
+    crops = networks[0][1]
     try:
         name = block_names(registry.load(model).model, [int(block or 0)])[0]
     except (ModelError, ValueError, IndexError, TypeError) as exc:

@@ -16,6 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     group = subparsers.add_parser("eval", help="evaluate models on benchmarks")
     sub = group.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")
     _add_lfw(sub)
+    _add_fuse(sub)
     _add_pairs(sub)
     _add_detect(sub)
     _add_expression(sub)
@@ -75,6 +76,41 @@ def _add_lfw(sub: argparse._SubParsersAction) -> None:
         "config, card and index entry",
     )
     p.set_defaults(func=run_lfw)
+
+
+def _add_fuse(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fuse",
+        help="fit a fused identity model of registry models on LFW View 1 DevTrain",
+        description="Weights of the members' cosine similarities fitted on LFW View 1 DevTrain "
+        "(Fisher's discriminant of z-normalised scores); each member's and the fusion's DevTest "
+        "accuracy. With --update-registry, the fused model is written into the registry; then "
+        "calibrate it with `faceres eval lfw --model NAME --fit-gate --update-registry`.",
+    )
+    p.add_argument("--members", nargs="+", required=True, help="registry identity models")
+    p.add_argument("--name", required=True, help="registry name of the fused model")
+    p.add_argument("--data", type=Path, help="LFW folder (default: $FACERES_DATA/lfw)")
+    p.add_argument("--detector", help="face detector (default: auto)")
+    p.add_argument("--update-registry", dest="write", action="store_true")
+    p.add_argument("--default", action="store_true", help="make it the default identity model")
+    p.add_argument("--json", action="store_true", help="print the report as JSON only")
+    p.set_defaults(func=run_fuse)
+
+
+def run_fuse(args: argparse.Namespace) -> int:
+    from faceres.eval.fusion import fit_fusion, write_fusion
+
+    _setup_logging(args.json)
+    report = fit_fusion(args.members, data=args.data, detector=args.detector)
+    if args.write:
+        report["folder"] = str(write_fusion(args.name, report, default=args.default))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for m in report["members"]:
+        print(f"{m['model']}: weight {m['weight']:.4f}, DevTest {m['dev_test_accuracy']:.2%}")
+    print(f"{args.name}: DevTest {report['dev_test_accuracy']:.2%} ({report['rule']})")
+    return 0
 
 
 def _add_pairs(sub: argparse._SubParsersAction) -> None:
@@ -219,6 +255,13 @@ def _print_identity(report: dict) -> None:
             f"{m['best_threshold']:.4f} (no folds: optimistic)"
         )
     print(f"TAR {m['tar_at_far']:.2%} at FAR {m['far']:g}; ROC AUC {m['auc']:.5f}")
+    for member in report.get("members", []):
+        v = member["view2"]
+        print(
+            f"  {member['model']} alone (weight {member['weight']:.4f}): accuracy "
+            f"{v['accuracy_mean']:.2%} ± {v['accuracy_std']:.2%}, TAR {v['tar_at_far']:.2%}, "
+            f"{v['uncertain_fraction']:.2%} uncertain, {v['accuracy_called']:.2%} right on the rest"
+        )
     print(f"ROC plot: {report['roc_plot']}")
     if "risk_coverage_plot" in report:
         print(f"risk-coverage plot: {report['risk_coverage_plot']}")

@@ -19,6 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "signed maps alone (PNG), and a JSON summary, into DIR.",
     )
     add_pair_arguments(p)
+    p.add_argument(
+        "--network", help="for a fused model, the member whose maps to draw (default: the first)"
+    )
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the output")
     p.add_argument("--json", action="store_true", help="print the JSON summary only")
     p.set_defaults(func=run_explain)
@@ -30,7 +33,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise FaceresError(f"--out {args.out} exists and is not a folder.")
-    ex = explain_verify(**pair_arguments(args))
+    ex = explain_verify(**pair_arguments(args), network=args.network)
     try:
         images = ex.save_images(args.out)
         report = {**ex.to_dict(), "images": [str(path) for path in images]}

@@ -89,6 +89,13 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"uncertain because {reason}")
     if result.rates:
         print(rates_text(result.rates))
+    for name, v in result.members:
+        print(
+            f"  {name} alone: {v.verdict}, similarity {v.similarity:.4f} "
+            f"(threshold {v.threshold:.4f})"
+        )
+    if result.disagreement:
+        print(result.disagreement)
     for i, (faces, number, q) in enumerate(
         zip(result.faces, result.chosen, result.quality, strict=True), start=1
     ):

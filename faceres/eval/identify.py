@@ -43,7 +43,8 @@ from faceres import registry
 from faceres.datasets.lfw import lfw_dir, read_lfw_pairs
 from faceres.detect import select_detector
 from faceres.errors import DataError
-from faceres.eval.lfw import detect_images, embed_images, model_embedder
+from faceres.eval.lfw import detect_images, embed_images
+from faceres.face.pipeline import FacePipeline
 from faceres.search.indexing import image_files
 from faceres.search.query import LINKAGES, cluster_cuts, cluster_embeddings, cluster_settings
 
@@ -155,10 +156,11 @@ def embed_folder(root: str | Path, model: str | None, detector: str | None) -> E
     """`split_people(root)` and every image's embedding with `model`."""
     root = Path(root)
     gallery, genuine, impostor, person = split_people(root)
-    embedder, template, name = model_embedder(model or registry.default_model("identity"))
+    pipeline = FacePipeline.for_model(model)
+    name = pipeline.model
     paths = [*gallery, *genuine, *impostor]
     faces = detect_images(paths, detector, pick="center")
-    emb = embed_images(faces, template, embedder)
+    emb = embed_images(faces, pipeline.members)
     undetected = sum(f is None for f in faces.values())
     return Embedded(
         name, select_detector(detector), root, gallery, genuine, impostor, person, emb, undetected

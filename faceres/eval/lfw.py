@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -56,8 +56,8 @@ from faceres.eval.metrics import (
     verdicts,
 )
 from faceres.eval.plots import save_risk_coverage_plot, save_roc_plot
-from faceres.face.align import align, dlib_chip_template, model_template
-from faceres.face.pipeline import FacePipeline, embed_crops, load_identity_model
+from faceres.face.align import align, dlib_chip_template
+from faceres.face.pipeline import FacePipeline, Member, split
 from faceres.face.quality import FaceQuality, assess, gate_reasons
 from faceres.imageio import load_image
 
@@ -151,14 +151,14 @@ def detect_images(
 
 def embed_images(
     faces: dict[Path, Face | None],
-    template: dict,
-    embedder: Embedder,
+    members: Sequence[Member],
     batch_size: int = 32,
     scale: float = 1.0,
 ) -> dict[Path, np.ndarray]:
-    """Embedding of every image (shrunk to `scale`): its face aligned onto `template` (and its
-    test-time views), else the centre crop."""
-    pipeline = FacePipeline(embedder, template)
+    """Embedding of every image (shrunk to `scale`) by the face pipeline of `members`: its face
+    aligned onto each member's template (and its test-time views), else the centre crop."""
+    pipeline = FacePipeline(tuple(members))
+    template = pipeline.template
     paths = list(faces)
     out: dict[Path, np.ndarray] = {}
     for start in range(0, len(paths), batch_size):
@@ -198,8 +198,7 @@ def gated_pairs(
 def fit_quality_gate(
     pairs: Sequence[Pair],
     detector: str | None,
-    template: dict,
-    embedder: Embedder,
+    members: Sequence[Member],
     threshold: float,
     band: float,
 ) -> dict:
@@ -211,8 +210,8 @@ def fit_quality_gate(
     for scale in GATE_SCALES:
         log.info("fitting the quality gate: View 1 at x%g", scale)
         faces = detect_images(paths, detector, pick="center", scale=scale)
-        quality = assess_images(faces, template, scale)
-        scores = pair_scores(pairs, embed_images(faces, template, embedder, scale=scale))
+        quality = assess_images(faces, members[0].template, scale)
+        scores = pair_scores(pairs, embed_images(faces, members, scale=scale))
         eyes += [
             min(q.eye_distance if q else 0.0 for q in (quality[p.left], quality[p.right]))
             for p in pairs
@@ -252,12 +251,6 @@ def pair_metrics(pairs: Sequence[Pair], scores: np.ndarray) -> dict:
 
 
 # --- runs ---------------------------------------------------------------------------------------
-
-
-def model_embedder(model: str) -> tuple[Embedder, dict, str]:
-    """Embedder, alignment template and resolved name of registry identity model `model`."""
-    loaded = load_identity_model(model)
-    return (lambda crops: embed_crops(crops, loaded)), model_template(loaded.config), loaded.name
 
 
 def fit_dlib5_box(
@@ -309,10 +302,10 @@ def tune_template(
         dlib_faces = {
             p: dlib5_in_box(load_image(p), f, box) if f else None for p, f in faces.items()
         }
-        extra = embed_images(dlib_faces, dlib_chip_template(size, padding), embedder)
+        extra = embed_images(dlib_faces, [Member(embedder, dlib_chip_template(size, padding))])
     trials: list[dict] = []
     for scale in TUNE_SCALES:
-        own = embed_images(faces, dlib_chip_template(size, padding, scale), embedder)
+        own = embed_images(faces, [Member(embedder, dlib_chip_template(size, padding, scale))])
         for with_dlib5 in (False, True) if extra else (False,):
             emb = {p: own[p] + extra[p] if with_dlib5 else own[p] for p in own}
             emb = {p: v / np.linalg.norm(v) for p, v in emb.items()}
@@ -335,19 +328,19 @@ def tune_template(
 
 @dataclass(frozen=True)
 class Subject:
-    """What an evaluation measures: `embedder` with its alignment `template`, named `name`, and
-    `stored`, its registry calibration (empty for an embedder outside the registry)."""
+    """What an evaluation measures: the networks `members` (each an embedder with its alignment
+    template and weight; one unless fused), named `name`, and `stored`, the registry calibration
+    (empty for embedders outside the registry)."""
 
     name: str
-    embedder: Embedder
-    template: dict
+    members: tuple[Member, ...]
     stored: dict = field(default_factory=dict)
 
 
-def registry_subject(model: str) -> Subject:
+def registry_subject(model: str | None) -> Subject:
     """Registry identity model `model` (None: the default) as an evaluation `Subject`."""
-    embedder, template, name = model_embedder(model)
-    return Subject(name, embedder, template, load_identity_model(name).config["faceres"])
+    pipeline = FacePipeline.for_model(model)
+    return Subject(pipeline.model, pipeline.members, pipeline.config["faceres"])
 
 
 @dataclass(frozen=True)
@@ -455,6 +448,25 @@ def score_view2(
     }
 
 
+def tune_subject(
+    subject: Subject, lists: LfwLists, faces: dict[Path, Face | None], detector: str
+) -> tuple[tuple[Member, ...], list[dict]]:
+    """`--tune`: the subject's one network with its template fitted on View 1 (`tune_template`),
+    and every trial."""
+    if detector != "yunet":
+        raise DataError(
+            "--tune fits the template for YuNet's landmarks; run it with the YuNet detector."
+        )
+    if len(subject.members) != 1:
+        raise DataError("--tune fits one network's template; tune each member of a fused model.")
+    (one,) = subject.members
+    paths = lists.paths([lists.dev_train, lists.dev_test])
+    template, trials = tune_template(
+        paths, {p: faces[p] for p in paths}, one.template, one.embedder
+    )
+    return (replace(one, template=template),), trials
+
+
 def evaluate_lfw(
     subject: Subject | str,
     data: Path | None = None,
@@ -486,16 +498,11 @@ def evaluate_lfw(
     detector_name = select_detector(detector)
     log.info("detecting faces in %d images with %s", len(paths), detector_name)
     faces = detect_images(paths, detector, pick="center", scale=downscale)
-    template, trials = subject.template, []
+    members, trials = subject.members, []
     if tune:
-        if detector_name != "yunet":
-            raise DataError(
-                "--tune fits the template for YuNet's landmarks; run it with the YuNet detector."
-            )
-        view1_paths = lists.paths([lists.dev_train, lists.dev_test])
-        view1_faces = {p: faces[p] for p in view1_paths}
-        template, trials = tune_template(view1_paths, view1_faces, template, subject.embedder)
-    embeddings = embed_images(faces, template, subject.embedder, scale=downscale)
+        members, trials = tune_subject(subject, lists, faces, detector_name)
+    template = members[0].template
+    embeddings = embed_images(faces, members, scale=downscale)
     quality = assess_images(faces, template, downscale)
     view1 = calibrate_view1(lists, embeddings)
     gate_fit, gate = {}, subject.stored.get("quality_gate", {}) if gate is None else gate
@@ -503,8 +510,7 @@ def evaluate_lfw(
         gate_fit = fit_quality_gate(
             [*lists.dev_train, *lists.dev_test],
             detector,
-            template,
-            subject.embedder,
+            members,
             view1.threshold,
             view1.band,
         )
@@ -524,8 +530,10 @@ def evaluate_lfw(
         "view1": {**view1.to_dict(), "template_trials": trials, "quality_gate_fit": gate_fit},
         "view2": {k: v for k, v in view2.items() if not k.startswith("_")},
         "quality": quality_summary(quality),
-        "template": template,
+        "template": template if len(members) == 1 else None,
     }
+    if len(members) > 1:
+        report["members"] = member_reports(members, lists, embeddings, quality)
     report |= save_lfw_plots(report, view2, lists, Path(out_dir), tag)
     (Path(out_dir) / f"lfw-{tag}.json").write_text(json.dumps(report, indent=2))
     write_pair_table(
@@ -536,6 +544,37 @@ def evaluate_lfw(
         lists.images,
     )
     return report
+
+
+def member_reports(
+    members: Sequence[Member],
+    lists: LfwLists,
+    embeddings: dict[Path, np.ndarray],
+    quality: dict[Path, FaceQuality | None],
+) -> list[dict]:
+    """A fused model's members alone, on the same faces: each member's part of the fused
+    embeddings (`faceres.face.pipeline.split`) calibrated on View 1 and scored on View 2 as
+    `evaluate_lfw` scores a model, with its own quality gate."""
+    dims = [
+        int(m.config["faceres"].get("embedding_size") or m.config["num_classes"]) for m in members
+    ]
+    parts = {path: split(e, dims) for path, e in embeddings.items()}
+    rows = []
+    for i, m in enumerate(members):
+        own = {path: p[i] for path, p in parts.items()}
+        view1 = calibrate_view1(lists, own)
+        gate = m.config["faceres"].get("quality_gate", {})
+        view2 = score_view2(lists, own, quality, view1, None, gate)
+        keys = ("accuracy_mean", "accuracy_std", "tar_at_far", "auc", "uncertain_fraction")
+        rows.append(
+            {
+                "model": m.name,
+                "weight": m.weight,
+                "view1": {k: getattr(view1, k) for k in ("threshold", "band", "test_accuracy")},
+                "view2": {k: view2[k] for k in (*keys, "accuracy_called")},
+            }
+        )
+    return rows
 
 
 def undetected_summary(faces: dict[Path, Face | None], images: Path) -> dict:
@@ -618,7 +657,7 @@ def write_calibration(report: dict) -> None:
     model = report["model"]
     registry.update_config(
         model,
-        alignment=report["template"],
+        **({"alignment": report["template"]} if report["template"] else {}),
         threshold=round(report["view1"]["threshold"], 6),
         band=round(report["view1"]["band"], 6),
         band_rule=BAND_RULE,
@@ -648,6 +687,32 @@ def write_calibration(report: dict) -> None:
         + f" (DevTest accuracy {report['view1']['dev_test_accuracy']:.4f})",
     )
     record_lfw_metrics(model, report)
+    if report.get("members"):
+        registry.update_card_section(model, "LFW View 2, beside its members", members_table(report))
+
+
+def members_table(report: dict) -> str:
+    """A fused model's View 2 figures beside each member's alone (same faces, same command)."""
+    rows = [(report["model"], "", report["view2"])]
+    rows += [(m["model"], f"{m['weight']:.4f}", m["view2"]) for m in report["members"]]
+    lines = [
+        f"| `{name}` | {weight} | {v['accuracy_mean']:.2%} ± {v['accuracy_std']:.2%} | "
+        f"{v['tar_at_far']:.2%} | {v['auc']:.5f} | {v['uncertain_fraction']:.2%} | "
+        f"{v['accuracy_called']:.2%} |"
+        for name, weight, v in rows
+    ]
+    return "\n".join(
+        [
+            f"Printed by `faceres eval lfw --model {report['model']} --fit-gate --update-registry` "
+            f"({report['detector']} detector; each member's part of the fused embeddings "
+            "calibrated on View 1 as that model alone is).",
+            "",
+            "| model | weight | accuracy (10 folds) | TAR@FAR=1e-3 | AUC | uncertain | right on "
+            "the rest |",
+            "|---|---|---|---|---|---|---|",
+            *lines,
+        ]
+    )
 
 
 def record_lfw_metrics(model: str, report: dict) -> None:
@@ -690,7 +755,7 @@ def evaluate_pairs(
     model = subject.name
     detector_name = select_detector(detector)
     faces = detect_images(paths, detector, pick="largest")
-    scores = pair_scores(pairs, embed_images(faces, subject.template, subject.embedder))
+    scores = pair_scores(pairs, embed_images(faces, subject.members))
     report = {
         "model": model,
         "detector": detector_name,

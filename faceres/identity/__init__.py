@@ -25,7 +25,7 @@ import numpy as np
 from faceres import registry
 from faceres.detect import Face
 from faceres.errors import ModelError, NoFaceError
-from faceres.face.pipeline import FacePipeline, FaceRecord, face_dict
+from faceres.face.pipeline import FacePipeline, FaceRecord, face_dict, split
 from faceres.face.quality import FaceQuality
 from faceres.identity.verdict import Verdict, decide, judge
 from faceres.imageio import ImageInput, load_image
@@ -39,6 +39,7 @@ __all__ = [
     "decide",
     "embed",
     "judge",
+    "judge_members",
     "verify",
 ]
 
@@ -59,6 +60,7 @@ class VerifyResult:
     chosen: tuple[int, int]
     model: str
     detector: str
+    members: tuple[tuple[str, Verdict], ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
 
     similarity = property(lambda self: self.decided.similarity, doc="Cosine similarity.")
@@ -67,6 +69,14 @@ class VerifyResult:
     verdict = property(lambda self: self.decided.verdict, doc="same, different or uncertain.")
     reasons = property(lambda self: self.decided.reasons, doc="The quality gate's reasons.")
     rates = property(lambda self: self.decided.rates, doc="How calibration pairs scored.")
+
+    @property
+    def disagreement(self) -> str:
+        """For a fused model whose members' own verdicts differ, that in words, else ""."""
+        if len({v.verdict for _, v in self.members}) < 2:
+            return ""
+        said = ", ".join(f"{name} says {v.verdict}" for name, v in self.members)
+        return f"The networks disagree: {said}."
 
     @property
     def compared(self) -> tuple[FaceRecord, FaceRecord]:
@@ -115,7 +125,23 @@ class VerifyResult:
                 )
             ],
             "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
-        }
+        } | (
+            {
+                "members": [
+                    {
+                        "model": name,
+                        "similarity": round(v.similarity, 6),
+                        "threshold": v.threshold,
+                        "band": v.band,
+                        "verdict": v.verdict,
+                    }
+                    for name, v in self.members
+                ],
+                "disagreement": self.disagreement,
+            }
+            if self.members
+            else {}
+        )
 
 
 def _photo_dict(faces: list[Face], records: list[FaceRecord], chosen: int) -> dict:
@@ -157,6 +183,28 @@ def calibration(model: str, config: dict | None = None) -> dict:
     return meta
 
 
+def judge_members(
+    a: FaceRecord, b: FaceRecord, meta: dict, metas: dict[str, dict] | None = None
+) -> tuple[tuple[str, Verdict], ...]:
+    """A fused model's (calibration `meta`) members' own verdicts on faces `a` and `b`: each
+    member's part of the fused embeddings judged with its own calibration (`metas[name]`, default
+    the registry's); () for a single model."""
+    parts = meta.get("members", [])
+    if not parts:
+        return ()
+    dims = [int(part["dim"]) for part in parts]
+    quality = (a.quality, b.quality)
+    return tuple(
+        (
+            part["model"],
+            judge(x, y, quality, (metas or {}).get(part["model"]) or calibration(part["model"])),
+        )
+        for part, x, y in zip(
+            parts, split(a.embedding, dims), split(b.embedding, dims), strict=True
+        )
+    )
+
+
 def compare(
     records: tuple[list[FaceRecord], list[FaceRecord]],
     model: str,
@@ -164,10 +212,12 @@ def compare(
     face2: int | None = None,
     faces: tuple[list[Face], list[Face]] | None = None,
     meta: dict | None = None,
+    metas: dict[str, dict] | None = None,
 ) -> VerifyResult:
     """The verdict on face `face1` of the first photo and face `face2` of the second (default the
     largest), from their `records` (no model run) with the calibration `meta` (default: registry
-    model `model`'s). `faces`: every face found in each photo (default: those of the records).
+    model `model`'s); for a fused model, its members' verdicts too (`judge_members`, `metas`).
+    `faces`: every face found in each photo (default: those of the records).
 
     >>> compare(verify("group.jpg", "b.jpg", every_face=True).records, "dlib-resnet29-face", 2)
     """
@@ -187,7 +237,8 @@ def compare(
     a, b = embedded[0][chosen[0]], embedded[1][chosen[1]]
     meta = meta or calibration(model)
     decided = judge(a.embedding, b.embedding, (a.quality, b.quality), meta)
-    return VerifyResult(decided, faces, records, chosen, model, a.face.detector)
+    members = judge_members(a, b, meta, metas)
+    return VerifyResult(decided, faces, records, chosen, model, a.face.detector, members)
 
 
 def verify(
@@ -210,6 +261,7 @@ def verify(
     """
     pipeline = FacePipeline.for_model(model, detector)
     meta = calibration(pipeline.model, pipeline.config)
+    metas = {m.name: calibration(m.name, m.config) for m in pipeline.members}
     watch = Stopwatch()
     images = (load_image(img1), load_image(img2))
     watch.lap("decode")
@@ -224,7 +276,7 @@ def verify(
         for found, n in zip(faces, chosen, strict=True)
     ]
     made = pipeline.records(images, faces, numbers, watch)
-    result = compare((made[0], made[1]), pipeline.model, *chosen, faces=faces, meta=meta)
+    result = compare((made[0], made[1]), pipeline.model, *chosen, faces, meta, metas)
     return replace(result, timings=watch.timings())
 
 

@@ -47,6 +47,7 @@ from PIL import Image
 
 from faceres import registry
 from faceres.detect import Face
+from faceres.errors import ModelError
 from faceres.expression import ExpressionResult, analyze_expression, class_names
 from faceres.identity import VerifyResult, verify
 from faceres.imageio import ImageInput
@@ -207,16 +208,25 @@ def explain_verify(
     face1: int | None = None,
     face2: int | None = None,
     detector: str | None = None,
+    network: str | None = None,
 ) -> PairExplanation:
     """`faceres.identity.verify` (same arguments, faces numbered as it numbers them), then the
-    signed maps of the two aligned crops it compared; the verification is in `.verify`.
+    signed maps of the two aligned crops it compared; the verification is in `.verify`. For a
+    fused model, the maps are those of its member `network` (default: its first member).
 
     >>> ex = explain_verify("a.jpg", "b.jpg", detector="yunet")
     >>> ex.verify.verdict, round(ex.verify.similarity, 3), round(ex.similarity, 3)
     ('same', 0.988, 0.987)
     """
     result = verify(img1, img2, model=model, face1=face1, face2=face2, detector=detector)
-    explained = explain_crops(*result.crops, registry.load_task("identity", result.model))
+    names = [name for name, _ in result.members] or [result.model]
+    network = network or names[0]
+    if network not in names:
+        raise ModelError(f"{result.model} has no network {network}; choose {' or '.join(names)}.")
+    crops = [
+        r.member_crops[names.index(network)] if result.members else r.crop for r in result.compared
+    ]
+    explained = explain_crops(*crops, registry.load_task("identity", network))
     return PairExplanation(
         explained.similarity, explained.maps, explained.crops, explained.model, result
     )

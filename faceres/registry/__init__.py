@@ -21,6 +21,7 @@ import importlib
 
 from faceres.registry.index import (
     ENTRY_KEYS,
+    FUSION,
     TASKS,
     default_model,
     get_entry,
@@ -44,6 +45,7 @@ _TORCH_NAMES = {
     "load_task": "weights",
     "push": "publish",
     "save_model": "publish",
+    "save_fused": "publish",
     "update_card_section": "publish",
     "update_config": "publish",
     "update_entry": "publish",
@@ -62,6 +64,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "ENTRY_KEYS",
+    "FUSION",
     "TASKS",
     "LoadedModel",
     "default_device",
@@ -78,6 +81,7 @@ __all__ = [
     "registry_dir",
     "resolve",
     "resolve_file",
+    "save_fused",
     "save_model",
     "task_model",
     "sha256_file",

@@ -34,6 +34,8 @@ ENTRY_KEYS = (
     "source",
     "local_candidates",
 )
+FUSION = "fusion"
+"""The `architecture` of a fused identity model: its members' weights, none of its own."""
 HUB_TIMEOUT = 3.0
 """Seconds to wait for the Hub before calling it unreachable (the offline error comes in < 5 s)."""
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".tar")

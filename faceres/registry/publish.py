@@ -22,6 +22,7 @@ from faceres.registry.index import (
     _PICKLE_SUFFIXES,
     _TASK_PIPELINES,
     ENTRY_KEYS,
+    FUSION,
     TASKS,
     _index_lock,
     _read_index,
@@ -279,6 +280,55 @@ def save_model(
             "metrics": dict(metrics),
             "description": _description(card),
             "source": source,
+        }
+        _store(entries, entry)
+    return folder
+
+
+def save_fused(name: str, members: list[dict], card: str, *, default: bool = False) -> Path:
+    """Write `registry/models/<name>/` for a fused identity model (no weights of its own): its
+    config.json (`architecture` "fusion", `faceres.members`: each member's model, weight and
+    embedding size) and card; then add or replace the index entry.
+
+    >>> save_fused("fused-dlib-sface", [{"model": "dlib-resnet29-face", "weight": 0.5,
+    ...     "dim": 128}, {"model": "sface-2021dec", "weight": 0.5, "dim": 128}], "# Fused ...")
+    """
+    from huggingface_hub import ModelCardData
+
+    for member in members:
+        if get_entry(member["model"])["task"] != "identity":
+            raise ModelError(f"{member['model']} is not an identity model; it cannot be fused.")
+    config = {
+        "architecture": FUSION,
+        "faceres": {
+            "task": "identity",
+            "members": members,
+            "embedding_size": sum(int(m["dim"]) for m in members),
+            "metric": "cosine",
+        },
+    }
+    data = ModelCardData(license="mit", tags=["faceres", "identity", "fusion"], model_name=name)
+    folder = registry_dir() / "models" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / "config.json", json.dumps(config, indent=2) + "\n")
+    write_atomic(folder / "README.md", f"---\n{data.to_yaml()}\n---\n\n{card.strip()}\n")
+    with _index_lock():
+        entries = _read_index()
+        previous = next((e for e in entries if e["name"] == name), {})
+        entry = {
+            "name": name,
+            "task": "identity",
+            "architecture": FUSION,
+            "twin": None,
+            "default": default,
+            "repo_id": previous.get("repo_id"),
+            "revision": None,
+            "path": f"models/{name}",
+            "files": _hash_folder(folder),
+            "license": "mit",
+            "metrics": previous.get("metrics", {}),
+            "description": _description(card),
+            "source": "faceres eval fuse (members: " + ", ".join(m["model"] for m in members) + ")",
         }
         _store(entries, entry)
     return folder

@@ -82,8 +82,12 @@ def choose_backend() -> str:
 def first_use(task: str, name: str | None = None) -> bool:
     """Whether running `task`'s model `name` now first exports it to ONNX (seconds, once per
     machine): an ONNX engine, the runner not built in this process, and no ONNX file yet (the
-    index pins none and the cache has none); a cheap check, no session is made."""
+    index pins none and the cache has none); for a fused model, that of any member. A cheap
+    check, no session is made."""
     name = registry.task_model(task, name)
+    if registry.get_entry(name)["architecture"] == registry.FUSION:
+        members = registry.model_config(name)["faceres"]["members"]
+        return any(first_use(task, member["model"]) for member in members)
     if choose_backend() != "onnx" or name in _BUILT:
         return False
     return ONNX_FILE not in registry.get_entry(name).get("files", {}) and not (

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from faceres.errors import FaceresError
-from faceres.face.pipeline import FacePipeline, load_identity_model
+from faceres.face.pipeline import FacePipeline
 from faceres.search.embed import ImageFaces, embed_files
 from faceres.search.ray_engine import ray_engine
 from faceres.search.store import FaceStore
@@ -70,17 +70,18 @@ def build_index(
     Without `resume`, images already in the index are indexed again (replaced).
     """
     start = time.perf_counter()
-    loaded = load_identity_model(model)
-    dim = int(loaded.config["faceres"].get("embedding_size") or loaded.config["num_classes"])
-    store = FaceStore.open(out, model=loaded.name, dim=dim, writer=True)
+    pipeline = FacePipeline.for_model(model)
+    config = pipeline.config
+    dim = int(config["faceres"].get("embedding_size") or config["num_classes"])
+    store = FaceStore.open(out, model=pipeline.model, dim=dim, writer=True)
     try:
         files = image_files(paths)
         done = store.done() if resume else set()
         todo = [p for p in files if str(p) not in done]
         if engine == "ray":
-            results = ray_engine(todo, loaded.name, detector, BATCH_IMAGES)
+            results = ray_engine(todo, pipeline.model, detector, BATCH_IMAGES)
         elif engine == "local":
-            results = local_engine(todo, loaded.name, detector)
+            results = local_engine(todo, pipeline.model, detector)
         else:
             raise FaceresError(f"Unknown engine {engine!r}; use local or ray.")
         totals = {"faces": 0, "failed": 0}
@@ -95,7 +96,7 @@ def build_index(
         store.close()
     return {
         "index": str(out),
-        "model": loaded.name,
+        "model": pipeline.model,
         "images": len(todo),
         "skipped": len(files) - len(todo),
         "faces": totals["faces"],
