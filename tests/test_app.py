@@ -928,3 +928,30 @@ def test_the_timeline_legend_overlaps_no_title_or_label(count):
     assert all(not legend.overlaps(t.get_window_extent(renderer)) for t in texts)
     assert legend.y0 >= 0  # inside the picture
     plt.close(fig)
+
+
+def test_figures_drawn_from_many_threads_keep_no_fonts_open():
+    """Gradio serves on worker threads that come and go; matplotlib keeps its fonts per thread.
+    Timelines drawn from 30 threads alive at once leave the process's open files (as the OS
+    counts them) where they were: every figure is drawn on the one plot thread."""
+    import threading
+
+    import psutil
+
+    from faceres.app.render import timeline_html
+
+    tracks = [("face 1", [0.0, 0.5, 1.0], {"happy": [0.2, 0.5, 0.9], "sad": [0.8, 0.5, 0.1]})]
+    timeline_html(tracks)  # fonts loaded once
+    before = psutil.Process().num_fds()
+    gate = threading.Barrier(30)
+
+    def draw() -> None:
+        gate.wait()  # all 30 alive at once: 30 thread identities
+        assert timeline_html(tracks).startswith("<img")
+
+    threads = [threading.Thread(target=draw) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert psutil.Process().num_fds() <= before + 1

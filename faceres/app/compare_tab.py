@@ -30,7 +30,7 @@ from faceres.app.common import (
     user_errors,
     wired,
 )
-from faceres.app.render import figures_html, plots_html
+from faceres.app.render import figures_html, on_plot_thread, plots_html
 from faceres.app.studies import (
     depth_figures,
     lesion_figures,
@@ -73,7 +73,7 @@ def _drawn(key: str, draw: Callable[[], dict], alt: str) -> str:
     asked for."""
     with _PLOT_LOCK:
         if key not in _DRAWN:
-            _DRAWN[key] = plots_html(draw(), alt)
+            _DRAWN[key] = on_plot_thread(lambda: plots_html(draw(), alt))
         return _DRAWN[key]
 
 

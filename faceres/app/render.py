@@ -12,6 +12,9 @@ import functools
 import html
 import io
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -65,6 +68,18 @@ def figures_html(images: list[np.ndarray], captions: list[str], width: int = 180
         "</figcaption></figure>"
         for image, caption in zip(images, captions, strict=True)
     )
+
+
+T = TypeVar("T")
+_PLOT_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faceres-plot")
+"""The one thread that draws figures while serving: matplotlib keeps its fonts per thread (an
+open file each), so figures drawn on Gradio's worker threads, which come and go, would pile
+fonts up for as long as the server runs."""
+
+
+def on_plot_thread(draw: Callable[..., T], *args: Any) -> T:
+    """`draw(*args)`, run on the plot thread (the caller waits)."""
+    return _PLOT_THREAD.submit(draw, *args).result()
 
 
 def plots_html(figures: dict, alt: str) -> str:
@@ -244,9 +259,12 @@ def timeline_figure(tracks: list[tuple[str, list[float], dict[str, list[float]]]
 
 
 def timeline_html(tracks: list[tuple[str, list[float], dict[str, list[float]]]]) -> str:
-    """`timeline_figure` as an inline PNG `<img>` ("" without a track)."""
-    if not tracks:
-        return ""
+    """`timeline_figure` as an inline PNG `<img>` ("" without a track), drawn on the plot
+    thread."""
+    return on_plot_thread(_timeline_html, tracks) if tracks else ""
+
+
+def _timeline_html(tracks: list[tuple[str, list[float], dict[str, list[float]]]]) -> str:
     import matplotlib.pyplot as plt
 
     fig = timeline_figure(tracks)
@@ -267,8 +285,8 @@ def score_plot(scores: dict, similarity: float, threshold: float, band: float) -
     >>> 'title="this pair: 0.900"' in score_plot({"genuine": [0.95], "impostor": [0.6]}, 0.9, 0.91, 0.01)
     True
     """  # noqa: E501
-    uri, left, right, low = _distributions(
-        tuple(scores["genuine"]), tuple(scores["impostor"]), threshold, band
+    uri, left, right, low = on_plot_thread(
+        _distributions, tuple(scores["genuine"]), tuple(scores["impostor"]), threshold, band
     )
     x = min(1.0, max(low, similarity))
     at = 100 * (left + (right - left) * (x - low) / (1.0 - low))
