@@ -239,8 +239,8 @@ ISSUE_MUTANTS: tuple[IssueMutant, ...] = (
         "tune-reads-view2",
         "`faceres eval lfw --tune` tunes the template on View 2's images instead of View 1's",
         "faceres/eval/lfw.py",
-        "view1_paths = lists.paths([lists.dev_train, lists.dev_test])",
-        "view1_paths = lists.paths([lists.view2])",
+        "paths = lists.paths([lists.dev_train, lists.dev_test])",
+        "paths = lists.paths([lists.view2])",
         ("tests/test_eval_identity.py",),
     ),
 )

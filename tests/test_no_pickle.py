@@ -152,7 +152,8 @@ def test_registry_holds_safetensors_only_and_pins_every_file():
             assert Path(rel).suffix not in PICKLE_SUFFIXES, (entry["name"], rel)
         if entry.get("path"):
             folder = registry.registry_dir() / entry["path"]
-            assert "model.safetensors" in entry["files"] or entry["task"] == "detector"
+            weightless = entry["task"] == "detector" or entry["architecture"] == registry.FUSION
+            assert "model.safetensors" in entry["files"] or weightless
             assert not [p for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES]
 
 

@@ -422,6 +422,7 @@ def test_a_ray_build_that_loses_the_node_embedding_it_completes(tmp_path, monkey
                 removed.append(node.node_id)
             time.sleep(0.1)
 
+    ray.shutdown()  # a local instance an earlier test started
     try:
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
         killer = threading.Thread(target=remove_the_actors_node)
