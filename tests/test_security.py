@@ -213,10 +213,12 @@ def files_under(*roots: Path) -> dict[Path, str]:
     }
 
 
-def call(url: str, api: str, data: list) -> tuple[str, str]:
-    """POST an event as any HTTP client can; (event, payload) of its final message."""
+def call(url: str, api: str, data: list, session: str | None = None) -> tuple[str, str]:
+    """POST an event as any HTTP client can (in browser session `session`, if given); (event,
+    payload) of its final message."""
     base = f"{url}gradio_api/call/{api}"
-    reply = httpx.post(base, json={"data": data}, timeout=30)
+    body = {"data": data} | ({"session_hash": session} if session else {})
+    reply = httpx.post(base, json=body, timeout=30)
     reply.raise_for_status()
     event, payload = "", ""
     with httpx.stream("GET", f"{base}/{reply.json()['event_id']}", timeout=120) as stream:
@@ -546,17 +548,7 @@ def test_many_sessions_holding_photos_stay_under_the_memory_cap(tmp_path):
     def expression(url: str, session_hash: str, ref: dict) -> str:
         """What the app answers that session: the summary (the photo reached the model) or
         the error."""
-        base = f"{url}gradio_api/call/expression"
-        body = {"data": [ref, None, None], "session_hash": session_hash}
-        reply = httpx.post(base, json=body, timeout=30)
-        event, payload = "", ""
-        with httpx.stream("GET", f"{base}/{reply.json()['event_id']}", timeout=120) as stream:
-            for line in stream.iter_lines():
-                if line.startswith("event:"):
-                    event = line.split(":", 1)[1].strip()
-                elif line.startswith("data:"):
-                    payload = line.split(":", 1)[1].strip()
-        return f"{event}: {payload}"
+        return ": ".join(call(url, "expression", [ref, None, None], session_hash))
 
     with serve_app({"FACERES_PHOTO_MEMORY_MB": str(cap_mb)}) as url:
         port = int(url.rsplit(":", 1)[1].strip("/"))
