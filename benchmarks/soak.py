@@ -48,6 +48,7 @@ EVENTS = (
 )
 VIDEO_SECONDS, VIDEO_FPS = 4, 8
 GROWTH_LIMIT, P95_LIMIT = 0.10, 1.2
+REQUEST_TIMEOUT_S = 120
 
 
 def client_photos(folder: Path, index: int) -> dict[str, Path]:
@@ -79,6 +80,12 @@ def client_photos(folder: Path, index: int) -> dict[str, Path]:
     return paths
 
 
+def ask(client, *args, api_name: str):
+    """`client.predict`, but a request unanswered after `REQUEST_TIMEOUT_S` is an error, not a
+    client waiting for ever (the first soaks found requests that were never answered)."""
+    return client.submit(*args, api_name=api_name).result(timeout=REQUEST_TIMEOUT_S)
+
+
 def call(client, event: str, files: dict[str, Path], state: dict):
     """One request of `event` with the client's files; `state` carries the last verify's faces
     JSON (for the pick and explain) and the live stream's state, as a browser does."""
@@ -86,34 +93,35 @@ def call(client, event: str, files: dict[str, Path], state: dict):
 
     photo, pair = handle_file(str(files["photo"])), handle_file(str(files["pair"]))
     if event == "/verify" or "faces" not in state and event in ("/pick_faces", "/explain"):
-        out = client.predict(photo, pair, None, None, None, None, api_name="/verify")
+        out = ask(client, photo, pair, None, None, None, None, api_name="/verify")
         state["faces"] = out[7]
         return out
     if event == "/pick_faces":
-        return client.predict(state["faces"], 1, 2, api_name=event)
+        return ask(client, state["faces"], 1, 2, api_name=event)
     if event == "/explain":
-        return client.predict(state["faces"], 1, 1, api_name=event)
+        return ask(client, state["faces"], 1, 1, api_name=event)
     if event == "/expression_live":
         state["live"] = live_frame(client, files["frame"], state.get("live"))
         return state["live"]
     if event == "/expression_video":
-        return client.predict(handle_file(str(files["video"])), None, None, api_name=event)
+        return ask(client, handle_file(str(files["video"])), None, None, api_name=event)
     if event == "/find":
-        return client.predict(photo, [pair, photo], None, None, api_name=event)
+        return ask(client, photo, [pair, photo], None, None, api_name=event)
     if event == "/group":
-        return client.predict([pair, photo], None, None, api_name=event)
+        return ask(client, [pair, photo], None, None, api_name=event)
     if event == "/compare":
-        return client.predict(photo, None, None, None, api_name=event)
-    return client.predict(photo, None, None, api_name=event)
+        return ask(client, photo, None, None, None, api_name=event)
+    return ask(client, photo, None, None, api_name=event)
 
 
 def live_frame(client, frame: Path, state: dict | None) -> dict:
-    """One webcam frame to the live stream in `client`'s session, as the browser streams it (a
-    JPEG data URI over Gradio's HTTP API: gradio_client does not take stream events), then the
-    stream closed as when the webcam stops; the stream's new state."""
+    """One webcam frame to the live stream, as the browser streams it (a JPEG data URI over
+    Gradio's HTTP API: gradio_client does not take stream events), then the stream closed as
+    when the webcam stops; the stream's new state."""
     uri = "data:image/jpeg;base64," + base64.b64encode(frame.read_bytes()).decode()
     api = f"{client.src.rstrip('/')}/gradio_api"
-    body = {"data": [{"url": uri}, None, None, state], "session_hash": client.session_hash}
+    body = {"data": [{"url": uri}, None, None, state]}  # in the client's session, the stream
+    # outlives its close and every frame waits for the 60 s time limit
     reply = httpx.post(f"{api}/call/expression_live", json=body, timeout=60)
     reply.raise_for_status()
     event_id = reply.json()["event_id"]
