@@ -5,6 +5,7 @@ warm-up, on random images of the architecture's input size, and prints images/s 
 projected time of `--epochs` epochs over FER2013 Training (28,709 images).
 
     python benchmarks/train_throughput.py --arch faceres_resnet18_48 [--device cpu] [--epochs 60]
+        [--mixup 0.2] [--teachers resnet18-fer plain18-fer]
 
 Prints one JSON line, also written to benchmarks/results/train_throughput.json (`--out`).
 """
@@ -18,8 +19,9 @@ import time
 import torch
 from record import add_out_argument, save
 
+from faceres.labels import FER_LABELS
 from faceres.registry.weights import default_device
-from faceres.train.classifier import TrainConfig, build_model, step_seconds
+from faceres.train.classifier import TrainConfig, build_model, load_teachers, step_seconds
 
 FER_TRAINING = 28_709
 
@@ -32,6 +34,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--augment", choices=("full", "light"), default="full")
+    parser.add_argument("--mixup", type=float, default=0.0, help="mixup's Beta(α, α); 0: off")
+    parser.add_argument("--teachers", nargs="*", default=[], help="registry models to distil from")
     add_out_argument(parser, "train_throughput")
     args = parser.parse_args()
 
@@ -42,16 +46,24 @@ def main() -> None:
     y = torch.randint(0, 7, (1024,), device=device)
     steps_per_epoch = FER_TRAINING // args.batch_size
     cfg = TrainConfig(
-        arch=args.arch, name="bench", batch_size=args.batch_size, augment=args.augment
+        arch=args.arch,
+        name="bench",
+        batch_size=args.batch_size,
+        augment=args.augment,
+        mixup=args.mixup,
+        teachers=args.teachers,
     )
+    teachers = load_teachers(args.teachers, model, FER_LABELS, device)
     t0 = time.perf_counter()
-    step = step_seconds(model, x, y, cfg, 0.5, 0.25, steps=args.steps)
+    step = step_seconds(model, x, y, cfg, 0.5, 0.25, steps=args.steps, teachers=teachers)
     seconds_per_epoch = step * steps_per_epoch
     data = {
         "arch": args.arch,
         "device": str(device),
         "input_size": list(size),
         "augment": args.augment,
+        "mixup": args.mixup,
+        "teachers": args.teachers,
         "threads": torch.get_num_threads(),
         "batch_size": args.batch_size,
         "steps": args.steps,

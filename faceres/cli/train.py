@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = kinds.add_parser(
         "expression",
         help="train an expression model on FER2013 / FER+",
-        description="Train from scratch, select on PublicTest, save to the "
+        description="Train from scratch (or from --init), select on PublicTest, save to the "
         "registry folder given by --out.",
     )
     p.add_argument("--arch", required=True, help="timm architecture, e.g. faceres_resnet18_48")
@@ -41,6 +41,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="seconds: lower --epochs to what fits, timed before training",
     )
+    p.add_argument("--init", metavar="NAME", help="start from this registry model's weights")
+    p.add_argument(
+        "--teachers",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="registry models to distil from: their mean probabilities on each augmented batch "
+        "make up --distill of the target",
+    )
+    p.add_argument("--distill", type=float, default=0.5, help="teachers' share of the target")
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup's Beta(α, α); 0: off")
+    p.add_argument(
+        "--swa-epochs",
+        type=int,
+        default=0,
+        help="average the weights of the last N epochs, at a constant --swa-lr (SWA)",
+    )
+    p.add_argument("--swa-lr", type=float, default=0.01)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_expression)
@@ -90,6 +108,12 @@ def run_expression(args: argparse.Namespace) -> int:
         device=args.device,
         workdir=args.workdir,
         time_budget=args.time_budget,
+        init=args.init,
+        teachers=args.teachers,
+        distill=args.distill,
+        mixup=args.mixup,
+        swa_epochs=args.swa_epochs,
+        swa_lr=args.swa_lr,
     )
     summary = train_expression(cfg, resume=args.resume, progress=not args.json)
     print(

@@ -450,5 +450,13 @@ def results_section(history: dict, metrics: dict) -> str:
 
 Best epoch {history["best_epoch"]} of {cfg["epochs"]}; final training error (clean Training set,
 last epoch) {history["train_error_final"]:.4f}; {history["train_seconds"] / 60:.1f} min of
-training on {history["device"]}.
+training on {history["device"]}{_cpu_hours(history)}.
 """
+
+
+def _cpu_hours(history: dict) -> str:
+    """ ", N CPU-hours (T threads)" for a CPU run: its wall time on the whole machine."""
+    if history["device"] != "cpu":
+        return ""
+    threads = f", {history['threads']} threads" if history.get("threads") else ""
+    return f" ({history['train_seconds'] / 3600:.2f} CPU-hours{threads})"

@@ -35,9 +35,12 @@ def expression_card(name: str, history: dict, metrics: dict, residual: bool) -> 
         f"--label-smoothing {cfg['label_smoothing']} --out registry/models/{name}"
         + (f" --twin {cfg['twin']}" if cfg.get("twin") else "")
         + (" --default" if cfg.get("default") else "")
+        + recipe_flags(cfg)
     )
     size = history.get("input_size", 48)
     augmentation = AUGMENTATION_TEXT[cfg.get("augment", "full")]
+    origin = f"fine-tuned from `{cfg['init']}`" if cfg.get("init") else "trained from scratch"
+    selected = "the SWA average" if history.get("selected") == "swa" else "the epoch"
     kind = (
         "plain network: the residual architecture with every shortcut removed (identity "
         "additions and 1×1 projection shortcuts alike)"
@@ -47,7 +50,7 @@ def expression_card(name: str, history: dict, metrics: dict, residual: bool) -> 
     return f"""# {name}
 
 Facial expression classifier for {size}×{size} grayscale face crops framed like FER2013's: a {kind},
-trained from scratch by faceres on {dataset} Training, the epoch selected on PublicTest.
+{origin} by faceres on {dataset} Training, {selected} selected on PublicTest.
 Twin: `{cfg.get("twin") or "none"}` (same recipe, same initialisation scheme).
 
 ## Results
@@ -63,6 +66,7 @@ SGD (Nesterov, momentum {cfg["momentum"]}, weight decay {cfg["weight_decay"]}), 
 {cfg["batch_size"]}, learning rate {cfg["lr"]} with {cfg["warmup_epochs"]} warm-up epochs then
 cosine decay, label smoothing {cfg["label_smoothing"] if cfg["labels"] == "fer" else 0}, bf16
 autocast, channels_last. Augmentation on the training device: {augmentation}. Seed {cfg["seed"]}.
+{recipe_text(cfg, history)}
 Test metrics use flip test-time augmentation; `training.json` holds per-epoch loss, accuracy and
 per-layer gradient norms (at initialisation, during and after training).
 
@@ -74,6 +78,44 @@ FER2013 is small, noisy and skewed (few `disgust` images); its faces are mostly 
 accuracy on other photos, ages, and cultures is lower than the test number. Expressions are not
 emotions: the model sees facial configuration, not feeling.
 """
+
+
+def recipe_flags(cfg: dict) -> str:
+    """The command-line flags of a run's recipe beyond plain SGD (warm start, distillation,
+    mixup, SWA), as `faceres train expression` takes them."""
+    flags = f" --init {cfg['init']}" if cfg.get("init") else ""
+    if cfg.get("teachers"):
+        flags += f" --teachers {' '.join(cfg['teachers'])} --distill {cfg['distill']}"
+    if cfg.get("mixup"):
+        flags += f" --mixup {cfg['mixup']}"
+    if cfg.get("swa_epochs"):
+        flags += f" --swa-epochs {cfg['swa_epochs']} --swa-lr {cfg['swa_lr']}"
+    return flags
+
+
+def recipe_text(cfg: dict, history: dict) -> str:
+    """The card's sentences for the recipe beyond plain SGD, with the SWA average's PublicTest
+    accuracy beside the best epoch's."""
+    parts = []
+    if cfg.get("init"):
+        parts.append(f"Started from the weights of `{cfg['init']}`.")
+    if cfg.get("teachers"):
+        parts.append(
+            f"Distilled: the target is {1 - cfg['distill']:g} × the label and {cfg['distill']:g} × "
+            f"the mean probabilities of {', '.join(f'`{t}`' for t in cfg['teachers'])} on the "
+            "same augmented image."
+        )
+    if cfg.get("mixup"):
+        parts.append(f"Mixup of image pairs with λ ~ Beta({cfg['mixup']:g}, {cfg['mixup']:g}).")
+    swa = history.get("swa")
+    if swa:
+        best = history["epochs"][history["best_epoch"] - 1]["val_acc"]
+        parts.append(
+            f"SWA: the last {swa['epochs']} epochs at learning rate {swa['lr']:g}, their weights "
+            f"averaged and BatchNorm refitted on Training; PublicTest {swa['val_acc']:.4f} "
+            f"(best single epoch {best:.4f}), so {history['selected']} was kept."
+        )
+    return " ".join(parts)
 
 
 def publish_expression_model(

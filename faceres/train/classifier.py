@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from faceres import registry
 from faceres.datasets.fer import FaceSet, dataset_key, load_fer2013, resize_faces
+from faceres.errors import DataError
 from faceres.labels import FER_LABELS, FERPLUS_LABELS
 from faceres.models.fer_resnet import normalize, predict
 from faceres.registry.weights import default_device
@@ -37,7 +39,15 @@ TRAIN_SPLIT, VAL_SPLIT = "Training", "PublicTest"
 @dataclass
 class TrainConfig:
     """One training run. `labels`: "fer" (7 classes, majority labels) or "ferplus" (8 classes,
-    trained on FER+ vote shares, validated on majority votes)."""
+    trained on FER+ vote shares, validated on majority votes).
+
+    The recipe beyond plain SGD: `init` starts from a registry model's weights (same
+    architecture); `teachers` are registry models whose mean probabilities on each augmented
+    batch make up `distill` of the target (knowledge distillation, the teacher seeing the very
+    image the student sees); `mixup` > 0 blends image pairs with a Beta(mixup, mixup) weight;
+    `swa_epochs` > 0 holds the learning rate at `swa_lr` for the last epochs and averages their
+    weights (stochastic weight averaging, BatchNorm statistics refitted on the training set).
+    """
 
     arch: str
     name: str
@@ -58,7 +68,19 @@ class TrainConfig:
     workdir: str | None = None
     grad_every: int = 25
     time_budget: float | None = None
+    init: str | None = None
+    teachers: list[str] = field(default_factory=list)
+    distill: float = 0.5
+    mixup: float = 0.0
+    swa_epochs: int = 0
+    swa_lr: float = 0.01
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.swa_epochs < self.epochs:
+            raise DataError(f"--swa-epochs must be 0 to {self.epochs - 1} (--epochs - 1).")
+        if not 0 <= self.distill <= 1 or self.mixup < 0:
+            raise DataError("--distill must be 0 to 1 and --mixup 0 or more.")
 
     @property
     def run_dir(self) -> Path:
@@ -115,6 +137,33 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torc
     return F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
 
 
+def soft_targets(targets: torch.Tensor, classes: int, smoothing: float) -> torch.Tensor:
+    """Per-class target probabilities: integer labels one-hot with `smoothing` spread evenly
+    (what `cross_entropy`'s label smoothing does), vote shares as they are."""
+    if targets.ndim == 2:
+        return targets.float()
+    return F.one_hot(targets, classes).float() * (1 - smoothing) + smoothing / classes
+
+
+def mixup(
+    x: torch.Tensor, targets: torch.Tensor, alpha: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
+    """Mixup (Zhang et al. 2018): each image blended with a shuffled partner, λ ~ Beta(α, α)
+    for the batch, the targets blended alike; returns images, targets, λ and the partners'
+    order. λ is drawn from `gen`, so a resumed run mixes the same pairs."""
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    order = torch.randperm(len(x), generator=gen, device=x.device)
+    return lam * x + (1 - lam) * x[order], lam * targets + (1 - lam) * targets[order], lam, order
+
+
+@torch.no_grad()
+def teacher_probs(teachers: list[torch.nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """The teachers' mean softmax on a standardised batch (bf16 autocast, as training runs)."""
+    with _autocast(x.device):
+        return torch.stack([t(x).float().softmax(1) for t in teachers]).mean(0)
+
+
 def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
@@ -127,8 +176,10 @@ def step_seconds(
     mean: float,
     std: float,
     steps: int = 20,
+    teachers: list[torch.nn.Module] | None = None,
 ) -> float:
-    """Seconds per training step (augment, forward, backward, SGD), timed on a throwaway copy."""
+    """Seconds per training step (augment, the recipe's mixup and teachers, forward, backward,
+    SGD), timed on a throwaway copy."""
     trial = copy.deepcopy(model).train()
     opt = torch.optim.SGD(trial.parameters(), lr=1e-3, momentum=cfg.momentum)
     gen = torch.Generator(device=x.device).manual_seed(1)
@@ -138,11 +189,10 @@ def step_seconds(
             _sync(x.device)
             t0 = time.perf_counter()
         idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen, device=x.device)
-        inp = normalize(augment_policy(x[idx], gen, cfg.augment), mean, std).contiguous(
-            memory_format=torch.channels_last
-        )
+        inp = normalize(augment_policy(x[idx], gen, cfg.augment), mean, std)
+        inp, target, _ = recipe_batch(cfg, inp, y[idx], gen, trial.num_classes, teachers or [])
         with _autocast(x.device):
-            loss = _loss(trial(inp), y[idx], cfg.label_smoothing)
+            loss = _loss(trial(inp), target, cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -150,17 +200,11 @@ def step_seconds(
     return (time.perf_counter() - t0) / steps
 
 
-def fit_epochs(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    cfg: TrainConfig,
-    steps_per_epoch: int,
-    mean: float,
-    std: float,
-) -> int:
+def fit_epochs(run: Run) -> int:
     """How many epochs fit in `cfg.time_budget` seconds (15% allowed for validation)."""
-    per_epoch = step_seconds(model, x, y, cfg, mean, std) * steps_per_epoch * 1.15
+    cfg = run.cfg
+    step = step_seconds(run.model, run.x_train, run.y_train, cfg, *run.norm, teachers=run.teachers)
+    per_epoch = step * run.steps_per_epoch * 1.15
     return max(1, min(cfg.epochs, int(cfg.time_budget / per_epoch)))
 
 
@@ -169,27 +213,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+def _lr_at(step: int, total: int, warmup: int, base: float, floor: float = 0.0) -> float:
+    """Linear warm-up, then cosine from `base` to `floor` at step `total`, then `floor`."""
     if step < warmup:
         return base * (step + 1) / warmup
-    return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
-def _save_checkpoint(
-    run: Path, model, opt, history: dict, gen: torch.Generator, best_state: dict
-) -> None:
-    run.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"best.{k}": v.contiguous() for k, v in best_state.items()})
-    for g, group in enumerate(opt.param_groups):
-        for i, p in enumerate(group["params"]):
-            buf = opt.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                tensors[f"momentum.{g}.{i}"] = buf.detach().cpu().contiguous()
-    tensors["rng"] = gen.get_state().cpu()
-    save_file(tensors, str(run / "checkpoint.tmp"))
-    (run / "checkpoint.tmp").replace(run / "checkpoint.safetensors")
-    (run / "history.json").write_text(json.dumps(history))
+    if step >= total:
+        return floor
+    cosine = 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    return floor + (base - floor) * cosine
 
 
 @dataclass
@@ -210,6 +241,9 @@ class Run:
     history: dict
     best_state: dict
     best_acc: float = -1.0
+    teachers: list[torch.nn.Module] = field(default_factory=list)
+    swa_state: dict = field(default_factory=dict)
+    swa_count: int = 0
 
     @property
     def norm(self) -> tuple[float, float]:
@@ -220,6 +254,63 @@ class Run:
     @property
     def steps_per_epoch(self) -> int:
         return len(self.x_train) // self.cfg.batch_size
+
+    @property
+    def classes(self) -> int:
+        return int(self.model.num_classes)
+
+
+def _save_checkpoint(run: Run) -> None:
+    """Model, best epoch, SWA average, momentum, random state and history, written atomically."""
+    folder = run.cfg.run_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    state = run.model.state_dict()
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state.items()}
+    tensors.update({f"best.{k}": v.contiguous() for k, v in run.best_state.items()})
+    if run.swa_count:
+        tensors.update({f"swa.{k}": v.contiguous() for k, v in run.swa_state.items()})
+        tensors["swa_count"] = torch.tensor(run.swa_count)
+    for g, group in enumerate(run.opt.param_groups):
+        for i, p in enumerate(group["params"]):
+            buf = run.opt.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                tensors[f"momentum.{g}.{i}"] = buf.detach().cpu().contiguous()
+    tensors["rng"] = run.gen.get_state().cpu()
+    save_file(tensors, str(folder / "checkpoint.tmp"))
+    (folder / "checkpoint.tmp").replace(folder / "checkpoint.safetensors")
+    (folder / "history.json").write_text(json.dumps(run.history))
+
+
+def init_weights(name: str, arch: str) -> dict[str, torch.Tensor]:
+    """The weights of registry model `name` to start a run of `arch` from."""
+    loaded = registry.load(name, device="cpu")
+    if loaded.config.get("architecture") != arch:
+        raise DataError(
+            f"--init {name} is a {loaded.config.get('architecture')} model, not {arch}: "
+            "start from a model of the same architecture."
+        )
+    return {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
+
+
+def load_teachers(
+    names: list[str], student: torch.nn.Module, labels: tuple[str, ...], device: torch.device
+) -> list[torch.nn.Module]:
+    """Registry models to distil from, frozen, on `device`: each must take the student's input
+    (size, mean, std) and answer in the training labels' classes."""
+    want = {k: tuple(student.pretrained_cfg[k]) for k in ("input_size", "mean", "std")}
+    teachers = []
+    for name in names:
+        loaded = registry.load(name, device="cpu")
+        got = {k: tuple(loaded.model.pretrained_cfg[k]) for k in want}
+        if got != want or tuple(loaded.config.get("label_names", ())) != tuple(labels):
+            raise DataError(
+                f"teacher {name} does not fit this run: it takes {got} and answers "
+                f"{loaded.config.get('label_names')}; the student takes {want} and learns "
+                f"{list(labels)}."
+            )
+        teacher = copy.deepcopy(loaded.model).eval().requires_grad_(False).to(device)
+        teachers.append(teacher.to(memory_format=torch.channels_last))
+    return teachers
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -244,7 +335,10 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
     torch.backends.cudnn.benchmark = device.type == "cuda"
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    model = build_model(cfg.arch, len(FERPLUS_LABELS if cfg.labels == "ferplus" else FER_LABELS))
+    labels = FERPLUS_LABELS if cfg.labels == "ferplus" else FER_LABELS
+    model = build_model(cfg.arch, len(labels))
+    if cfg.init:
+        model.load_state_dict(init_weights(cfg.init, cfg.arch))
     size = int(model.pretrained_cfg["input_size"][-1])
     train, val = load_splits(cfg, size)
     x_train = torch.from_numpy(train.images).unsqueeze(1).to(device)
@@ -257,11 +351,12 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
     run = Run(
         cfg, device, model, opt, torch.Generator(), train, val, x_train, y_train, probe, {}, {}
     )
+    run.teachers = load_teachers(cfg.teachers, model, labels, device)
     if cfg.time_budget and not (resume and checkpoint.is_file()):
-        fit = fit_epochs(model, x_train, y_train, cfg, run.steps_per_epoch, *run.norm)
+        fit = fit_epochs(run)
         if fit < cfg.epochs:
             cfg.notes.append(f"--time-budget {cfg.time_budget:.0f}s: {cfg.epochs} → {fit} epochs")
-            cfg.epochs = fit
+            cfg.epochs = max(fit, cfg.swa_epochs + 1)
     run.gen = torch.Generator(device=device).manual_seed(cfg.seed)
     names = weight_names(model)
     run.history = {
@@ -299,6 +394,8 @@ def _resume(run: Run, checkpoint: Path) -> None:
             if key:
                 run.opt.state[p]["momentum_buffer"] = saved[key].to(run.device)
     run.gen.set_state(saved["rng"].to(run.gen.get_state().device))
+    run.swa_state = {k[4:]: v for k, v in saved.items() if k.startswith("swa.")}
+    run.swa_count = int(saved["swa_count"]) if "swa_count" in saved else 0
     run.history = json.loads((checkpoint.parent / "history.json").read_text())
     run.best_acc = max((e["val_acc"] for e in run.history["epochs"]), default=-1.0)
 
@@ -310,7 +407,8 @@ def train_epoch(run: Run, epoch: int, progress: bool = True) -> dict:
     model.train()
     t0 = time.time()
     steps = run.steps_per_epoch
-    total, warmup = steps * cfg.epochs, int(cfg.warmup_epochs * steps)
+    total, warmup = steps * (cfg.epochs - cfg.swa_epochs), int(cfg.warmup_epochs * steps)
+    floor = cfg.swa_lr if cfg.swa_epochs else 0.0
     names = run.history["layers"]
     order = torch.randperm(len(run.x_train), generator=run.gen, device=run.device)
     loss_sum = correct = seen = 0.0
@@ -323,11 +421,11 @@ def train_epoch(run: Run, epoch: int, progress: bool = True) -> dict:
     )
     for i in bar:
         for group in opt.param_groups:
-            group["lr"] = _lr_at(epoch * steps + i, total, warmup, cfg.lr)
+            group["lr"] = _lr_at(epoch * steps + i, total, warmup, cfg.lr, floor)
         idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
         x = normalize(augment_policy(run.x_train[idx], run.gen, cfg.augment), *run.norm)
-        x = x.contiguous(memory_format=torch.channels_last)
         y = run.y_train[idx]
+        x, y, hard = recipe_batch(cfg, x, y, run.gen, run.classes, run.teachers)
         with _autocast(run.device):
             logits = model(x)
         loss = _loss(logits, y, cfg.label_smoothing)
@@ -336,7 +434,6 @@ def train_epoch(run: Run, epoch: int, progress: bool = True) -> dict:
         if i % cfg.grad_every == 0:
             norms.append(grad_norms(model, names))
         opt.step()
-        hard = y if y.ndim == 1 else y.argmax(1)
         loss_sum += float(loss.detach()) * len(y)
         correct += float((logits.argmax(1) == hard).sum())
         seen += len(y)
@@ -351,6 +448,53 @@ def train_epoch(run: Run, epoch: int, progress: bool = True) -> dict:
         "seconds": time.time() - t0,
         "grad_norms": np.mean(norms, 0).tolist(),
     }
+
+
+def recipe_batch(
+    cfg: TrainConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    gen: torch.Generator,
+    classes: int,
+    teachers: list[torch.nn.Module],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A standardised batch and its targets after mixup and the teachers, channels-last, with
+    the hard labels training accuracy is counted on (the larger share's, under mixup)."""
+    hard = y if y.ndim == 1 else y.argmax(1)
+    if cfg.mixup or teachers:
+        y = soft_targets(y, classes, cfg.label_smoothing)
+    if cfg.mixup:
+        x, y, lam, order = mixup(x, y, cfg.mixup, gen)
+        hard = hard if lam >= 0.5 else hard[order]
+    x = x.contiguous(memory_format=torch.channels_last)
+    if teachers:
+        y = (1 - cfg.distill) * y + cfg.distill * teacher_probs(teachers, x)
+    return x, y, hard
+
+
+def average_weights(run: Run) -> None:
+    """Fold the model's current floating-point weights and buffers into the SWA running mean."""
+    n = run.swa_count
+    for k, v in run.model.state_dict().items():
+        if v.is_floating_point():
+            w = v.detach().cpu().float()
+            mean = run.swa_state.get(k, w)
+            run.swa_state[k] = mean + (w - mean) / (n + 1)
+    run.swa_count = n + 1
+
+
+def swa_weights(run: Run) -> dict[str, torch.Tensor]:
+    """The SWA mean with its BatchNorm statistics refitted on the clean training set (torch's
+    `update_bn`: running means and variances recomputed as plain averages over the batches)."""
+    model = copy.deepcopy(run.model).float()
+    state = model.state_dict()
+    model.load_state_dict({k: run.swa_state.get(k, v).to(v.dtype) for k, v in state.items()})
+    batches = (
+        normalize(run.x_train[i : i + 512], *run.norm).contiguous(memory_format=torch.channels_last)
+        for i in range(0, len(run.x_train), 512)
+    )
+    torch.optim.swa_utils.update_bn(batches, model)
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def _validate(run: Run, flip: bool = False) -> tuple[float, float]:
@@ -375,14 +519,29 @@ def finish_run(run: Run, seconds: float) -> dict:
     history["grad_norms_final"] = probe_gradients(model, *run.probe, names, *run.norm)
     last_probs = predict(model, run.x_train.cpu(), *run.norm, flip=False)
     history["train_error_final"] = float((last_probs.argmax(1).numpy() != run.train.labels).mean())
-    model.load_state_dict(run.best_state)
     history["best_epoch"] = 1 + int(np.argmax([e["val_acc"] for e in history["epochs"]]))
+    history["selected"] = f"epoch {history['best_epoch']}"
+    selected_acc = run.best_acc
+    if run.swa_count:
+        model.load_state_dict(swa_weights(run))
+        swa_acc = _validate(run)[1]
+        history["swa"] = {
+            "epochs": run.swa_count,
+            "lr": run.cfg.swa_lr,
+            "val_acc": swa_acc,
+            "val_acc_flip": _validate(run, flip=True)[1],
+        }
+        if swa_acc >= run.best_acc:
+            history["selected"], selected_acc = "swa", swa_acc
+    if history["selected"] != "swa":
+        model.load_state_dict(run.best_state)
     history["val_acc_flip"] = _validate(run, flip=True)[1]
     (run.cfg.run_dir / "history.json").write_text(json.dumps(history))
     return {
         "name": run.cfg.name,
         "best_epoch": history["best_epoch"],
-        "val_acc": run.best_acc,
+        "selected": history["selected"],
+        "val_acc": selected_acc,
         "val_acc_flip": history["val_acc_flip"],
         "train_error_final": history["train_error_final"],
         "train_seconds": history["train_seconds"],
@@ -393,8 +552,9 @@ def finish_run(run: Run, seconds: float) -> dict:
 def train_expression(
     cfg: TrainConfig, resume: bool = False, progress: bool = True, publish: bool = True
 ) -> dict:
-    """Train `cfg.arch` from scratch (or resume), select the epoch with the best PublicTest
-    accuracy, evaluate, and (if `publish`) save it to the registry as `cfg.name`."""
+    """Train `cfg.arch` from scratch or from `cfg.init` (or resume), select the epoch (or the SWA
+    average) with the best PublicTest accuracy, evaluate, and (if `publish`) save it to the
+    registry as `cfg.name`."""
     run = start_run(cfg, resume)
     started = time.time()
     for epoch in range(len(run.history["epochs"]), cfg.epochs):
@@ -405,7 +565,9 @@ def train_expression(
             run.best_state = {
                 k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()
             }
-        _save_checkpoint(cfg.run_dir, run.model, run.opt, run.history, run.gen, run.best_state)
+        if epoch >= cfg.epochs - cfg.swa_epochs:
+            average_weights(run)
+        _save_checkpoint(run)
         if progress:
             tqdm.write(
                 f"{cfg.name} epoch {epoch + 1}: train loss {record['train_loss']:.3f} "
