@@ -2,7 +2,7 @@
 
 Serves on 127.0.0.1:7860 unless told otherwise (flags, or GRADIO_SERVER_NAME / GRADIO_SERVER_PORT).
 Requests queue (at most `--concurrency` run at once) instead of failing under load; uploads over
-50 MB are refused; no analytics.
+50 MB are refused; the state of at most `--sessions` browser sessions is kept; no analytics.
 """
 
 from __future__ import annotations
@@ -11,6 +11,11 @@ import argparse
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+SESSIONS = 256
+"""Browser sessions whose Gradio state is kept (least recently used dropped first). Gradio copies
+every component's config for each session, about 0.25 MB for this app, and by default keeps
+10,000 sessions: a public demo would grow with every visitor (the hour-long soak found it)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,6 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="requests run at once; more wait in the queue (default: 2)",
     )
     parser.add_argument(
+        "--sessions",
+        type=int,
+        default=int(os.environ.get("FACERES_APP_SESSIONS", SESSIONS)),
+        help=f"browser sessions whose state is kept, about 0.25 MB each (default: {SESSIONS})",
+    )
+    parser.add_argument(
         "--queue-size",
         type=int,
         default=256,
@@ -53,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         server_name=args.host,
         server_port=args.port,
         max_file_size=MAX_FILE_BYTES,
+        state_session_capacity=args.sessions,
         prevent_thread_lock=True,
     )
     warm_up()  # once the server answers: the first request need not wait for the start-up too

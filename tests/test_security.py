@@ -525,14 +525,47 @@ def test_an_unknown_path_after_expiry_is_refused_with_the_remedy(upload_dir):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not has_default("expression"), reason="no default expression model")
+def server_process(url: str):
+    """The psutil process listening on `url`'s port."""
+    import psutil
+
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    return next(
+        psutil.Process(c.pid)
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    )
+
+
+@needs_models
+def test_gradio_keeps_the_state_of_at_most_the_session_capacity(tmp_path):
+    """Gradio copies every component's config for each browser session (about 0.25 MB for this
+    app) and by default keeps 10,000 sessions. Launched with `FACERES_APP_SESSIONS=20`, 400
+    sessions calling once each grow the server by less than 40 MB (99 MB measured when Gradio
+    kept them all, 8 MB with the capacity), and the first session, whose Gradio state is gone
+    by then, still gets its held photo analysed: the app keeps nothing a session needs in
+    Gradio's state."""
+    photo = tmp_path / "face.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo, quality=90)
+    with serve_app({"FACERES_APP_SESSIONS": "20"}) as url:
+        server = server_process(url)
+        first = {"path": upload(url, photo), "orig_name": "face.jpg", "meta": FILE_DATA}
+        assert call(url, "expression", [first, None, None], "first")[0] == "complete"
+        start = server.memory_info().rss
+        for k in range(400):
+            call(url, "expression", [None, None, None], f"visitor{k}")
+        grown = (server.memory_info().rss - start) / 1e6
+        event, payload = call(url, "expression", [first, None, None], "first")
+    assert grown < 40, f"server memory grew {grown:.0f} MB for 400 sessions"
+    assert event == "complete" and "happy" in payload, payload[:300]
+
+
 def test_many_sessions_holding_photos_stay_under_the_memory_cap(tmp_path):
     """A launched app capped at 48 MB of held photos (`FACERES_PHOTO_MEMORY_MB`): 14 sessions
     each upload an 11 MB photo (154 MB in all). The server's memory grows by at most the cap
     plus 40 MB of slack (without the cap it would hold all 154 MB), the newest session's photo
     is still held (naming it again reaches the model: "No face found") and the oldest one's was
     evicted (naming it again is refused with the remedy)."""
-    import psutil
-
     cap_mb, sessions, slack_mb = 48, 14, 40
     rng = np.random.default_rng(0)
     noise = tmp_path / "noise.png"
@@ -551,12 +584,7 @@ def test_many_sessions_holding_photos_stay_under_the_memory_cap(tmp_path):
         return ": ".join(call(url, "expression", [ref, None, None], session_hash))
 
     with serve_app({"FACERES_PHOTO_MEMORY_MB": str(cap_mb)}) as url:
-        port = int(url.rsplit(":", 1)[1].strip("/"))
-        server = next(
-            psutil.Process(c.pid)
-            for c in psutil.net_connections("tcp")
-            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
-        )
+        server = server_process(url)
         opened = [session(url, 0)]
         assert "No face found" in expression(url, *opened[0])
         start = server.memory_info().rss
