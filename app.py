@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from faceres.app import build_demo, warm_up
+    from faceres.app import build_demo, trim_memory, warm_up
     from faceres.imageio import MAX_FILE_BYTES
 
     demo = build_demo()
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         prevent_thread_lock=True,
     )
     warm_up()  # once the server answers: the first request need not wait for the start-up too
+    trim_memory()
     demo.block_thread()
 
 

@@ -13,8 +13,11 @@ with its handlers (plain functions, callable from tests and, through their `api_
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import threading
+import time
 
 import gradio as gr
 
@@ -86,5 +89,34 @@ def warm_up() -> threading.Thread:
                 log.warning("could not prepare %s: %s", name or f"the {task} model", exc)
 
     thread = threading.Thread(target=work, name="faceres-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+TRIM_EVERY_S = 60
+"""How often the serving process hands freed heap memory back to the system."""
+
+
+def release_freed_memory() -> bool:
+    """Give freed heap pages back to the system (glibc's `malloc_trim`); False where the C
+    library has no such call. A server whose worker threads come and go leaves its heap
+    fragmented, and its resident memory climbs although little is in use (the hour-long soak
+    found about 3 MiB a minute)."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+def trim_memory(every_s: float = TRIM_EVERY_S) -> threading.Thread:
+    """`release_freed_memory` every `every_s` seconds, in a daemon thread started now."""
+
+    def work() -> None:
+        while release_freed_memory():
+            time.sleep(every_s)
+
+    thread = threading.Thread(target=work, name="faceres-memory-trim", daemon=True)
     thread.start()
     return thread
