@@ -41,6 +41,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="seconds: lower --epochs to what fits, timed before training",
     )
+    _add_recipe(p)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run_expression)
+    _add_framing(kinds)
+
+
+def _add_recipe(p: argparse.ArgumentParser) -> None:
+    """The recipe beyond plain SGD: warm start, distillation, mixup, SWA."""
     p.add_argument("--init", metavar="NAME", help="start from this registry model's weights")
     p.add_argument(
         "--teachers",
@@ -59,9 +68,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="average the weights of the last N epochs, at a constant --swa-lr (SWA)",
     )
     p.add_argument("--swa-lr", type=float, default=0.01)
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=run_expression)
+
+
+def _add_framing(kinds: argparse._SubParsersAction) -> None:
+    """`faceres train framing`: measure how FER2013 frames faces."""
     f = kinds.add_parser(
         "framing",
         help="measure how FER2013 frames faces, per detector",
