@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import threading
 import time
@@ -102,12 +103,17 @@ def release_freed_memory() -> bool:
     library has no such call. A server whose worker threads come and go leaves its heap
     fragmented, and its resident memory climbs although little is in use (the hour-long soak
     found about 3 MiB a minute)."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
+    libc = _libc()
     if libc is None or not hasattr(libc, "malloc_trim"):
         return False
     libc.malloc_trim(0)
     return True
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name) if name else None
 
 
 def trim_memory(every_s: float = TRIM_EVERY_S) -> threading.Thread:
