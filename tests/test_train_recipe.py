@@ -6,6 +6,7 @@ hand-computed means and BatchNorm statistics)."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -205,3 +206,44 @@ def test_an_interrupted_recipe_run_resumes_where_an_unstopped_one_ends(
     b = load_file(str(tmp_path / "runs" / "stopped" / "checkpoint.safetensors"))
     assert a.keys() == b.keys() and "swa.fc.weight" in a
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_the_card_gives_the_recipe_as_a_command_and_in_words():
+    """A card's command must retrain the model: every recipe flag is in it, and the text says
+    where the run started, whom it learnt from and which weights were kept."""
+    from faceres.train.card import expression_card
+
+    cfg = TrainConfig(
+        arch="faceres_resnet18_48",
+        name="student",
+        epochs=12,
+        init="resnet18-fer",
+        teachers=["resnet18-fer", "plain18-fer"],
+        distill=0.5,
+        mixup=0.2,
+        swa_epochs=3,
+        swa_lr=0.01,
+    )
+    history = {
+        "config": asdict(cfg),
+        "epochs": [{"val_acc": 0.70}, {"val_acc": 0.71}],
+        "best_epoch": 2,
+        "selected": "swa",
+        "swa": {"epochs": 3, "lr": 0.01, "val_acc": 0.72, "val_acc_flip": 0.725},
+        "train_error_final": 0.2,
+        "train_seconds": 7200.0,
+        "device": "cpu",
+        "threads": 2,
+    }
+    card = expression_card("student", history, {"fer2013-publictest/accuracy": 0.725}, True)
+    flags = (
+        "--init resnet18-fer --teachers resnet18-fer plain18-fer --distill 0.5 --mixup 0.2 "
+        "--swa-epochs 3 --swa-lr 0.01"
+    )
+    assert flags in card
+    assert "fine-tuned from `resnet18-fer`" in card and "the SWA average selected" in card
+    assert (
+        "0.5 × the label and 0.5 × the mean probabilities of `resnet18-fer`, `plain18-fer`" in card
+    )
+    assert "PublicTest 0.7200 (best single epoch 0.7100)" in card
+    assert "(2.00 CPU-hours, 2 threads)" in card
