@@ -450,13 +450,19 @@ def results_section(history: dict, metrics: dict) -> str:
 
 Best epoch {history["best_epoch"]} of {cfg["epochs"]}; final training error (clean Training set,
 last epoch) {history["train_error_final"]:.4f}; {history["train_seconds"] / 60:.1f} min of
-training on {history["device"]}{_cpu_hours(history)}.
+training on {history["device"]}{_cpu_hours_text(history)}.
 """
 
 
-def _cpu_hours(history: dict) -> str:
-    """ ", N CPU-hours (T threads)" for a CPU run: its wall time on the whole machine."""
-    if history["device"] != "cpu":
+def cpu_hours(history: dict) -> float | None:
+    """Wall-clock hours of training on the CPU (the whole machine's cores; None for a GPU run)."""
+    return history["train_seconds"] / 3600 if history["device"] == "cpu" else None
+
+
+def _cpu_hours_text(history: dict) -> str:
+    """ " (N CPU-hours, T threads)" for a CPU run, "" otherwise."""
+    hours = cpu_hours(history)
+    if hours is None:
         return ""
     threads = f", {history['threads']} threads" if history.get("threads") else ""
-    return f" ({history['train_seconds'] / 3600:.2f} CPU-hours{threads})"
+    return f" ({hours:.2f} CPU-hours{threads})"

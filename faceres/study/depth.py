@@ -21,7 +21,7 @@ import numpy as np
 from faceres import registry
 from faceres.app.studies import depth_figures, study_file
 from faceres.errors import FaceresError
-from faceres.registry.publish import write_atomic
+from faceres.registry.publish import cpu_hours, write_atomic
 
 RECIPE_KEYS = ("labels", "epochs", "batch_size", "lr", "seed", "augment", "label_smoothing")
 """The recipe of one model of the sweep: the sweep's values, overridden per model."""
@@ -148,10 +148,9 @@ def _history(name: str) -> dict:
 
 
 def _cpu_hours(history: dict) -> float | None:
-    """Wall-clock hours of training on the CPU (the whole machine's cores; None for a GPU run)."""
-    if history["device"] != "cpu":
-        return None
-    return round(history["train_seconds"] / 3600, 3)
+    """`cpu_hours` rounded for the study's table."""
+    hours = cpu_hours(history)
+    return None if hours is None else round(hours, 3)
 
 
 def depth_report(config: dict | None = None) -> list[dict]:
