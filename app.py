@@ -55,9 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from faceres.app import build_demo, trim_memory, warm_up
+    from faceres.app import build_demo, map_large_buffers, trim_memory, warm_up
     from faceres.imageio import MAX_FILE_BYTES
 
+    map_large_buffers()
     demo = build_demo()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     demo.launch(

@@ -523,8 +523,6 @@ def test_an_unknown_path_after_expiry_is_refused_with_the_remedy(upload_dir):
         hold_photos([ref], [photo], "A", store, set(), upload_folder)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not has_default("expression"), reason="no default expression model")
 def server_process(url: str):
     """The psutil process listening on `url`'s port."""
     import psutil
@@ -560,6 +558,8 @@ def test_gradio_keeps_the_state_of_at_most_the_session_capacity(tmp_path):
     assert event == "complete" and "happy" in payload, payload[:300]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not has_default("expression"), reason="no default expression model")
 def test_many_sessions_holding_photos_stay_under_the_memory_cap(tmp_path):
     """A launched app capped at 48 MB of held photos (`FACERES_PHOTO_MEMORY_MB`): 14 sessions
     each upload an 11 MB photo (154 MB in all). The server's memory grows by at most the cap

@@ -110,6 +110,25 @@ def release_freed_memory() -> bool:
     return True
 
 
+LARGE_BUFFER_BYTES = 1 << 20
+"""Buffers this large (photos, their decoded pixels) get memory of their own from the system."""
+_M_MMAP_THRESHOLD = -3
+"""glibc's `mallopt` parameter number for the mmap threshold (malloc.h)."""
+
+
+def map_large_buffers(threshold: int = LARGE_BUFFER_BYTES) -> bool:
+    """Serve every allocation of `threshold` bytes or more with its own mapping, handed back
+    to the system when freed (glibc's `mallopt(M_MMAP_THRESHOLD)`); False where the C library
+    has no such call. By default glibc raises that threshold to the largest buffer freed so far
+    (up to 32 MB), after which each uploaded photo lands in a worker thread's heap and stays
+    resident once freed: 14 sessions' 11 MB photos grew the server by 59-98 MB instead of the
+    36 MB they held."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
+
+
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
