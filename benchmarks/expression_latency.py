@@ -1,7 +1,7 @@
 """Latency of `faceres.analyze_expression` on a 640×480 photo with one face, models warm.
 
 Prints the median (and 90th percentile) of each stage: decode, detect, align, classify, total
-(`total_ms_median` in the JSON: the figure the issue's goal of 20 ms is about).
+(`total_ms_median` in the JSON: the figure the goal of 15 ms is about).
 The photo is scikit-image's astronaut, scaled into a 640×480 JPEG (decoding is measured too).
 
     python benchmarks/expression_latency.py [--model NAME] [--detector yunet|dlib] [--runs 50]
