@@ -179,7 +179,8 @@ def test_swa_averages_the_last_epochs_and_refits_batchnorm(fer_folder, tmp_path,
 def test_an_interrupted_recipe_run_resumes_where_an_unstopped_one_ends(
     fer_folder, tmp_path, monkeypatch
 ):
-    """Mixup's draws and the SWA average survive a stop and `--resume`."""
+    """Mixup's draws and the SWA average survive a stop and `--resume`, and the wall time
+    counts the epochs of the first session too (here each said to take 100 s)."""
     recipe = dict(epochs=3, mixup=0.4, swa_epochs=2)
     train_expression(
         config(tmp_path, fer_folder, "straight", **recipe), progress=False, publish=False
@@ -189,19 +190,21 @@ def test_an_interrupted_recipe_run_resumes_where_an_unstopped_one_ends(
     def stop_after_two(run, epoch, progress=True):
         if epoch == 2:
             raise KeyboardInterrupt
-        return real_epoch(run, epoch, progress)
+        record = real_epoch(run, epoch, progress)
+        return {**record, "seconds": 100.0}
 
     cfg = config(tmp_path, fer_folder, "stopped", **recipe)
     with monkeypatch.context() as patch:
         patch.setattr(classifier, "train_epoch", stop_after_two)
         with pytest.raises(KeyboardInterrupt):
             train_expression(cfg, progress=False, publish=False)
-    train_expression(
+    resumed = train_expression(
         config(tmp_path, fer_folder, "stopped", **recipe),
         resume=True,
         progress=False,
         publish=False,
     )
+    assert resumed["train_seconds"] > 200
     a = load_file(str(tmp_path / "runs" / "straight" / "checkpoint.safetensors"))
     b = load_file(str(tmp_path / "runs" / "stopped" / "checkpoint.safetensors"))
     assert a.keys() == b.keys() and "swa.fc.weight" in a
@@ -226,12 +229,16 @@ def test_the_card_gives_the_recipe_as_a_command_and_in_words():
     )
     history = {
         "config": asdict(cfg),
-        "epochs": [{"val_acc": 0.70}, {"val_acc": 0.71}],
+        "epochs": [
+            {"val_acc": 0.70, "seconds": 3600.0},
+            {"val_acc": 0.71, "seconds": 36000.0},  # paused, or slowed by another job
+            {"val_acc": 0.69, "seconds": 3600.0},
+        ],
         "best_epoch": 2,
         "selected": "swa",
         "swa": {"epochs": 3, "lr": 0.01, "val_acc": 0.72, "val_acc_flip": 0.725},
         "train_error_final": 0.2,
-        "train_seconds": 7200.0,
+        "train_seconds": 43200.0,
         "device": "cpu",
         "threads": 2,
     }
@@ -246,4 +253,5 @@ def test_the_card_gives_the_recipe_as_a_command_and_in_words():
         "0.5 × the label and 0.5 × the mean probabilities of `resnet18-fer`, `plain18-fer`" in card
     )
     assert "PublicTest 0.7200 (best single epoch 0.7100)" in card
-    assert "(2.00 CPU-hours, 2 threads)" in card
+    assert "720.0 min of" in card  # the wall time, pause included
+    assert "(3.00 CPU-hours: the median epoch × 3 epochs, 2 threads)" in card

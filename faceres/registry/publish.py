@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import re
+import statistics
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -454,15 +455,26 @@ training on {history["device"]}{_cpu_hours_text(history)}.
 """
 
 
+def wall_seconds(history: dict) -> float:
+    """Wall time of training: every epoch's, over every session of a resumed run."""
+    return sum(epoch["seconds"] for epoch in history["epochs"])
+
+
 def cpu_hours(history: dict) -> float | None:
-    """Wall-clock hours of training on the CPU (the whole machine's cores; None for a GPU run)."""
-    return history["train_seconds"] / 3600 if history["device"] == "cpu" else None
+    """Hours of the whole machine (all its cores) that training on the CPU takes: the median
+    epoch's wall time × the epochs, so that epochs slowed by other jobs, or paused, do not
+    count (None for a GPU run). The wall time (`wall_seconds`) counts them."""
+    if history["device"] != "cpu":
+        return None
+    seconds = [epoch["seconds"] for epoch in history["epochs"]]
+    return statistics.median(seconds) * len(seconds) / 3600
 
 
 def _cpu_hours_text(history: dict) -> str:
-    """ " (N CPU-hours, T threads)" for a CPU run, "" otherwise."""
+    """ " (N CPU-hours: the median epoch × E epochs, T threads)" for a CPU run, "" otherwise."""
     hours = cpu_hours(history)
     if hours is None:
         return ""
     threads = f", {history['threads']} threads" if history.get("threads") else ""
-    return f" ({hours:.2f} CPU-hours{threads})"
+    epochs = len(history["epochs"])
+    return f" ({hours:.2f} CPU-hours: the median epoch × {epochs} epochs{threads})"

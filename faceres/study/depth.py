@@ -21,7 +21,7 @@ import numpy as np
 from faceres import registry
 from faceres.app.studies import depth_figures, study_file
 from faceres.errors import FaceresError
-from faceres.registry.publish import cpu_hours, write_atomic
+from faceres.registry.publish import cpu_hours, wall_seconds, write_atomic
 
 RECIPE_KEYS = ("labels", "epochs", "batch_size", "lr", "seed", "augment", "label_smoothing")
 """The recipe of one model of the sweep: the sweep's values, overridden per model."""
@@ -178,7 +178,7 @@ def depth_report(config: dict | None = None) -> list[dict]:
                 "train_error_running": 1 - hist["epochs"][-1]["train_acc"],
                 "publictest_accuracy": metrics.get("fer2013-publictest/accuracy"),
                 "privatetest_accuracy": metrics.get("fer2013-privatetest/accuracy"),
-                "train_minutes": hist["train_seconds"] / 60,
+                "train_minutes": wall_seconds(hist) / 60,
                 "cpu_hours": _cpu_hours(hist),
                 "device": hist["device"],
             }

@@ -28,6 +28,7 @@ from faceres.datasets.fer import FaceSet, dataset_key, load_fer2013, resize_face
 from faceres.errors import DataError
 from faceres.labels import FER_LABELS, FERPLUS_LABELS
 from faceres.models.fer_resnet import normalize, predict
+from faceres.registry.publish import wall_seconds
 from faceres.registry.weights import default_device
 from faceres.settings import PROJECT_ROOT
 from faceres.train.augment import augment_policy
@@ -506,12 +507,12 @@ def _validate(run: Run, flip: bool = False) -> tuple[float, float]:
     return val_loss, float((probs.argmax(1).numpy() == run.val.labels).mean())
 
 
-def finish_run(run: Run, seconds: float) -> dict:
-    """The history completed after the last epoch (training time, final gradient norms and
-    clean training error, the best epoch and its flip-test PublicTest accuracy), with the best
-    epoch's weights loaded; returns the run's summary."""
+def finish_run(run: Run) -> dict:
+    """The history completed after the last epoch (training wall time over every session,
+    final gradient norms and clean training error, the best epoch and its flip-test PublicTest
+    accuracy), with the best epoch's weights loaded; returns the run's summary."""
     history, model = run.history, run.model
-    history["train_seconds"] = history.get("train_seconds", 0.0) + seconds
+    history["train_seconds"] = wall_seconds(history)
     device = run.device
     history["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     history["threads"] = torch.get_num_threads()
@@ -556,7 +557,6 @@ def train_expression(
     average) with the best PublicTest accuracy, evaluate, and (if `publish`) save it to the
     registry as `cfg.name`."""
     run = start_run(cfg, resume)
-    started = time.time()
     for epoch in range(len(run.history["epochs"]), cfg.epochs):
         record = train_epoch(run, epoch, progress)
         run.history["epochs"].append(record)
@@ -574,7 +574,7 @@ def train_expression(
                 f"acc {record['train_acc']:.3f} | val loss {record['val_loss']:.3f} "
                 f"acc {record['val_acc']:.4f} | {record['seconds']:.1f}s"
             )
-    summary = finish_run(run, time.time() - started)
+    summary = finish_run(run)
     if publish:
         key = f"{dataset_key(cfg.labels)}-publictest/accuracy"
         model = run.model.cpu().float().to(memory_format=torch.contiguous_format)
