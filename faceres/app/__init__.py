@@ -19,6 +19,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import gradio as gr
 
@@ -103,10 +104,10 @@ def release_freed_memory() -> bool:
     library has no such call. A server whose worker threads come and go leaves its heap
     fragmented, and its resident memory climbs although little is in use (the hour-long soak
     found about 3 MiB a minute)."""
-    libc = _libc()
-    if libc is None or not hasattr(libc, "malloc_trim"):
+    trim = _glibc("malloc_trim")
+    if trim is None:
         return False
-    libc.malloc_trim(0)
+    trim(0)
     return True
 
 
@@ -123,16 +124,15 @@ def map_large_buffers(threshold: int = LARGE_BUFFER_BYTES) -> bool:
     (up to 32 MB), after which each uploaded photo lands in a worker thread's heap and stays
     resident once freed: 14 sessions' 11 MB photos grew the server by 59-98 MB instead of the
     36 MB they held."""
-    libc = _libc()
-    if libc is None or not hasattr(libc, "mallopt"):
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
+    mallopt = _glibc("mallopt")
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    return ctypes.CDLL(name) if name else None
+def _glibc(name: str) -> Callable[..., int] | None:
+    """The C library's function `name`; None where the library has none (not glibc)."""
+    path = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(path), name, None) if path else None
 
 
 def trim_memory(every_s: float = TRIM_EVERY_S) -> threading.Thread:
