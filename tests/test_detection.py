@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from faceres.detect import Face, detect_faces, detector_setting, select_detector
-from faceres.detect.yunet import yunet_path
+from faceres.detect.yunet import YuNet, decode, yunet_path
 from faceres.errors import FaceresError, ImageError
 from faceres.imageio import load_image
 
@@ -37,6 +37,43 @@ def test_astronaut_one_face_with_ordered_landmarks(astronaut):
     # subject's right eye and mouth corner are on the image's left; eyes above nose above mouth
     assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0]
     assert lm[:2, 1].max() < lm[2, 1] < lm[3:, 1].min()
+
+
+def _opencv_yunet(image: np.ndarray) -> np.ndarray:
+    """The reference: OpenCV's own `cv2.FaceDetectorYN` on the same file and thresholds."""
+    h, w = image.shape[:2]
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    reference = cv2.FaceDetectorYN.create(str(yunet_path()), "", (w, h), 0.6, 0.3, 5000)
+    cv2.utils.logging.setLogLevel(level)
+    _, rows = reference.detect(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return np.zeros((0, 15), np.float32) if rows is None else rows
+
+
+def _three_faces(astronaut: np.ndarray) -> np.ndarray:
+    """A 617×451 canvas (not a multiple of 32) with the astronaut at 256, 200 and 150 px."""
+    canvas = np.full((451, 617, 3), 128, np.uint8)
+    for (y, x), side in zip([(0, 0), (250, 400), (260, 100)], [256, 200, 150], strict=True):
+        canvas[y : y + side, x : x + side] = cv2.resize(astronaut, (side, side))
+    return canvas
+
+
+@needs_yunet
+@pytest.mark.parametrize("photo", ["astronaut", "camera", "three faces", "upside down", "blank"])
+def test_yunet_finds_what_opencvs_face_detector_finds(astronaut, photo):
+    """Every box, landmark and score as cv2.FaceDetectorYN gives them (NMS included)."""
+    image = {
+        "astronaut": astronaut,
+        "camera": load_image(skdata.camera()),
+        "three faces": _three_faces(astronaut),
+        "upside down": astronaut[::-1].copy(),
+        "blank": np.full((100, 130, 3), 90, np.uint8),
+    }[photo]
+    ours = decode(*YuNet(yunet_path())._run(image))
+    reference = _opencv_yunet(image)
+    assert len(ours) == len(reference) and len(ours) == (3 if photo == "three faces" else len(ours))
+    order = np.lexsort(ours[:, :2].T), np.lexsort(reference[:, :2].T)
+    np.testing.assert_allclose(ours[order[0]], reference[order[1]], atol=1e-3)
 
 
 @needs_yunet

@@ -2,7 +2,7 @@
 
 Detectors are plug-ins: one module each in this folder (a `NAME`, `LIMITS`, `available()` and
 `detect(image)`), listed once in `BACKENDS` and imported when first used (`backend`: the dlib
-detector needs torch, YuNet only OpenCV). Today: OpenCV's YuNet (`faceres.detect.yunet`, its
+detector needs torch, YuNet ONNX Runtime and OpenCV). Today: YuNet (`faceres.detect.yunet`, its
 ONNX file resolved through the registry) and the converted dlib MMOD detector with dlib's 5-point
 landmarks (`faceres.detect.dlib`, weights committed in the registry). `detector="auto"` (or the
 setting `FACERES_DETECTOR`) takes the first available backend in table order. Every `Face` says
