@@ -20,6 +20,8 @@ from faceres.train.classifier import TrainConfig, train_expression, weight_names
 ARCHS = [
     "faceres_resnet18_48",
     "faceres_plain18_48",
+    "faceres_resnet18s_48",
+    "faceres_plain18s_48",
     "faceres_resnet20_48",
     "faceres_plain20_48",
     "faceres_resnet56_48",
@@ -59,6 +61,32 @@ def test_projection_shortcuts_are_dropped_in_the_plain_18():
     res = timm.create_model("faceres_resnet18_48")
     plain = timm.create_model("faceres_plain18_48")
     assert res.layer2[0].downsample is not None and plain.layer2[0].downsample is None
+
+
+@pytest.mark.parametrize("kind", ["resnet", "plain"])
+def test_the_18s_strides_its_first_stage(kind):
+    """48→24→12→6→3 instead of 48→48→24→12→6: each stage's convolutions see a quarter of the
+    positions. The same weights, plus a projection shortcut in the residual net's first block
+    (it now changes the resolution)."""
+    full = timm.create_model(f"faceres_{kind}18_48")
+    early = timm.create_model(f"faceres_{kind}18s_48")
+    extra = 32 * 32 + 2 * 32 if kind == "resnet" else 0  # 1×1 conv 32→32 and its BatchNorm
+    count = sum(p.numel() for p in early.parameters())
+    assert count == sum(p.numel() for p in full.parameters()) + extra
+    x = torch.zeros(1, 1, 48, 48)
+    with torch.no_grad():
+        sizes = [getattr(early, f"layer{i}")(y).shape[-1] for i, y in _stage_inputs(early, x)]
+        assert sizes == [24, 12, 6, 3]
+        assert full.forward_features(x).shape[-2:] == (6, 6)
+    assert [f["reduction"] for f in early.feature_info] == [2, 4, 8, 16]
+
+
+def _stage_inputs(model: torch.nn.Module, x: torch.Tensor):
+    """(stage number, that stage's input) for each stage of a FaceResNet."""
+    y = model.act1(model.bn1(model.conv1(x)))
+    for i in range(1, model.num_stages + 1):
+        yield i, y
+        y = getattr(model, f"layer{i}")(y)
 
 
 def test_augment_is_seeded_and_bounded():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -223,7 +224,7 @@ def test_the_card_gives_the_recipe_as_a_command_and_in_words():
         init="resnet18-fer",
         teachers=["resnet18-fer", "plain18-fer"],
         distill=0.5,
-        mixup=0.2,
+        teacher_views=10,
         swa_epochs=3,
         swa_lr=0.01,
     )
@@ -244,14 +245,95 @@ def test_the_card_gives_the_recipe_as_a_command_and_in_words():
     }
     card = expression_card("student", history, {"fer2013-publictest/accuracy": 0.725}, True)
     flags = (
-        "--init resnet18-fer --teachers resnet18-fer plain18-fer --distill 0.5 --mixup 0.2 "
-        "--swa-epochs 3 --swa-lr 0.01"
+        "--init resnet18-fer --teachers resnet18-fer plain18-fer --distill 0.5 --teacher-views "
+        "10 --swa-epochs 3 --swa-lr 0.01"
     )
     assert flags in card
     assert "fine-tuned from `resnet18-fer`" in card and "the SWA average selected" in card
     assert (
         "0.5 × the label and 0.5 × the mean probabilities of `resnet18-fer`, `plain18-fer`" in card
     )
+    assert "10 fixed augmented views of each image, the teachers run once on each" in card
     assert "PublicTest 0.7200 (best single epoch 0.7100)" in card
     assert "720.0 min of" in card  # the wall time, pause included
     assert "(3.00 CPU-hours: the median epoch × 3 epochs, 2 threads)" in card
+
+
+def test_teacher_views_pair_each_view_with_the_teachers_probabilities_on_it():
+    """Each stored view is an augmented uint8 copy of its image, and the probabilities stored
+    with it are the teachers' on that very view (recomputed here in float32 by hand); a batch
+    hands out a view and its own probabilities together."""
+    from faceres.train.teacher_views import compute_views
+
+    teachers = [
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32 * 32, 7)).eval()
+        for _ in range(2)
+    ]
+    x = torch.randint(0, 256, (12, 1, 32, 32), dtype=torch.uint8)
+    views = compute_views(x, teachers, k=3, seed=0, policy="light", norm=(0.5, 0.25))
+    assert views.images.shape == (3, 12, 1, 32, 32) and views.images.dtype == torch.uint8
+    assert views.probs.shape == (3, 12, 7)
+    assert not torch.equal(views.images[0], views.images[1])  # three different augmentations
+    for v in range(3):
+        inp = normalize(views.images[v], 0.5, 0.25)
+        by_hand = (teachers[0](inp).softmax(1) + teachers[1](inp).softmax(1)) / 2
+        torch.testing.assert_close(views.probs[v], by_hand, atol=2e-2, rtol=0)
+    idx = torch.tensor([5, 0, 11, 5])
+    batch, probs = views.batch(idx, torch.Generator().manual_seed(1), (0.5, 0.25))
+    by_hand = (teachers[0](batch).softmax(1) + teachers[1](batch).softmax(1)) / 2
+    torch.testing.assert_close(probs, by_hand, atol=2e-2, rtol=0)
+    originals = normalize(x[idx], 0.5, 0.25)
+    assert not torch.equal(batch, originals)  # views, not the clean images
+    # a training batch: (1 − distill) × the smoothed label + distill × the view's probabilities
+    labels = torch.tensor([3, 1, 6, 3])
+    y_train = torch.zeros(12, dtype=torch.long)
+    y_train[idx] = labels
+    run = SimpleNamespace(
+        views=views,
+        y_train=y_train,
+        gen=torch.Generator().manual_seed(1),
+        norm=(0.5, 0.25),
+        classes=7,
+        cfg=SimpleNamespace(distill=0.3, label_smoothing=0.1),
+    )
+    inp, target, hard = classifier.view_batch(run, idx)
+    by_hand = (teachers[0](inp).softmax(1) + teachers[1](inp).softmax(1)) / 2
+    one_hot = F.one_hot(labels, 7).float() * 0.9 + 0.1 / 7
+    torch.testing.assert_close(target, 0.7 * one_hot + 0.3 * by_hand, atol=1e-2, rtol=0)
+    assert torch.equal(hard, labels)
+
+
+def test_teacher_views_are_made_once_and_shared_by_the_twin(
+    fer_folder, tmp_path, tiny_registry, monkeypatch
+):
+    """The first run computes the views and stores them; its twin (same teachers, views, seed,
+    data) reads them back without running a teacher; other teachers get other views."""
+    import faceres.train.teacher_views as tv
+
+    train_expression(config(tmp_path, fer_folder, "base", epochs=1), progress=False)
+    train_expression(config(tmp_path, fer_folder, "other", epochs=1, seed=1), progress=False)
+    made = []
+    real = tv.compute_views
+
+    def counted(*args, **kwargs):
+        made.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tv, "compute_views", counted)
+    recipe = dict(epochs=1, teachers=["base"], teacher_views=2)
+    first = train_expression(
+        config(tmp_path, fer_folder, "kd", **recipe), progress=False, publish=False
+    )
+    twin = config(tmp_path, fer_folder, "kd-plain", arch="faceres_plain20_32", **recipe)
+    train_expression(twin, progress=False, publish=False)
+    assert len(made) == 1 and len(list((tmp_path / "runs" / "teacher-views").iterdir())) == 1
+    train_expression(
+        config(tmp_path, fer_folder, "kd2", epochs=1, teachers=["other"], teacher_views=2),
+        progress=False,
+        publish=False,
+    )
+    assert len(made) == 2 and first["val_acc"] >= 0
+    with pytest.raises(DataError, match="--teacher-views"):
+        config(tmp_path, fer_folder, "bad", teachers=["base"], teacher_views=2, mixup=0.2)
+    with pytest.raises(DataError, match="--teacher-views"):
+        config(tmp_path, fer_folder, "bad", teacher_views=2)

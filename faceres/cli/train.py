@@ -60,6 +60,14 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
         "make up --distill of the target",
     )
     p.add_argument("--distill", type=float, default=0.5, help="teachers' share of the target")
+    p.add_argument(
+        "--teacher-views",
+        type=int,
+        default=0,
+        metavar="K",
+        help="run the teachers once, on K fixed augmented views of each image (stored in "
+        "runs/teacher-views/, shared with the twin); each epoch trains on one view per image",
+    )
     p.add_argument("--mixup", type=float, default=0.0, help="mixup's Beta(α, α); 0: off")
     p.add_argument(
         "--swa-epochs",
@@ -121,6 +129,7 @@ def run_expression(args: argparse.Namespace) -> int:
         init=args.init,
         teachers=args.teachers,
         distill=args.distill,
+        teacher_views=args.teacher_views,
         mixup=args.mixup,
         swa_epochs=args.swa_epochs,
         swa_lr=args.swa_lr,

@@ -49,7 +49,8 @@ class FaceResNet(nn.Module):
     """A 3×3-stem ResNet (no stem pooling) for small face images, residual or plain.
 
     Args:
-        layers: blocks per stage. channels: width per stage (stage i>0 halves the resolution).
+        layers: blocks per stage. channels: width per stage (stage i>0 halves the resolution;
+        the first stage strides `first_stride`).
         residual: False builds the plain twin. shortcut: "projection" (1×1 conv + norm) or
         "zeropad" (parameter-free). norm: False replaces every BatchNorm by identity.
         init: "kaiming" (He normal, fan_out) or "torch" (PyTorch's default layer init).
@@ -67,6 +68,7 @@ class FaceResNet(nn.Module):
         init: str = "kaiming",
         drop_rate: float = 0.0,
         global_pool: str = "avg",
+        first_stride: int = 1,
     ) -> None:
         super().__init__()
         norm_layer = nn.BatchNorm2d if norm else nn.Identity
@@ -81,7 +83,7 @@ class FaceResNet(nn.Module):
         in_chs = channels[0]
         self.feature_info = []
         for i, (n, chs) in enumerate(zip(layers, channels)):
-            stride = 1 if i == 0 else 2
+            stride = first_stride if i == 0 else 2
             blocks = []
             for j in range(n):
                 s = stride if j == 0 else 1
@@ -95,7 +97,9 @@ class FaceResNet(nn.Module):
                 blocks.append(block(in_chs, chs, s, down, norm_layer=norm_layer))
                 in_chs = chs
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-            self.feature_info.append(dict(num_chs=chs, reduction=2**i, module=f"layer{i + 1}"))
+            self.feature_info.append(
+                dict(num_chs=chs, reduction=first_stride * 2**i, module=f"layer{i + 1}")
+            )
         self.num_stages = len(layers)
         self.num_features = self.head_hidden_size = in_chs
         self.global_pool, self.fc = create_classifier(in_chs, num_classes, pool_type=global_pool)
@@ -154,6 +158,8 @@ default_cfgs = generate_default_cfgs(
         for name in (
             "faceres_resnet18_48",
             "faceres_plain18_48",
+            "faceres_resnet18s_48",
+            "faceres_plain18s_48",
             "faceres_resnet20_48",
             "faceres_plain20_48",
             "faceres_resnet56_48",
@@ -193,6 +199,21 @@ def faceres_resnet18_48(pretrained: bool = False, **kwargs) -> FaceResNet:
 def faceres_plain18_48(pretrained: bool = False, **kwargs) -> FaceResNet:
     """Plain twin of faceres_resnet18_48: no shortcuts, no projections."""
     return _create("faceres_plain18_48", pretrained, **dict(_R18, residual=False, **kwargs))
+
+
+@register_model
+def faceres_resnet18s_48(pretrained: bool = False, **kwargs) -> FaceResNet:
+    """faceres_resnet18_48 whose first stage strides 2 (48→24→12→6→3): a quarter of the
+    compute, the same weights plus the first block's projection shortcut."""
+    return _create("faceres_resnet18s_48", pretrained, **dict(_R18, first_stride=2, **kwargs))
+
+
+@register_model
+def faceres_plain18s_48(pretrained: bool = False, **kwargs) -> FaceResNet:
+    """Plain twin of faceres_resnet18s_48."""
+    return _create(
+        "faceres_plain18s_48", pretrained, **dict(_R18, first_stride=2, residual=False, **kwargs)
+    )
 
 
 @register_model

@@ -86,6 +86,8 @@ def recipe_flags(cfg: dict) -> str:
     flags = f" --init {cfg['init']}" if cfg.get("init") else ""
     if cfg.get("teachers"):
         flags += f" --teachers {' '.join(cfg['teachers'])} --distill {cfg['distill']}"
+    if cfg.get("teacher_views"):
+        flags += f" --teacher-views {cfg['teacher_views']}"
     if cfg.get("mixup"):
         flags += f" --mixup {cfg['mixup']}"
     if cfg.get("swa_epochs"):
@@ -103,7 +105,12 @@ def recipe_text(cfg: dict, history: dict) -> str:
         parts.append(
             f"Distilled: the target is {1 - cfg['distill']:g} × the label and {cfg['distill']:g} × "
             f"the mean probabilities of {', '.join(f'`{t}`' for t in cfg['teachers'])} on the "
-            "same augmented image."
+            + (
+                f"same augmented image: {cfg['teacher_views']} fixed augmented views of each "
+                "image, the teachers run once on each, one view per image drawn each epoch."
+                if cfg.get("teacher_views")
+                else "same augmented image."
+            )
         )
     if cfg.get("mixup"):
         parts.append(f"Mixup of image pairs with λ ~ Beta({cfg['mixup']:g}, {cfg['mixup']:g}).")

@@ -33,6 +33,7 @@ from faceres.registry.weights import default_device
 from faceres.settings import PROJECT_ROOT
 from faceres.train.augment import augment_policy
 from faceres.train.card import publish_expression_model
+from faceres.train.teacher_views import TeacherViews, cache_key, teacher_views
 
 TRAIN_SPLIT, VAL_SPLIT = "Training", "PublicTest"
 
@@ -45,7 +46,9 @@ class TrainConfig:
     The recipe beyond plain SGD: `init` starts from a registry model's weights (same
     architecture); `teachers` are registry models whose mean probabilities on each augmented
     batch make up `distill` of the target (knowledge distillation, the teacher seeing the very
-    image the student sees); `mixup` > 0 blends image pairs with a Beta(mixup, mixup) weight;
+    image the student sees), or with `teacher_views` K > 0 their probabilities on K fixed
+    augmented views of each image, computed once (`faceres.train.teacher_views`); `mixup` > 0
+    blends image pairs with a Beta(mixup, mixup) weight;
     `swa_epochs` > 0 holds the learning rate at `swa_lr` for the last epochs and averages their
     weights (stochastic weight averaging, BatchNorm statistics refitted on the training set).
     """
@@ -72,6 +75,7 @@ class TrainConfig:
     init: str | None = None
     teachers: list[str] = field(default_factory=list)
     distill: float = 0.5
+    teacher_views: int = 0
     mixup: float = 0.0
     swa_epochs: int = 0
     swa_lr: float = 0.01
@@ -82,6 +86,11 @@ class TrainConfig:
             raise DataError(f"--swa-epochs must be 0 to {self.epochs - 1} (--epochs - 1).")
         if not 0 <= self.distill <= 1 or self.mixup < 0:
             raise DataError("--distill must be 0 to 1 and --mixup 0 or more.")
+        if self.teacher_views and (not self.teachers or self.mixup or self.teacher_views < 0):
+            raise DataError(
+                "--teacher-views needs --teachers and no --mixup (the teachers saw each view "
+                "alone), and is 1 or more."
+            )
 
     @property
     def run_dir(self) -> Path:
@@ -245,6 +254,7 @@ class Run:
     teachers: list[torch.nn.Module] = field(default_factory=list)
     swa_state: dict = field(default_factory=dict)
     swa_count: int = 0
+    views: TeacherViews | None = None
 
     @property
     def norm(self) -> tuple[float, float]:
@@ -353,6 +363,9 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
         cfg, device, model, opt, torch.Generator(), train, val, x_train, y_train, probe, {}, {}
     )
     run.teachers = load_teachers(cfg.teachers, model, labels, device)
+    if cfg.teacher_views:
+        run.views = _teacher_views(run, size)
+        run.teachers = []  # their work is in the views
     if cfg.time_budget and not (resume and checkpoint.is_file()):
         fit = fit_epochs(run)
         if fit < cfg.epochs:
@@ -373,6 +386,27 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
     elif resume:
         cfg.notes.append("--resume given but no checkpoint found: trained from scratch")
     return run
+
+
+def _teacher_views(run: Run, size: int) -> TeacherViews:
+    """The run's teacher views, from `runs/teacher-views/` when a run with the same teachers
+    (their pinned weights), views, seed, augmentation and data made them."""
+    cfg = run.cfg
+    key = cache_key(
+        teachers={t: registry.get_entry(t).get("files", {}) for t in cfg.teachers},
+        k=cfg.teacher_views,
+        seed=cfg.seed,
+        augment=cfg.augment,
+        labels=cfg.labels,
+        size=size,
+        data=str(cfg.data),
+        images=len(run.x_train),
+    )
+    path = cfg.run_dir.parent / "teacher-views" / f"{key}.safetensors"
+    gen_seed = cfg.seed + 1  # not the training generator's stream
+    return teacher_views(
+        run.x_train, run.teachers, cfg.teacher_views, gen_seed, cfg.augment, run.norm, path
+    )
 
 
 def _momentum_key(saved: dict, group: int, index: int) -> str | None:
@@ -424,9 +458,12 @@ def train_epoch(run: Run, epoch: int, progress: bool = True) -> dict:
         for group in opt.param_groups:
             group["lr"] = _lr_at(epoch * steps + i, total, warmup, cfg.lr, floor)
         idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-        x = normalize(augment_policy(run.x_train[idx], run.gen, cfg.augment), *run.norm)
-        y = run.y_train[idx]
-        x, y, hard = recipe_batch(cfg, x, y, run.gen, run.classes, run.teachers)
+        if run.views is not None:
+            x, y, hard = view_batch(run, idx)
+        else:
+            x = normalize(augment_policy(run.x_train[idx], run.gen, cfg.augment), *run.norm)
+            y = run.y_train[idx]
+            x, y, hard = recipe_batch(cfg, x, y, run.gen, run.classes, run.teachers)
         with _autocast(run.device):
             logits = model(x)
         loss = _loss(logits, y, cfg.label_smoothing)
@@ -471,6 +508,16 @@ def recipe_batch(
     if teachers:
         y = (1 - cfg.distill) * y + cfg.distill * teacher_probs(teachers, x)
     return x, y, hard
+
+
+def view_batch(run: Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`recipe_batch` for a run with teacher views: one stored view of each image `idx` and its
+    target, (1 − distill) × the label and distill × the teachers' probabilities on that view."""
+    x, probs = run.views.batch(idx, run.gen, run.norm)
+    y = run.y_train[idx]
+    hard = y if y.ndim == 1 else y.argmax(1)
+    target = soft_targets(y, run.classes, run.cfg.label_smoothing)
+    return x, (1 - run.cfg.distill) * target + run.cfg.distill * probs, hard
 
 
 def average_weights(run: Run) -> None:
