@@ -81,26 +81,36 @@ def _add_lfw(sub: argparse._SubParsersAction) -> None:
 def _add_fuse(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fuse",
-        help="fit a fused identity model of registry models on LFW View 1 DevTrain",
-        description="Weights of the members' cosine similarities fitted on LFW View 1 DevTrain "
-        "(Fisher's discriminant of z-normalised scores); each member's and the fusion's DevTest "
-        "accuracy. With --update-registry, the fused model is written into the registry; then "
-        "calibrate it with `faceres eval lfw --model NAME --fit-gate --update-registry`.",
+        help="a fused identity model (weights fitted on LFW View 1 DevTrain) or an expression "
+        "ensemble of registry models",
+        description="Identity members: weights of the members' cosine similarities fitted on LFW "
+        "View 1 DevTrain (Fisher's discriminant of z-normalised scores); each member's and the "
+        "fusion's DevTest accuracy; then calibrate it with `faceres eval lfw --model NAME "
+        "--fit-gate --update-registry`. Expression members: an ensemble averaging their "
+        "probabilities (equal weights), each member's PublicTest accuracy. With "
+        "--update-registry, the fused model is written into the registry.",
     )
-    p.add_argument("--members", nargs="+", required=True, help="registry identity models")
+    p.add_argument(
+        "--members", nargs="+", required=True, help="registry identity or expression models"
+    )
     p.add_argument("--name", required=True, help="registry name of the fused model")
-    p.add_argument("--data", type=Path, help="LFW folder (default: $FACERES_DATA/lfw)")
+    p.add_argument(
+        "--data", type=Path, help="LFW or FER2013 folder (default: $FACERES_DATA/lfw or fer2013)"
+    )
     p.add_argument("--detector", help="face detector (default: auto)")
     p.add_argument("--update-registry", dest="write", action="store_true")
-    p.add_argument("--default", action="store_true", help="make it the default identity model")
+    p.add_argument("--default", action="store_true", help="make it the default model of its task")
     p.add_argument("--json", action="store_true", help="print the report as JSON only")
     p.set_defaults(func=run_fuse)
 
 
 def run_fuse(args: argparse.Namespace) -> int:
-    from faceres.eval.fusion import fit_fusion, write_fusion
+    from faceres import registry
+    from faceres.eval.fusion import fit_ensemble, fit_fusion, write_fusion
 
     _setup_logging(args.json)
+    if registry.get_entry(args.members[0])["task"] == "expression":
+        return _ensemble(args, fit_ensemble(args.members, data=args.data))
     report = fit_fusion(args.members, data=args.data, detector=args.detector)
     if args.write:
         report["folder"] = str(write_fusion(args.name, report, default=args.default))
@@ -110,6 +120,20 @@ def run_fuse(args: argparse.Namespace) -> int:
     for m in report["members"]:
         print(f"{m['model']}: weight {m['weight']:.4f}, DevTest {m['dev_test_accuracy']:.2%}")
     print(f"{args.name}: DevTest {report['dev_test_accuracy']:.2%} ({report['rule']})")
+    return 0
+
+
+def _ensemble(args: argparse.Namespace, report: dict) -> int:
+    from faceres.eval.fusion import write_fusion
+
+    if args.write:
+        report["folder"] = str(write_fusion(args.name, report, default=args.default))
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    for m in report["members"]:
+        print(f"{m['model']}: weight {m['weight']:.4f}, PublicTest {m['public_test_accuracy']:.2%}")
+    print(f"{args.name}: {report['rule']}; score it with `faceres eval expression --model NAME`")
     return 0
 
 

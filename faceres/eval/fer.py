@@ -94,7 +94,12 @@ def model_sized(images: np.ndarray, config: dict) -> np.ndarray:
 
 
 def predict_faces(name: str, faces: FaceSet, flip: bool = True) -> np.ndarray:
-    """Class probabilities of registry model `name` for already-cropped grayscale faces."""
+    """Class probabilities of registry model `name` for already-cropped grayscale faces (an
+    ensemble: its members' weighted mean)."""
+    config = registry.model_config(name)
+    if config["architecture"] == registry.FUSION:
+        parts = config["faceres"]["members"]
+        return sum(float(m["weight"]) * predict_faces(m["model"], faces, flip) for m in parts)
     loaded = registry.load(name)
     cfg = loaded.config["pretrained_cfg"]
     x = torch.from_numpy(model_sized(faces.images, loaded.config)).unsqueeze(1)
@@ -123,7 +128,7 @@ def detect_and_predict(name: str, folder: Path, files: list[str]) -> np.ndarray:
     """Probabilities for photos (largest detected face of each); the rows of images without a
     face are NaN: they get no class (`score` counts them wrong and reports them)."""
 
-    labels = model_labels(registry.load(name).config)
+    labels = model_labels(registry.model_config(name))
     probs = np.full((len(files), len(labels)), np.nan, np.float32)
     for i, rel in enumerate(files):
         result = analyze_expression(load_image(folder / rel), model=name)
@@ -144,7 +149,7 @@ def evaluate_expression(
     model's own label set (FER+ models: majority vote). `faces`: "crop" (images are face crops
     like FER2013's) or "detect" (photos: find the face first); by default "crop" for images of
     at most 64 px, else "detect". `plot` saves the confusion matrix as an image."""
-    labels = model_labels(registry.load(name).config)
+    labels = model_labels(registry.model_config(name))
     if split:
         kind = "ferplus" if len(labels) == len(FERPLUS_LABELS) else "fer"
         faceset = load_fer2013(split, data, kind, protocol="majority")

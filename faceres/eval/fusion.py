@@ -1,5 +1,6 @@
 """A fused identity model: registry identity networks whose cosine similarities are combined with
-weights fitted on LFW View 1's DevTrain pairs only.
+weights fitted on LFW View 1's DevTrain pairs only; or an expression ensemble (`fit_ensemble`):
+expression networks whose probabilities are averaged.
 
 Each member's DevTrain scores are z-normalised (their mean and standard deviation) and Fisher's
 linear discriminant of the z-scores (genuine against impostor pairs) gives one weight per member;
@@ -24,6 +25,7 @@ import numpy as np
 
 from faceres import registry
 from faceres.errors import DataError
+from faceres.eval.fer import evaluate_expression
 from faceres.eval.lfw import (
     detect_images,
     embed_images,
@@ -130,7 +132,51 @@ Threshold, band and quality gate: `faceres eval lfw --model {name} --fit-gate --
 """
 
 
+ENSEMBLE_RULE = "equal weights: the mean of the members' probabilities (nothing fitted)"
+
+
+def fit_ensemble(models: Sequence[str], data: Path | None = None) -> dict:
+    """An expression ensemble of `models` (registry expression models of one label set, equal
+    weights): each member's and the ensemble's PublicTest accuracy (FER2013's validation split;
+    FER+ models: FER+ majority labels), each face and its mirror image averaged."""
+    if len(models) < 2 or len(set(models)) != len(models):
+        raise DataError("An ensemble needs two or more different expression models.")
+    weight = round(1 / len(models), 4)
+    members = []
+    for model in models:
+        if registry.get_entry(model)["architecture"] == registry.FUSION:
+            raise DataError(f"{model} is an ensemble already; list its members.")
+        accuracy = evaluate_expression(model, split="PublicTest", data=data)["accuracy"]
+        members.append({"model": model, "weight": weight, "public_test_accuracy": accuracy})
+    return {"members": members, "rule": ENSEMBLE_RULE, "data": data}
+
+
+def ensemble_card(name: str, report: dict) -> str:
+    """The expression ensemble's card body: its members, weights and PublicTest accuracies."""
+    rows = "\n".join(
+        f"| `{m['model']}` | {m['weight']:.4f} | {m['public_test_accuracy']:.2%} |"
+        for m in report["members"]
+    )
+    members = " ".join(m["model"] for m in report["members"])
+    return f"""# {name}
+
+An expression ensemble: {", ".join(f"`{m['model']}`" for m in report["members"])} each classify
+the same 48×48 face crop (and its mirror image), and their probabilities are averaged
+({report["rule"]}). It has no weights of its own; each member keeps its own licence and card.
+
+| member | weight | PublicTest accuracy alone |
+|---|---|---|
+{rows}
+
+Made by `faceres eval fuse --members {members} --name {name} --update-registry`; its own
+accuracy: `faceres eval expression --model {name} --split PublicTest --update-registry`.
+"""
+
+
 def write_fusion(name: str, report: dict, default: bool = False) -> Path:
-    """Store the fused model `name` of a `fit_fusion` report in the registry."""
-    members = [{k: m[k] for k in ("model", "weight", "dim")} for m in report["members"]]
-    return registry.save_fused(name, members, card(name, report), default=default)
+    """Store the fused model `name` of a `fit_fusion` or `fit_ensemble` report in the registry."""
+    if "dim" in report["members"][0]:
+        members = [{k: m[k] for k in ("model", "weight", "dim")} for m in report["members"]]
+        return registry.save_fused(name, members, card(name, report), default=default)
+    members = [{k: m[k] for k in ("model", "weight")} for m in report["members"]]
+    return registry.save_fused(name, members, ensemble_card(name, report), default=default)

@@ -17,7 +17,7 @@ from faceres.detect import Face, detect_faces
 from faceres.errors import ModelError
 from faceres.face.align import align
 from faceres.imageio import ImageInput, load_image
-from faceres.registry.runtime import Runner, load_runner, standardise
+from faceres.registry.runtime import Runner, load_runner, softmax, standardise
 from faceres.stopwatch import Stopwatch
 
 WORDS = {"happiness": "happy", "sadness": "sad", "anger": "angry"}
@@ -96,9 +96,7 @@ def classify(crops: np.ndarray, runner: Runner) -> np.ndarray:
     (1, 7)
     """
     x = standardise(crops, runner.config)
-    logits = runner(np.concatenate([x, x[..., ::-1]]))
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    p = e / e.sum(1, keepdims=True)
+    p = softmax(runner(np.concatenate([x, x[..., ::-1]])))
     return (p[: len(crops)] + p[len(crops) :]) / 2
 
 

@@ -270,9 +270,17 @@ def expression_cams(
     n = len(x)
     t = torch.as_tensor(np.asarray(targets), dtype=torch.long)
     cam = grad_cam(loaded.model, torch.cat([x, x.flip(3)]), torch.cat([t, t]))
-    cam = ((cam[:n] + cam[n:].flip(2)) / 2).cpu().numpy()
-    peak = cam.reshape(n, -1).max(axis=1).reshape(n, 1, 1)
-    return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0).astype(np.float32)
+    return peak_scaled(((cam[:n] + cam[n:].flip(2)) / 2).cpu().numpy())
+
+
+def peak_scaled(cams: np.ndarray) -> np.ndarray:
+    """N×H×W maps each divided by its maximum (all zero where the maximum is not above 0).
+
+    >>> peak_scaled(np.array([[[1.0, 4.0]], [[0.0, 0.0]]])).tolist()
+    [[[0.25, 1.0]], [[0.0, 0.0]]]
+    """
+    peak = cams.max(axis=(1, 2), keepdims=True, initial=0.0)
+    return np.divide(cams, peak, out=np.zeros_like(cams), where=peak > 0).astype(np.float32)
 
 
 def cam_overlay(crop: np.ndarray, cam: np.ndarray, size: int = 192, alpha: float = 0.45):
@@ -311,18 +319,26 @@ class ExpressionCams:
 
 def explain_expression(result: ExpressionResult) -> ExpressionCams:
     """Grad-CAMs of the faces `analyze_expression` found, each for the class it predicted, from
-    the crops it kept (no second detection).
+    the crops it kept (no second detection); for an ensemble, its members' CAMs in proportion
+    to their weights.
 
     >>> cams = explain_expression(analyze_expression("photo.jpg", model="plain18-fer"))
     >>> cams.faces[0].label, cams.faces[0].cam.shape, cams.faces[0].overlay().shape
     ('happy', (48, 48), (192, 192, 3))
     """
-    loaded = registry.load_task("expression", result.model)
-    labels = class_names(loaded.config)
+    config = registry.model_config(result.model)
+    labels = class_names(config)
     faces = result.faces
     crops = np.stack([f.crop for f in faces]) if faces else np.zeros((0, 48, 48), np.uint8)
     targets = np.array([labels.index(f.label) for f in faces], dtype=np.int64)
-    cams = expression_cams(crops, loaded, targets)
+    members = config["faceres"]["members"] if config["architecture"] == registry.FUSION else []
+    members = members or [{"model": result.model, "weight": 1.0}]
+    cams = peak_scaled(
+        sum(
+            float(m["weight"]) * expression_cams(crops, registry.load(m["model"]), targets)
+            for m in members
+        )
+    )
     return ExpressionCams(
         tuple(
             FaceCam(f.face, f.label, dict(f.probabilities), f.crop, cam)

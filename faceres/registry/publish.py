@@ -31,7 +31,7 @@ from faceres.registry.index import (
     get_entry,
     registry_dir,
 )
-from faceres.registry.resolve import _check_folder, _check_hub, _hash_folder
+from faceres.registry.resolve import _check_folder, _check_hub, _hash_folder, model_config
 from faceres.registry.weights import _forget
 
 
@@ -287,28 +287,28 @@ def save_model(
 
 
 def save_fused(name: str, members: list[dict], card: str, *, default: bool = False) -> Path:
-    """Write `registry/models/<name>/` for a fused identity model (no weights of its own): its
-    config.json (`architecture` "fusion", `faceres.members`: each member's model, weight and
-    embedding size) and card; then add or replace the index entry.
+    """Write `registry/models/<name>/` for a fused model (no weights of its own) of registry
+    models of one task: its config.json (`architecture` "fusion", `faceres.members`: each
+    member's model and weight) and card; then add or replace the index entry.
+
+    An identity fusion's members each give their embedding size (`dim`); an expression fusion
+    (an ensemble: the weighted mean of the members' probabilities) takes its classes, input and
+    face framing from its members, which must share them.
 
     >>> save_fused("fused-dlib-sface", [{"model": "dlib-resnet29-face", "weight": 0.5,
     ...     "dim": 128}, {"model": "sface-2021dec", "weight": 0.5, "dim": 128}], "# Fused ...")
     """
     from huggingface_hub import ModelCardData
 
-    for member in members:
-        if get_entry(member["model"])["task"] != "identity":
-            raise ModelError(f"{member['model']} is not an identity model; it cannot be fused.")
-    config = {
-        "architecture": FUSION,
-        "faceres": {
-            "task": "identity",
-            "members": members,
-            "embedding_size": sum(int(m["dim"]) for m in members),
-            "metric": "cosine",
-        },
-    }
-    data = ModelCardData(license="mit", tags=["faceres", "identity", "fusion"], model_name=name)
+    tasks = {get_entry(member["model"])["task"] for member in members}
+    if len(tasks) != 1 or not tasks <= {"identity", "expression"}:
+        raise ModelError(
+            "A fused model's members must all be identity models or all expression models, "
+            f"not {', '.join(sorted(tasks))}."
+        )
+    task = tasks.pop()
+    config = _fused_config(task, members)
+    data = ModelCardData(license="mit", tags=["faceres", task, "fusion"], model_name=name)
     folder = registry_dir() / "models" / name
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / "config.json", json.dumps(config, indent=2) + "\n")
@@ -318,7 +318,7 @@ def save_fused(name: str, members: list[dict], card: str, *, default: bool = Fal
         previous = next((e for e in entries if e["name"] == name), {})
         entry = {
             "name": name,
-            "task": "identity",
+            "task": task,
             "architecture": FUSION,
             "twin": None,
             "default": default,
@@ -333,6 +333,49 @@ def save_fused(name: str, members: list[dict], card: str, *, default: bool = Fal
         }
         _store(entries, entry)
     return folder
+
+
+def _fused_config(task: str, members: list[dict]) -> dict:
+    """The config.json of a fused model of `task` (see `save_fused`)."""
+    if task == "identity":
+        return {
+            "architecture": FUSION,
+            "faceres": {
+                "task": "identity",
+                "members": members,
+                "embedding_size": sum(int(m["dim"]) for m in members),
+                "metric": "cosine",
+            },
+        }
+    configs = [model_config(m["model"]) for m in members]
+    shared = {
+        "classes": [c["label_names"] for c in configs],
+        "input": [
+            {k: c["pretrained_cfg"][k] for k in ("input_size", "mean", "std")} for c in configs
+        ],
+        "framing": [c.get("faceres", {}).get("alignment") for c in configs],
+    }
+    for what, values in shared.items():
+        if any(v != values[0] for v in values) or values[0] is None:
+            raise ModelError(
+                f"The members of an expression ensemble must share their {what}; "
+                f"{', '.join(m['model'] for m in members)} do not."
+            )
+    first = configs[0]
+    return {
+        "architecture": FUSION,
+        "num_classes": first["num_classes"],
+        "label_names": first["label_names"],
+        "pretrained_cfg": {k: first["pretrained_cfg"][k] for k in ("input_size", "mean", "std")},
+        "faceres": {
+            "task": "expression",
+            "members": members,
+            "labels": first["label_names"],
+            "datasets": first["faceres"].get("datasets", []),
+            "training_labels": first["faceres"].get("training_labels"),
+            "alignment": first["faceres"]["alignment"],
+        },
+    }
 
 
 def _store(entries: list[dict], entry: dict) -> None:

@@ -115,6 +115,8 @@ def load_runner(task: str, name: str | None = None) -> Runner:
 @functools.lru_cache(maxsize=32)
 def _runner(name: str, backend: str, registry_dir: str) -> Runner:
     config = registry.model_config(name)
+    if config.get("architecture") == registry.FUSION:
+        return _ensemble(name, config, backend, registry_dir)
     if backend == "onnx":
         try:
             model = load_onnx(name)
@@ -131,3 +133,34 @@ def _runner(name: str, backend: str, registry_dir: str) -> Runner:
                 raise ModelError(f"{name} cannot run on ONNX Runtime: {exc}") from exc
             log.warning("%s runs on torch: no ONNX file (%s)", name, exc)
     return Runner(name, config, "torch", registry.load(name))
+
+
+def _ensemble(name: str, config: dict, backend: str, registry_dir: str) -> Runner:
+    """An expression ensemble (`registry.save_fused`) as one runner: the log of its members'
+    weighted mean probabilities, so that the softmax a caller takes of them gives that mean.
+
+    >>> run = _ensemble("ensemble", {"faceres": {"members": [...]}}, "onnx", "registry")
+    >>> np.allclose(softmax(run(batch)), 0.5 * softmax(a(batch)) + 0.5 * softmax(b(batch)))
+    True
+    """
+    parts = config["faceres"]["members"]
+    if config["faceres"].get("task") != "expression":
+        raise ModelError(f"{name} is a fused identity model: run its members (FacePipeline).")
+    members = [(_runner(m["model"], backend, registry_dir), float(m["weight"])) for m in parts]
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        mean = sum(weight * softmax(member(batch)) for member, weight in members)
+        return np.log(np.maximum(mean, np.finfo(np.float32).tiny))
+
+    engines = {member.backend for member, _ in members}
+    return Runner(name, config, engines.pop() if len(engines) == 1 else "mixed", run)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, C) logits, float32.
+
+    >>> softmax(np.log(np.array([[1.0, 3.0]]))).tolist()
+    [[0.25, 0.75]]
+    """
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
