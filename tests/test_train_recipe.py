@@ -242,6 +242,7 @@ def test_the_card_gives_the_recipe_as_a_command_and_in_words():
         "train_seconds": 43200.0,
         "device": "cpu",
         "threads": 2,
+        "teacher_views": {"k": 10, "seconds": 1800.0},
     }
     card = expression_card("student", history, {"fer2013-publictest/accuracy": 0.725}, True)
     flags = (
@@ -256,7 +257,10 @@ def test_the_card_gives_the_recipe_as_a_command_and_in_words():
     assert "10 fixed augmented views of each image, the teachers run once on each" in card
     assert "PublicTest 0.7200 (best single epoch 0.7100)" in card
     assert "720.0 min of" in card  # the wall time, pause included
-    assert "(3.00 CPU-hours: the median epoch × 3 epochs, 2 threads)" in card
+    assert "(3.00 CPU-hours: the median epoch × 3 epochs, 2 threads; and 0.50 CPU-hours" in card
+    assert "computing the teachers' 10 views of each image, once for this model and its twin" in (
+        " ".join(card.split())
+    )
 
 
 def test_teacher_views_pair_each_view_with_the_teachers_probabilities_on_it():
@@ -325,8 +329,14 @@ def test_teacher_views_are_made_once_and_shared_by_the_twin(
         config(tmp_path, fer_folder, "kd", **recipe), progress=False, publish=False
     )
     twin = config(tmp_path, fer_folder, "kd-plain", arch="faceres_plain20_32", **recipe)
+    names = ("kd", "kd-plain")
     train_expression(twin, progress=False, publish=False)
     assert len(made) == 1 and len(list((tmp_path / "runs" / "teacher-views").iterdir())) == 1
+    histories = [json.loads((tmp_path / "runs" / n / "history.json").read_text()) for n in names]
+    assert histories[0]["teacher_views"] == histories[1]["teacher_views"]  # the twin's cost too
+    assert histories[0]["teacher_views"]["k"] == 2 and histories[0]["teacher_views"]["seconds"] > 0
+    resumed = classifier.start_run(config(tmp_path, fer_folder, "kd", **recipe), resume=True)
+    assert resumed.history["teacher_views"] == histories[0]["teacher_views"]
     train_expression(
         config(tmp_path, fer_folder, "kd2", epochs=1, teachers=["other"], teacher_views=2),
         progress=False,

@@ -514,10 +514,18 @@ def cpu_hours(history: dict) -> float | None:
 
 
 def _cpu_hours_text(history: dict) -> str:
-    """ " (N CPU-hours: the median epoch × E epochs, T threads)" for a CPU run, "" otherwise."""
+    """ " (N CPU-hours: the median epoch × E epochs, T threads)" for a CPU run, "" otherwise;
+    with teacher views, the hours computing them (once for a model and its twin) beside."""
     hours = cpu_hours(history)
     if hours is None:
         return ""
     threads = f", {history['threads']} threads" if history.get("threads") else ""
     epochs = len(history["epochs"])
-    return f" ({hours:.2f} CPU-hours: the median epoch × {epochs} epochs{threads})"
+    views = history.get("teacher_views")
+    extra = (
+        f"; and {views['seconds'] / 3600:.2f} CPU-hours computing the teachers' {views['k']} "
+        "views of each image, once for this model and its twin"
+        if views
+        else ""
+    )
+    return f" ({hours:.2f} CPU-hours: the median epoch × {epochs} epochs{threads}{extra})"

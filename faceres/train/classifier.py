@@ -385,6 +385,8 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
         _resume(run, checkpoint)
     elif resume:
         cfg.notes.append("--resume given but no checkpoint found: trained from scratch")
+    if run.views is not None:
+        run.history["teacher_views"] = {"k": run.views.k, "seconds": run.views.seconds}
     return run
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from faceres.models.fer_resnet import normalize
@@ -31,10 +33,12 @@ BATCH = 256
 @dataclass
 class TeacherViews:
     """`images` (K, N, 1, H, W) uint8: K augmented views of N training images; `probs` (K, N, C)
-    float32: the teachers' mean probabilities on each view."""
+    float32: the teachers' mean probabilities on each view; `seconds`: the wall time computing
+    them took (in whichever run computed them)."""
 
     images: torch.Tensor
     probs: torch.Tensor
+    seconds: float
 
     @property
     def k(self) -> int:
@@ -72,6 +76,7 @@ def compute_views(
 ) -> TeacherViews:
     """K augmented views (`augment_policy`, seeded) of each image of `x` (N, 1, H, W) uint8,
     rounded to uint8, and the teachers' mean softmax on each (bf16 autocast, as training)."""
+    start = time.perf_counter()
     gen = torch.Generator(device=x.device).manual_seed(seed)
     images = torch.empty((k, *x.shape), dtype=torch.uint8, device=x.device)
     probs = []
@@ -87,7 +92,7 @@ def compute_views(
                 ]
             )
         )
-    return TeacherViews(images, torch.stack(probs))
+    return TeacherViews(images, torch.stack(probs), time.perf_counter() - start)
 
 
 def _mean_softmax(teachers: list[torch.nn.Module], x: torch.Tensor) -> torch.Tensor:
@@ -109,10 +114,13 @@ def teacher_views(
     stored there (written atomically) for the next run, or the twin, to reuse."""
     if path.is_file():
         saved = load_file(str(path))
-        return TeacherViews(saved["images"].to(x.device), saved["probs"].to(x.device))
+        with safe_open(str(path), "pt") as f:
+            seconds = float(f.metadata()["seconds"])
+        return TeacherViews(saved["images"].to(x.device), saved["probs"].to(x.device), seconds)
     views = compute_views(x, teachers, k, seed, policy, norm)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp")
-    save_file({"images": views.images.cpu(), "probs": views.probs.cpu()}, str(partial))
+    tensors = {"images": views.images.cpu(), "probs": views.probs.cpu()}
+    save_file(tensors, str(partial), metadata={"seconds": repr(views.seconds)})
     partial.replace(path)
     return views
