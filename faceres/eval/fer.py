@@ -46,8 +46,9 @@ def model_labels(config: dict) -> list[str]:
 def score(
     probs: np.ndarray, targets: np.ndarray, model_names: list[str], data_names: tuple[str, ...]
 ) -> dict:
-    """Accuracy, per-class precision/recall and the confusion matrix (rows: true class of the
-    data, columns: predicted class of the model). A row of NaN (no face found) gets no class:
+    """Accuracy, per-class precision/recall, macro recall (the mean recall of the classes
+    present) and the confusion matrix (rows: true class of the data, columns: predicted class of
+    the model). A row of NaN (no face found) gets no class:
     it counts wrong in `accuracy` (over all images), is left out of `accuracy_detected`, of the
     confusion matrix and of precision, and is counted in `no_face`."""
     probs, targets = np.asarray(probs, np.float64), np.asarray(targets)
@@ -74,8 +75,10 @@ def score(
             "no_face": int((~found & (targets == i)).sum()),
         }
     correct = pred_as_data == targets
+    recalls = [row["recall"] for row in per_class.values() if row["support"]]
     return {
         "accuracy": float(correct.mean()) if len(targets) else 0.0,
+        "macro_recall": float(np.mean(recalls)) if recalls else 0.0,
         "accuracy_all": float(correct.mean()) if len(targets) else 0.0,
         "accuracy_detected": float(correct[found].mean()) if found.any() else 0.0,
         "n": int(len(targets)),
@@ -235,7 +238,8 @@ def format_report(report: dict) -> str:
     lines = [
         f"{report['model']} on {report['data']} ({report['n']} images, faces: "
         f"{report['faces']}{missed})",
-        f"accuracy: {report['accuracy']:.4f}{detected} (batch, bfloat16 autocast)",
+        f"accuracy: {report['accuracy']:.4f}{detected} (batch, bfloat16 autocast); "
+        f"macro recall {report['macro_recall']:.4f}",
         *(
             [
                 f"accuracy as the app computes it ({rt['engine']}, {rt['precision']}): "
@@ -264,12 +268,17 @@ def format_report(report: dict) -> str:
 # -- registry entries ---------------------------------------------------------------------------
 
 
-def record_metric(name: str, split: str, accuracy: float) -> None:
-    """Merge `<dataset>-<split>/accuracy` into `name`'s index entry, card metadata and card
-    "Results" section (the weights and every other section stay as they are)."""
+def record_metric(name: str, split: str, report: dict) -> None:
+    """Merge `<dataset>-<split>/accuracy`, `/macro_recall` and each class's `/recall_<class>`
+    from `report` (`score`) into `name`'s index entry, card metadata and card "Results" section
+    (the weights and every other section stay as they are)."""
     history = json.loads((registry.resolve(name) / "training.json").read_text())
-    dataset = dataset_key(history["config"]["labels"])
+    prefix = f"{dataset_key(history['config']['labels'])}-{split.lower()}"
     metrics = dict(registry.get_entry(name)["metrics"])
-    metrics[f"{dataset}-{split.lower()}/accuracy"] = round(float(accuracy), 5)
+    metrics[f"{prefix}/accuracy"] = round(float(report["accuracy"]), 5)
+    metrics[f"{prefix}/macro_recall"] = round(float(report["macro_recall"]), 5)
+    for label, row in report["per_class"].items():
+        if row["support"]:
+            metrics[f"{prefix}/recall_{label}"] = round(float(row["recall"]), 5)
     registry.update_entry(name, metrics=metrics)
     registry.update_card_section(name, "Results", results_section(history, metrics))

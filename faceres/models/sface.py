@@ -9,6 +9,10 @@ BatchNorm1d (eps 2e-5) gives the 128-d embedding. The input is RGB, (pixel - 127
 mean 0.5 and std 128/255. Faces are aligned onto ArcFace's five-point 112x112 template
 (`faceres.face.align.arcface_template`).
 
+The registry stores the weights the zoo quantised as the zoo stores them (int8 values with their
+block scales and zero points, `QUANTISED_PARTS`); `checkpoint_filter_fn` dequantises them on load,
+exactly as ONNX's blocked `DequantizeLinear` does.
+
 >>> import timm, torch, faceres
 >>> model = timm.create_model("faceres_sface_2021dec").eval()
 >>> model(torch.zeros(1, 3, 112, 112)).shape
@@ -21,7 +25,11 @@ import torch
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
-__all__ = ["SFace"]
+__all__ = ["SFace", "checkpoint_filter_fn", "dequantize_blocks"]
+
+QUANTISED_PARTS = ("int8", "scale", "zero_point", "block")
+"""A block-quantised weight `W` is stored as `W.int8`, `W.scale`, `W.zero_point` and `W.block`
+(its axis and block size)."""
 
 BLOCKS = (
     (32, 64, 1),
@@ -81,6 +89,35 @@ class SFace(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def dequantize_blocks(
+    q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, block: torch.Tensor
+) -> torch.Tensor:
+    """ONNX's blocked `DequantizeLinear` in float32: `(q - zero_point) * scale`, each scale and
+    zero point repeated `block[1]` times along axis `block[0]`."""
+    axis, size = (int(v) for v in block)
+
+    def spread(t: torch.Tensor) -> torch.Tensor:
+        return t.float().repeat_interleave(size, dim=axis).narrow(axis, 0, q.shape[axis])
+
+    return (q.float() - spread(zero_point)) * spread(scale)
+
+
+def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
+    """The state dict of `model` from stored weights: each block-quantised weight dequantised
+    (`dequantize_blocks`) and shaped as the model's parameter; BatchNorm's step counters, which
+    the zoo does not store, are the model's own."""
+    own = model.state_dict()
+    out = {k: v for k, v in own.items() if k.endswith("num_batches_tracked")}
+    for key, value in state_dict.items():
+        base, _, part = key.rpartition(".")
+        if part == "int8":
+            parts = (state_dict[f"{base}.{p}"] for p in QUANTISED_PARTS[1:])
+            out[base] = dequantize_blocks(value, *parts).reshape(own[base].shape)
+        elif not (part in QUANTISED_PARTS and f"{base}.int8" in state_dict):
+            out[key] = value
+    return out
+
+
 default_cfgs = generate_default_cfgs(
     {
         "faceres_sface_2021dec": {
@@ -102,4 +139,10 @@ default_cfgs = generate_default_cfgs(
 @register_model
 def faceres_sface_2021dec(pretrained: bool = False, **kwargs) -> SFace:
     """SFace (OpenCV Zoo, 2021dec): 128-d face embeddings of 112x112 ArcFace-aligned RGB crops."""
-    return build_model_with_cfg(SFace, "faceres_sface_2021dec", pretrained, **kwargs)
+    return build_model_with_cfg(
+        SFace,
+        "faceres_sface_2021dec",
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        **kwargs,
+    )

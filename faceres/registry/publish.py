@@ -198,10 +198,12 @@ def _write_folder(
     metrics: dict,
     license: str,
     files: dict[str, bytes | str],
+    weights: dict[str, torch.Tensor] | None,
 ) -> tuple[str, str]:
-    """Stage the model's folder (fp16 safetensors, config, card, `files`) beside `folder`, then
-    move each file in by a rename (never half written) and drop stale ones. Returns (the
-    architecture, the card as written)."""
+    """Stage the model's folder (fp16 safetensors, or `weights` as given; config, card, `files`)
+    beside `folder`, then move each file in by a rename (never half written) and drop stale ones.
+    Returns (the architecture, the card as written)."""
+    from safetensors.torch import save_file
     from timm.models import save_for_hf
 
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -210,6 +212,8 @@ def _write_folder(
         save_for_hf(
             copy.deepcopy(model).cpu().half(), staged, model_config=config, safe_serialization=True
         )
+        if weights is not None:
+            save_file(weights, str(staged / "model.safetensors"), metadata={"format": "pt"})
         architecture = json.loads((staged / "config.json").read_text("utf-8"))["architecture"]
         card = with_section(card, HOW_TO_LOAD, how_to_load(name, task, architecture))
         readme = _model_card(name, task, config, card, metrics, license)
@@ -240,11 +244,14 @@ def save_model(
     license: str = "mit",
     source: str = "",
     files: dict[str, bytes | str] | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write `registry/models/<name>/` as timm writes a Hub repo (config.json with `config`
     merged in, fp16 model.safetensors), the model card and `files` (training artifacts, JSON);
     then add or replace the index entry. `config` holds the `faceres` block (its `datasets` list
-    goes into the card); metric keys may be "dataset/metric".
+    goes into the card); metric keys may be "dataset/metric". `weights`, when given, is what
+    model.safetensors stores instead (a converted model's tensors as its source quantised them),
+    which the architecture's `pretrained_filter_fn` turns back into its state dict.
 
     >>> save_model(model, "resnet18-fer", task="expression", config={"faceres": {
     ...     "labels": labels, "datasets": ["fer2013"]}}, card="# ResNet-18 on FER2013\\n...",
@@ -262,7 +269,7 @@ def save_model(
     if (folder / "README.md").is_file():
         card = merge_card(ModelCard.load(folder / "README.md").text, card)
     architecture, card = _write_folder(
-        folder, model, name, task, config, card, metrics, license, files or {}
+        folder, model, name, task, config, card, metrics, license, files or {}, weights
     )
     with _index_lock():
         entries = _read_index()
@@ -485,17 +492,37 @@ def push(name: str, repo_id: str, token: str | None = None) -> str:
 
 
 def results_section(history: dict, metrics: dict) -> str:
-    """The card's "Results" section body: the metrics table and the training summary."""
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
+    """The card's "Results" section body: the metrics table (each split's recall per class in a
+    table of its own) and the training summary."""
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items() if "/recall_" not in k)
     cfg = history["config"]
     return f"""| metric | value |
 |---|---|
 {rows}
-
+{_recall_table(metrics)}
 Best epoch {history["best_epoch"]} of {cfg["epochs"]}; final training error (clean Training set,
 last epoch) {history["train_error_final"]:.4f}; {history["train_seconds"] / 60:.1f} min of
 training on {history["device"]}{_cpu_hours_text(history)}.
 """
+
+
+def _recall_table(metrics: dict) -> str:
+    """Recall per class, one row per split: from the `<split>/recall_<class>` metrics ("" if
+    none)."""
+    splits: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        split, _, metric = key.rpartition("/")
+        if metric.startswith("recall_"):
+            splits.setdefault(split, {})[metric.removeprefix("recall_")] = value
+    if not splits:
+        return ""
+    classes = list(dict.fromkeys(c for row in splits.values() for c in row))
+    head = f"| recall | {' | '.join(classes)} |\n|---|{'---|' * len(classes)}\n"
+    body = "\n".join(
+        f"| {split} | {' | '.join(f'{row[c]:.3f}' if c in row else '–' for c in classes)} |"
+        for split, row in splits.items()
+    )
+    return f"\n{head}{body}\n"
 
 
 def wall_seconds(history: dict) -> float:
