@@ -276,6 +276,22 @@ def test_every_expression_model_answers_in_one_vocabulary():
         assert set(names) - {"contempt"} <= FER2013_CLASSES, (entry["name"], names)
 
 
+def test_every_expression_model_reads_a_smile():
+    """The app's path (detect, frame at the template's size, resize to the model's input) works
+    for every registered expression model, whatever its input size (48 or 32 pixels): the
+    astronaut, who smiles, is one face and "happy" for each."""
+    from skimage import data
+
+    from faceres.expression import analyze_expression
+
+    for entry in registry.list_models("expression"):
+        result = analyze_expression(data.astronaut(), model=entry["name"])
+        assert len(result.faces) == 1, entry["name"]
+        probs = result.faces[0].probabilities
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-4), entry["name"]
+        assert result.faces[0].label == "happy", (entry["name"], probs)
+
+
 def test_a_first_use_is_known_before_it_happens(tmp_path, monkeypatch):
     """`first_use` is true exactly when running the model would export it: not for a model whose
     index pins a committed model.onnx, nor once its cached file exists."""

@@ -14,7 +14,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -79,14 +78,6 @@ def _decode_cached(root: Path, files: list[str], size: int) -> np.ndarray:
     np.save(tmp, images, allow_pickle=False)
     tmp.replace(cached)
     return images
-
-
-def resize_faces(images: np.ndarray, size: int) -> np.ndarray:
-    """N×H×W grayscale faces resized (area) to size×size; unchanged when already that size."""
-    if images.shape[1:] == (size, size):
-        return images
-    out = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]
-    return np.stack(out) if out else np.zeros((0, size, size), images.dtype)
 
 
 def load_image_folder(

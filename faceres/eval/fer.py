@@ -21,10 +21,10 @@ from faceres.datasets.fer import (
     dataset_key,
     load_fer2013,
     load_image_folder,
-    resize_faces,
 )
 from faceres.errors import DataError
 from faceres.expression import analyze_expression, classify
+from faceres.face.align import resize_faces
 from faceres.imageio import load_image
 from faceres.models.fer_resnet import predict
 from faceres.registry.publish import results_section

@@ -15,7 +15,7 @@ import numpy as np
 
 from faceres.detect import Face, detect_faces
 from faceres.errors import ModelError
-from faceres.face.align import align
+from faceres.face.align import align, resize_faces
 from faceres.imageio import ImageInput, load_image
 from faceres.registry.runtime import Runner, load_runner, softmax, standardise
 from faceres.stopwatch import Stopwatch
@@ -81,11 +81,13 @@ def _framing(config: dict) -> dict:
     return template
 
 
-def face_crops(image: np.ndarray, faces: list[Face], template: dict) -> np.ndarray:
-    """N×H×W uint8 grayscale crops of `faces`, framed by the model's template."""
+def face_crops(image: np.ndarray, faces: list[Face], template: dict, size: int) -> np.ndarray:
+    """N×size×size uint8 grayscale crops of `faces`, framed by the model's template (at the
+    template's size: the dataset's), then resized (area) to the model's input `size` as its
+    training resized the dataset's faces."""
     crops = [cv2.cvtColor(align(image, face, template), cv2.COLOR_RGB2GRAY) for face in faces]
     h, w = (int(v) for v in template["size"][::-1])
-    return np.stack(crops) if crops else np.zeros((0, h, w), np.uint8)
+    return resize_faces(np.stack(crops) if crops else np.zeros((0, h, w), np.uint8), size)
 
 
 def classify(crops: np.ndarray, runner: Runner) -> np.ndarray:
@@ -118,7 +120,7 @@ def analyze_expression(
     template = _framing(loaded.config)
     faces = detect_faces(image, detector=detector)
     watch.lap("detect")
-    crops = face_crops(image, faces, template)
+    crops = face_crops(image, faces, template, loaded.config["pretrained_cfg"]["input_size"][-1])
     watch.lap("align")
     labels = class_names(loaded.config)
     probs = classify(crops, loaded) if len(crops) else np.zeros((0, len(labels)))

@@ -311,3 +311,11 @@ def views(image: np.ndarray, face: Face, template: dict) -> list[np.ndarray]:
     if face.scheme != "dlib5" and "dlib5_box" in template:
         crops.append(align(image, dlib5_in_box(image, face, template["dlib5_box"]), template))
     return crops
+
+
+def resize_faces(images: np.ndarray, size: int) -> np.ndarray:
+    """N×H×W grayscale faces resized (area) to size×size; unchanged when already that size."""
+    if images.shape[1:] == (size, size):
+        return images
+    out = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]
+    return np.stack(out) if out else np.zeros((0, size, size), images.dtype)

@@ -24,8 +24,9 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from faceres import registry
-from faceres.datasets.fer import FaceSet, dataset_key, load_fer2013, resize_faces
+from faceres.datasets.fer import FaceSet, dataset_key, load_fer2013
 from faceres.errors import DataError
+from faceres.face.align import resize_faces
 from faceres.labels import FER_LABELS, FERPLUS_LABELS
 from faceres.models.fer_resnet import normalize, predict
 from faceres.registry.publish import wall_seconds
