@@ -163,10 +163,21 @@ def study(name: str) -> dict:
     return next(r for r in study_rows() if r["name"] == name)
 
 
-def study_epochs() -> int:
-    epochs = {r["epochs"] for r in study_rows()}
+def study_epochs(batchnorm: bool = True) -> int:
+    """The epochs of the study's networks with (or without) BatchNorm: one value each."""
+    epochs = {r["epochs"] for r in study_rows() if r["batchnorm"] == batchnorm}
     assert len(epochs) == 1, epochs
     return epochs.pop()
+
+
+def error(name: str) -> float:
+    """A study model's final training error, in %."""
+    return 100 * study(name)["train_error_final"]
+
+
+def by_depth(kind: str) -> list[float]:
+    """Final training errors (%) of `kind` ("resnet" or "plain") at depths 20, 32, 44, 56."""
+    return [error(f"{kind}{d}-fer32") for d in (20, 32, 44, 56)]
 
 
 def grad_median(model: str) -> float:
@@ -419,6 +430,21 @@ CLAIMS: list[Claim] = [
     ],
     *[
         Claim(
+            f"models: {kind}{d}-fer32 / plain{d}-fer32",
+            rf"\| resnet{d}-fer32 / plain{d}-fer32 \|[^\n]*\| training error {PCT} / {PCT}; "
+            rf"PrivateTest {PCT} / {PCT} \|",
+            lambda d=d: [
+                error(f"resnet{d}-fer32"),
+                error(f"plain{d}-fer32"),
+                pct(f"resnet{d}-fer32", "fer2013-privatetest/accuracy"),
+                pct(f"plain{d}-fer32", "fer2013-privatetest/accuracy"),
+            ],
+        )
+        for kind in ("resnet",)
+        for d in (20, 32, 44, 56)
+    ],
+    *[
+        Claim(
             f"models: weights of {' / '.join(models)}",
             rf"\| (?:\*\*)?{' / '.join(models)}(?:\*\*)?(?: \(default\))? "
             rf"\|[^|\n]*\|[^|\n]*\| {NUMBER} MB(?: each)? \|",
@@ -435,6 +461,7 @@ CLAIMS: list[Claim] = [
             ("resnet20-fer", "plain20-fer"),
             ("resnet56-fer", "plain56-fer"),
             ("resnet56nobn-fer", "plain56nobn-fer"),
+            *((f"resnet{d}-fer32", f"plain{d}-fer32") for d in (20, 32, 44, 56)),
         )
     ],
     Claim(
@@ -537,17 +564,30 @@ CLAIMS: list[Claim] = [
     ),
     Claim(
         "study: recipe",
-        rf"batch {NUMBER}, SGD {NUMBER} cosine, \*\*{NUMBER} epochs\*\*",
+        rf"batch {NUMBER}, SGD {NUMBER}\s+with Nesterov momentum, {NUMBER} warm-up epochs, cosine "
+        rf"to zero over \*\*{NUMBER} epochs\*\*",
         lambda: [
-            training("resnet20-fer")["config"]["batch_size"],
-            training("resnet20-fer")["config"]["lr"],
+            training("resnet20-fer32")["config"]["batch_size"],
+            training("resnet20-fer32")["config"]["lr"],
+            training("resnet20-fer32")["config"]["warmup_epochs"],
             study_epochs(),
         ],
     ),
     Claim(
-        "study: no-BatchNorm learning rate",
-        rf"the no-BatchNorm pair at learning rate {NUMBER}",
-        lambda: [training("plain56nobn-fer")["config"]["lr"]],
+        "study: CPU-hours of the eight",
+        rf"the eight networks took {NUMBER} CPU-hours in all",
+        lambda: [sum(r["cpu_hours"] for r in study_rows() if r["batchnorm"])],
+    ),
+    Claim(
+        "models: CPU-hours of the depth study",
+        rf"40 epochs each, {NUMBER}\s+CPU-hours in all",
+        lambda: [sum(r["cpu_hours"] for r in study_rows() if r["batchnorm"])],
+    ),
+    Claim(
+        "study: no-BatchNorm recipe",
+        rf"The no-BatchNorm pair keeps its round-1 recipe \(48×48, {NUMBER} epochs,\s+learning "
+        rf"rate {NUMBER}",
+        lambda: [study_epochs(batchnorm=False), training("plain56nobn-fer")["config"]["lr"]],
     ),
     Claim(
         "study: the table",
@@ -556,49 +596,60 @@ CLAIMS: list[Claim] = [
     ),
     Claim(
         "study: degradation of plain nets",
-        rf"plain-56 ends at a training error of {PCT} against {PCT} for\s+plain-20 "
-        rf"\(\+{NUMBER} points\)",
+        rf"plain-56 ends with a training error of {PCT} against\s+{PCT} for plain-20 "
+        rf"\(\+{NUMBER} points\), rising at every step \(20: {PCT}, 32: {PCT}, 44: {PCT},\s+"
+        rf"56: {PCT}\)",
         lambda: [
-            100 * study("plain56-fer")["train_error_final"],
-            100 * study("plain20-fer")["train_error_final"],
-            100
-            * (
-                study("plain56-fer")["train_error_final"]
-                - study("plain20-fer")["train_error_final"]
-            ),
+            error("plain56-fer32"),
+            error("plain20-fer32"),
+            error("plain56-fer32") - error("plain20-fer32"),
+            *by_depth("plain"),
         ],
     ),
     Claim(
-        "study: ResNets do not degrade",
-        rf"ResNet-56 ends at {PCT}, the same as ResNet-20 \(\+{NUMBER}\)",
+        "study: ResNets improve with depth",
+        rf"ResNet-56 ends at {PCT} against {PCT} for ResNet-20\s+\(−{NUMBER} points\), falling "
+        rf"at every step \(20: {PCT}, 32: {PCT}, 44: {PCT}, 56: {PCT}\)",
         lambda: [
-            100 * study("resnet56-fer")["train_error_final"],
-            100
-            * (
-                study("resnet56-fer")["train_error_final"]
-                - study("resnet20-fer")["train_error_final"]
-            ),
+            error("resnet56-fer32"),
+            error("resnet20-fer32"),
+            error("resnet20-fer32") - error("resnet56-fer32"),
+            *by_depth("resnet"),
+        ],
+    ),
+    Claim(
+        "study: held-out accuracy by depth",
+        rf"\(PrivateTest {PCT} → {PCT}\) while the plain nets lose \({PCT} → {PCT}\)",
+        lambda: [
+            pct(f"{kind}{d}-fer32", "fer2013-privatetest/accuracy")
+            for kind in ("resnet", "plain")
+            for d in (20, 56)
         ],
     ),
     Claim(
         "study: vanishing gradients without BatchNorm",
-        rf"weight-gradient norm of {NUMBER} at initialisation \({NUMBER} with BatchNorm\) "
-        rf"and never trains \({PCT}",
+        rf"weight-gradient norm of {NUMBER} at initialisation \({NUMBER} for plain-56 with "
+        rf"BatchNorm\) and never\s+trains \({PCT}",
         lambda: [
             grad_median("plain56nobn-fer"),
-            grad_median("plain56-fer"),
-            100 * study("plain56nobn-fer")["train_error_final"],
+            grad_median("plain56-fer32"),
+            error("plain56nobn-fer"),
         ],
     ),
     Claim(
         "study: residual net without BatchNorm",
-        rf"keeps gradient norms\s+near {NUMBER} and trains, slowly \({PCT} training error after "
-        rf"{NUMBER} epochs\)",
+        rf"keeps\s+gradient norms\s+near {NUMBER} and trains, slowly \({PCT} training error "
+        rf"after {NUMBER} epochs\)",
         lambda: [
             grad_median("resnet56nobn-fer"),
-            100 * study("resnet56nobn-fer")["train_error_final"],
-            study_epochs(),
+            error("resnet56nobn-fer"),
+            study_epochs(batchnorm=False),
         ],
+    ),
+    Claim(
+        "study: gradients with BatchNorm",
+        rf"plain-56 and ResNet-56 \(median {NUMBER} and {NUMBER}\)",
+        lambda: [grad_median("plain56-fer32"), grad_median("resnet56-fer32")],
     ),
     Claim(
         "study: 18 layers",
@@ -822,12 +873,18 @@ CLAIMS: list[Claim] = [
         lambda: [study_epochs()],
     ),
     Claim(
-        "limits: ResNet-56 ties ResNet-20",
-        rf"ResNet-56 ties ResNet-20 \({PCT} vs {PCT} training error\)",
+        "limits: ResNet-56 below ResNet-20",
+        rf"ResNet-56 ends {NUMBER} points below ResNet-20 \({PCT} vs {PCT} training error\)",
         lambda: [
-            100 * study("resnet56-fer")["train_error_final"],
-            100 * study("resnet20-fer")["train_error_final"],
+            error("resnet20-fer32") - error("resnet56-fer32"),
+            error("resnet56-fer32"),
+            error("resnet20-fer32"),
         ],
+    ),
+    Claim(
+        "limits: the no-BatchNorm pair's recipe",
+        rf"kept its round-1 recipe \(48×48, {NUMBER} epochs on a GPU, learning rate {NUMBER}",
+        lambda: [study_epochs(batchnorm=False), training("plain56nobn-fer")["config"]["lr"]],
     ),
     Claim(
         "limits: CPU training projection",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from faceres.errors import ModelError
 from faceres.registry.index import (
@@ -203,7 +204,6 @@ def _write_folder(
     """Stage the model's folder (fp16 safetensors, or `weights` as given; config, card, `files`)
     beside `folder`, then move each file in by a rename (never half written) and drop stale ones.
     Returns (the architecture, the card as written)."""
-    from safetensors.torch import save_file
     from timm.models import save_for_hf
 
     folder.parent.mkdir(parents=True, exist_ok=True)
