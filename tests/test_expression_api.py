@@ -14,6 +14,7 @@ from sklearn.metrics import (
 
 import faceres.eval.fer as eval_expression
 from faceres import registry
+from faceres.errors import ModelError
 from faceres.eval.fer import evaluate_expression, format_report, score
 from faceres.settings import data_dir
 
@@ -47,7 +48,9 @@ def test_score_maps_ferplus_names_onto_fer_folders():
         "support": 2,
         "no_face": 0,
     }
-    assert "accuracy: 0.7500" in format_report(dict(report, model="m", data="d", faces="crop"))
+    assert "accuracy: 0.7500" in format_report(
+        dict(report, model="m", data="d", faces="crop", views="mirror")
+    )
 
 
 def sklearn_scores(pred: np.ndarray, targets: np.ndarray, classes: int) -> dict:
@@ -215,6 +218,33 @@ def test_classify_on_onnx_runtime_matches_the_torch_model():
     probs = classify(images, runner)
     assert np.abs(probs - reference).max() < 1e-4
     assert (probs.argmax(1) == reference.argmax(1)).all()
+
+
+@needs_model
+def test_a_single_view_model_reads_the_face_alone():
+    """With `views` "single" (as an argument or in the model's config) the app's classifier
+    gives the torch model's softmax of the face alone; by default, the mean with the mirror
+    image."""
+    import dataclasses
+
+    from faceres.expression import classify
+    from faceres.registry.runtime import load_runner, mirror_views
+
+    runner = load_runner("expression")
+    loaded = registry.load(runner.name)
+    images = np.random.default_rng(3).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    mean, std = (float(loaded.config["pretrained_cfg"][k][0]) for k in ("mean", "std"))
+    x = (torch.from_numpy(images)[:, None].float() / 255 - mean) / std
+    with torch.no_grad():
+        alone = loaded.model(x.to(loaded.device)).softmax(1).cpu().numpy()
+    assert np.abs(classify(images, runner, views="single") - alone).max() < 1e-4
+    config = {**runner.config, "faceres": {**runner.config["faceres"], "views": "single"}}
+    single = dataclasses.replace(runner, config=config)
+    assert not mirror_views(single.config)
+    assert np.abs(classify(images, single) - alone).max() < 1e-4
+    assert np.abs(classify(images, runner) - mirrored_probs(loaded, x)).max() < 1e-4
+    with pytest.raises(ModelError, match="one of"):
+        mirror_views({"faceres": {"views": "ten"}})
 
 
 @needs_model

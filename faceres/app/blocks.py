@@ -17,6 +17,7 @@ from faceres import registry
 from faceres.face.pipeline import embed_crops
 from faceres.models.blocks import Block, lesioned
 from faceres.models.fer_resnet import predict
+from faceres.registry.runtime import mirror_views
 
 
 def expression_probabilities(
@@ -24,12 +25,14 @@ def expression_probabilities(
 ) -> np.ndarray:
     """Class probabilities (N × classes, the model's `label_names` order) of registry expression
     model `name` for N grayscale face crops (N×H×W uint8, as `analyze_expression` gives them)
-    with the `chosen` blocks deleted; mean with the mirror image, as `predict` does."""
+    with the `chosen` blocks deleted; with the mirror image unless the model's config says
+    "single" (`mirror_views`), as the app's `classify` does."""
     loaded = registry.load(name, device=device)
     cfg = loaded.config["pretrained_cfg"]
     x = torch.from_numpy(np.ascontiguousarray(crops)).unsqueeze(1)
     model = lesioned(loaded.model, chosen)
-    return predict(model, x, float(cfg["mean"][0]), float(cfg["std"][0])).numpy()
+    flip = mirror_views(loaded.config)
+    return predict(model, x, float(cfg["mean"][0]), float(cfg["std"][0]), flip=flip).numpy()
 
 
 def identity_embeddings(

@@ -174,6 +174,12 @@ def _add_expression(sub: argparse._SubParsersAction) -> None:
         help="folder for the confusion-matrix plot (default runs/eval)",
     )
     p.add_argument(
+        "--views",
+        choices=("mirror", "single"),
+        help="test-time views of face crops: the face and its mirror image, or the face alone "
+        "(default: the model's config); with --update-registry, stored as the model's own",
+    )
+    p.add_argument(
         "--update-registry",
         action="store_true",
         help="write the split's accuracy into the model's card and index entry",
@@ -194,12 +200,15 @@ def run_expression(args: argparse.Namespace) -> int:
         faces=args.faces,
         data=args.data,
         plot=args.out / f"confusion-{name}-{args.split or 'folder'}.png",
+        views=args.views,
     )
     if args.update_registry:
         if not args.split:
             from faceres.errors import DataError
 
             raise DataError("--update-registry needs --split (a FER2013 split).")
+        if args.views:
+            registry.update_config(name, views=args.views)
         record_metric(name, args.split, report)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

@@ -28,7 +28,7 @@ from faceres.face.align import resize_faces
 from faceres.imageio import load_image
 from faceres.models.fer_resnet import predict
 from faceres.registry.publish import results_section
-from faceres.registry.runtime import load_runner
+from faceres.registry.runtime import load_runner, mirror_views
 
 SYNONYMS = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
 """FER+ label → FER2013 label, so either kind of model can be scored on either kind of folder."""
@@ -96,27 +96,31 @@ def model_sized(images: np.ndarray, config: dict) -> np.ndarray:
     return resize_faces(images, int(config["pretrained_cfg"]["input_size"][-1]))
 
 
-def predict_faces(name: str, faces: FaceSet, flip: bool = True) -> np.ndarray:
+def predict_faces(name: str, faces: FaceSet, views: str | None = None) -> np.ndarray:
     """Class probabilities of registry model `name` for already-cropped grayscale faces (an
-    ensemble: its members' weighted mean)."""
+    ensemble: its members' weighted mean), read with the model's test-time views or `views`."""
     config = registry.model_config(name)
+    flip = mirror_views(config, views)
     if config["architecture"] == registry.FUSION:
         parts = config["faceres"]["members"]
-        return sum(float(m["weight"]) * predict_faces(m["model"], faces, flip) for m in parts)
+        views = "mirror" if flip else "single"
+        return sum(float(m["weight"]) * predict_faces(m["model"], faces, views) for m in parts)
     loaded = registry.load(name)
     cfg = loaded.config["pretrained_cfg"]
     x = torch.from_numpy(model_sized(faces.images, loaded.config)).unsqueeze(1)
     return predict(loaded.model, x, float(cfg["mean"][0]), float(cfg["std"][0]), flip=flip).numpy()
 
 
-def runtime_agreement(name: str, faces: FaceSet, batch_probs: np.ndarray) -> dict:
+def runtime_agreement(
+    name: str, faces: FaceSet, batch_probs: np.ndarray, views: str | None = None
+) -> dict:
     """Accuracy of the same faces as the app scores them (`faceres.expression.classify` on this
     machine's engine: ONNX Runtime in float32 on a CPU), and how often its class agrees with the
     batch prediction's (bfloat16 autocast), which the registry's figures come from."""
     runner = load_runner("expression", name)
     images = model_sized(faces.images, runner.config)
     probs = np.concatenate(
-        [classify(images[i : i + 256], runner) for i in range(0, len(images), 256)]
+        [classify(images[i : i + 256], runner, views) for i in range(0, len(images), 256)]
     )
     labels = model_labels(runner.config)
     return {
@@ -147,12 +151,15 @@ def evaluate_expression(
     faces: str | None = None,
     data: str | Path | None = None,
     plot: str | Path | None = None,
+    views: str | None = None,
 ) -> dict:
     """Score registry model `name` on a class-named `folder`, or on a FER2013 `split` with the
     model's own label set (FER+ models: majority vote). `faces`: "crop" (images are face crops
     like FER2013's) or "detect" (photos: find the face first); by default "crop" for images of
-    at most 64 px, else "detect". `plot` saves the confusion matrix as an image."""
-    labels = model_labels(registry.model_config(name))
+    at most 64 px, else "detect". `plot` saves the confusion matrix as an image. `views`
+    ("mirror" or "single", face crops only) overrides the model's test-time views."""
+    config = registry.model_config(name)
+    labels = model_labels(config)
     if split:
         kind = "ferplus" if len(labels) == len(FERPLUS_LABELS) else "fer"
         faceset = load_fer2013(split, data, kind, protocol="majority")
@@ -171,16 +178,19 @@ def evaluate_expression(
         faces = "crop" if root is None or _largest_side(root, faceset.files[0]) <= 64 else "detect"
     runtime = None
     if faces == "crop":
-        probs = predict_faces(name, faceset)
-        runtime = runtime_agreement(name, faceset, probs)
+        probs = predict_faces(name, faceset, views)
+        runtime = runtime_agreement(name, faceset, probs, views)
     elif faces == "detect":
         if root is None:
             raise DataError("--faces detect needs a folder of photos.")
+        if views:
+            raise DataError("--views applies to face crops; photos are read as the model says.")
         probs = detect_and_predict(name, root, faceset.files)
     else:
         raise DataError(f"faces must be 'crop' or 'detect', not {faces!r}.")
     report = score(probs, faceset.labels, labels, faceset.label_names)
-    report.update(model=name, data=source, faces=faces)
+    views = "mirror" if mirror_views(config, views) else "single"
+    report.update(model=name, data=source, faces=faces, views=views)
     if runtime:
         report["runtime"] = runtime
     if plot:
@@ -237,7 +247,7 @@ def format_report(report: dict) -> str:
     )
     lines = [
         f"{report['model']} on {report['data']} ({report['n']} images, faces: "
-        f"{report['faces']}{missed})",
+        f"{report['faces']}{missed}; test-time views: {report['views']})",
         f"accuracy: {report['accuracy']:.4f}{detected} (batch, bfloat16 autocast); "
         f"macro recall {report['macro_recall']:.4f}",
         *(

@@ -17,7 +17,7 @@ from faceres.detect import Face, detect_faces
 from faceres.errors import ModelError
 from faceres.face.align import align, resize_faces
 from faceres.imageio import ImageInput, load_image
-from faceres.registry.runtime import Runner, load_runner, softmax, standardise
+from faceres.registry.runtime import Runner, load_runner, mirror_views, softmax, standardise
 from faceres.stopwatch import Stopwatch
 
 WORDS = {"happiness": "happy", "sadness": "sad", "anger": "angry"}
@@ -90,14 +90,17 @@ def face_crops(image: np.ndarray, faces: list[Face], template: dict, size: int) 
     return resize_faces(np.stack(crops) if crops else np.zeros((0, h, w), np.uint8), size)
 
 
-def classify(crops: np.ndarray, runner: Runner) -> np.ndarray:
+def classify(crops: np.ndarray, runner: Runner, views: str | None = None) -> np.ndarray:
     """Class probabilities (N, classes) of N×H×W uint8 grayscale crops: the softmax of each crop
-    and of its mirror image, averaged. float32 throughout, on `runner`'s engine.
+    and of its mirror image, averaged, or of the crop alone, as the model's config (or `views`)
+    says (`mirror_views`). float32 throughout, on `runner`'s engine.
 
     >>> classify(np.zeros((1, 48, 48), np.uint8), load_runner("expression")).shape
     (1, 7)
     """
     x = standardise(crops, runner.config)
+    if not mirror_views(runner.config, views):
+        return softmax(runner(x))
     p = softmax(runner(np.concatenate([x, x[..., ::-1]])))
     return (p[: len(crops)] + p[len(crops) :]) / 2
 
@@ -106,7 +109,7 @@ def analyze_expression(
     img: ImageInput, model: str | None = None, detector: str | None = None
 ) -> ExpressionResult:
     """Detect every face of `img`, frame it like FER2013's crops, and classify its expression
-    (mean of the face and its mirror image).
+    (`classify`: with the mirror image unless the model's config says "single").
 
     >>> analyze_expression("photo.jpg", detector="yunet").faces[0].label
     'happy'

@@ -52,7 +52,7 @@ from faceres.expression import ExpressionResult, analyze_expression, class_names
 from faceres.identity import VerifyResult, verify
 from faceres.imageio import ImageInput
 from faceres.models.fer_resnet import normalize
-from faceres.registry.runtime import standardise
+from faceres.registry.runtime import mirror_views, standardise
 
 SMOOTH_SIGMA = 2.0
 """Gaussian smoothing (pixels of the aligned crop) of the verification maps, chosen on 100 LFW
@@ -256,8 +256,9 @@ def expression_cams(
     crops: np.ndarray, loaded: registry.LoadedModel, targets: np.ndarray
 ) -> np.ndarray:
     """Grad-CAMs (N×H×W float32 in [0, 1]) of class indices `targets` for N×H×W uint8 grayscale
-    crops (`faceres.expression.face_crops`), face and mirror image averaged, each scaled so its
-    maximum is 1 (all zero when nothing in the crop raised the class).
+    crops (`faceres.expression.face_crops`), face and mirror image averaged (the face alone when
+    the model's config says "single"), each scaled so its maximum is 1 (all zero when nothing in
+    the crop raised the class).
 
     >>> expression_cams(crops, registry.load_task("expression"), np.array([3])).shape
     (1, 48, 48)
@@ -269,6 +270,8 @@ def expression_cams(
     x = x.to(loaded.device)
     n = len(x)
     t = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    if not mirror_views(loaded.config):
+        return peak_scaled(grad_cam(loaded.model, x, t).cpu().numpy())
     cam = grad_cam(loaded.model, torch.cat([x, x.flip(3)]), torch.cat([t, t]))
     return peak_scaled(((cam[:n] + cam[n:].flip(2)) / 2).cpu().numpy())
 

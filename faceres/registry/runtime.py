@@ -59,6 +59,25 @@ def standardise(crops: Sequence[np.ndarray], config: dict) -> np.ndarray:
     return (batch.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0) - mean) / std
 
 
+VIEWS = ("mirror", "single")
+"""How an expression model reads a face at test time (its config's `faceres.views`): "mirror"
+averages the probabilities of the face and of its mirror image (the default), "single" reads the
+face alone (half the compute)."""
+
+
+def mirror_views(config: dict, views: str | None = None) -> bool:
+    """Whether the model reads each face with its mirror image: `views` when given, else its
+    config's `faceres.views` ("mirror" when absent).
+
+    >>> mirror_views({"faceres": {"views": "single"}})
+    False
+    """
+    chosen = views or config.get("faceres", {}).get("views", "mirror")
+    if chosen not in VIEWS:
+        raise ModelError(f"Test-time views must be one of {VIEWS}, not {chosen!r}.")
+    return chosen == "mirror"
+
+
 log = logging.getLogger(__name__)
 _LOCKS: dict[str, threading.Lock] = {}
 """One lock per model: a model being exported makes only its own callers wait."""
