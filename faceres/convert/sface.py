@@ -114,8 +114,13 @@ def stored_weights(model: onnx.ModelProto) -> dict[str, torch.Tensor]:
 
 def sface_from_onnx(path: str | Path) -> SFace:
     """The timm SFace with the weights of the zoo's ONNX file at `path` (float32, eval mode)."""
+    return sface_from_weights(stored_weights(onnx.load(str(path))))
+
+
+def sface_from_weights(weights: dict[str, torch.Tensor]) -> SFace:
+    """The timm SFace (float32, eval mode) with `stored_weights`, dequantised as on load."""
     model = timm.create_model("faceres_sface_2021dec").eval()
-    model.load_state_dict(checkpoint_filter_fn(stored_weights(onnx.load(str(path))), model))
+    model.load_state_dict(checkpoint_filter_fn(weights, model))
     return model
 
 
@@ -168,10 +173,11 @@ def convert_sface(path: str | Path | None = None, name: str = SFACE_NAME) -> Pat
         }
     }
     licence = (Path(__file__).parent / "licenses" / "Apache-2.0.txt").read_text()
+    weights = stored_weights(onnx.load(str(path)))
     return registry.save_model(
-        sface_from_onnx(path),
+        sface_from_weights(weights),
         name,
-        weights=stored_weights(onnx.load(str(path))),
+        weights=weights,
         task="identity",
         config=config,
         card=SFACE_CARD.format(sha256=SFACE_SHA256),
